@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine with only Python 3.11: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	EVIDENCE_DATA_DIR=$(CURDIR)/demo-data $(BIN)/evidence demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check evidence storage flows tests bench
+	$(BIN)/ruff format --check evidence storage flows tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy evidence storage
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The evidence domain: formats, crypto, metadata, policy. Plain Python; no Prefect, no boto3."""

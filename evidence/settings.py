@@ -1,0 +1,108 @@
+"""All configuration in one object.
+
+Values come from, highest first: keyword arguments, ``EVIDENCE_*`` environment variables, the TOML file
+named by ``EVIDENCE_CONFIG`` (or ``<data_dir>/evidence.toml``), then the defaults below. S3 endpoints
+and credentials are deliberately *not* here: boto3's own chain (``AWS_ENDPOINT_URL_S3``,
+``AWS_PROFILE``, instance roles) supplies them, so MinIO, Ceph and AWS work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MiB = 1024 * 1024
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".evidence-pipeline"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVIDENCE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Station-local state: embedded vault, keys, journal, catalog."""
+
+    vault_url: str = ""
+    """``file:///path`` or ``s3://bucket/prefix``; empty means ``file://<data_dir>/vault``."""
+
+    keys_dir: Path | None = None
+    """Where ``evidence keys init`` writes key files; default ``<data_dir>/keys``."""
+
+    kms_key_id: str | None = None
+    """AWS KMS key (id, ARN or alias) used as a second keyring for every data key."""
+
+    station_id: str = Field(default_factory=socket.gethostname)
+    device_registry: Path | None = None
+    """TOML file mapping device serial -> officer and device type; default ``<data_dir>/devices.toml``."""
+
+    retention_days: int = Field(default=31, ge=1)
+    """Default Object Lock retain-until for new objects, in days from ingest."""
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+
+    segment_size: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
+    part_size: int = Field(default=16 * MiB, ge=5 * MiB, le=512 * MiB)
+    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    verify_readback: bool = False
+    """Re-read every stored object before declaring it verified (slower; checksums suffice on S3)."""
+
+    settle_seconds: float = Field(default=2.0, ge=0)
+    """A file whose size or mtime changed within this window is still being written: deferred."""
+
+    ingest_workers: int = Field(default=2, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _fill_derived_paths(self) -> Settings:
+        # frozen model: derived defaults are set once, here, so every reader sees the same paths
+        if not self.vault_url:
+            object.__setattr__(self, "vault_url", (self.data_dir / "vault").resolve().as_uri())
+        if self.keys_dir is None:
+            object.__setattr__(self, "keys_dir", self.data_dir / "keys")
+        if self.device_registry is None:
+            object.__setattr__(self, "device_registry", self.data_dir / "devices.toml")
+        return self
+
+    @property
+    def keys_path(self) -> Path:
+        assert self.keys_dir is not None
+        return self.keys_dir
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.data_dir / "journal"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+
+
+def _config_file() -> Path | None:
+    # The one place outside Settings that reads the environment: it must, to find the file itself.
+    named = os.environ.get("EVIDENCE_CONFIG")
+    if named:
+        return Path(named)
+    data_dir = os.environ.get("EVIDENCE_DATA_DIR")
+    candidate = (Path(data_dir) if data_dir else _default_data_dir()) / "evidence.toml"
+    return candidate if candidate.exists() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

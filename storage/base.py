@@ -1,0 +1,135 @@
+"""The object-store contract every backend implements (S3 via boto3, a local directory).
+
+Modelled on S3 with versioning and Object Lock, because that is what the vault relies on: every write
+creates a new version, a version under retention or legal hold cannot be deleted, and retention can be
+extended but never shortened (without a governance bypass). The same contract tests
+(``tests/test_storage_contract.py``) run against every backend.
+
+Keys are produced by ``evidence.layout`` and restricted to ``[a-z0-9._/-]``; backends reject others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+
+@dataclass(frozen=True)
+class Retention:
+    mode: LockMode
+    retain_until: datetime  # timezone-aware, UTC
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    version_id: str
+    size: int
+    checksum: str | None
+    """The store's own checksum of the object as it reports it (S3: ChecksumSHA256, composite for
+    multipart). Compare only with ``ObjectUpload.expected_checksum`` from the same backend."""
+    retention: Retention | None
+    legal_hold: bool
+    last_modified: datetime
+    is_delete_marker: bool = False
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+class ObjectUpload(Protocol):
+    """One streaming write. Nothing is visible under ``key`` until ``commit``; ``abort`` leaves no trace.
+
+    Memory is bounded by the part size times the upload concurrency, whatever the object's size.
+    """
+
+    key: str
+
+    @property
+    def bytes_written(self) -> int: ...
+
+    @property
+    def expected_checksum(self) -> str:
+        """What ``head(key).checksum`` must equal once committed, computed from the bytes sent."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the full object as sent."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> ObjectInfo:
+        """Make the object visible with the upload's retention applied; returns the new version."""
+        ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    url: str
+
+    def check(self) -> list[str]:
+        """Problems that make this store unfit for evidence (versioning off, no Object Lock, public
+        access possible, unreachable). Empty list means fit."""
+        ...
+
+    def initialise(self) -> None:
+        """Create or fix the container: versioning on, Object Lock enabled, public access blocked."""
+        ...
+
+    def begin_upload(
+        self, key: str, *, retention: Retention | None, content_type: str = "application/octet-stream"
+    ) -> ObjectUpload: ...
+
+    def put_bytes(
+        self, key: str, data: bytes, *, retention: Retention | None, if_absent: bool = False
+    ) -> ObjectInfo:
+        """Small objects in one call. ``if_absent`` raises ``AlreadyExists`` if the key has a current
+        version (used for create-once records such as manifests)."""
+        ...
+
+    def get(
+        self, key: str, *, version_id: str | None = None, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of the object (``end=None``: to its end), as chunks."""
+        ...
+
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """Raises ``NotFound`` when the key (or version) does not exist or is a delete marker."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Current versions under ``prefix`` (delete markers excluded), in key order."""
+        ...
+
+    def list_versions(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every version and delete marker under ``prefix``."""
+        ...
+
+    def delete_version(self, key: str, version_id: str, *, bypass_governance: bool = False) -> None:
+        """Permanently delete one version. ``LockedError`` while retention (unless GOVERNANCE and
+        ``bypass_governance``) or a legal hold protects it."""
+        ...
+
+    def extend_retention(self, key: str, version_id: str, retention: Retention) -> None:
+        """Move retain-until later. An earlier date raises ``LockedError``: retention never shrinks."""
+        ...
+
+    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None: ...
+
+    def list_incomplete_uploads(self, prefix: str) -> Iterator[IncompleteUpload]: ...
+
+    def abort_incomplete_upload(self, upload: IncompleteUpload) -> None: ...
