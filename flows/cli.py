@@ -1,0 +1,220 @@
+"""The ``evidence`` command: the front door for officers' docks, investigators and storage admins.
+
+Commands parse, call one function, render. Errors from the project's hierarchy become one line on
+stderr and the error's exit code, never a traceback. Prefect is imported only by commands that run a
+flow, so reading an item back does not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evidence.errors import EvidenceError
+from evidence.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="evidence",
+    help="Body-worn video and scene photos into encrypted, WORM-locked, verified evidence storage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Key pairs and the vault id key.", no_args_is_help=True)
+vault_app = typer.Typer(help="Create and check the vault (bucket or directory).", no_args_is_help=True)
+dock_app = typer.Typer(help="Docking-station automation.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(vault_app, name="vault")
+app.add_typer(dock_app, name="dock")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _print_json(doc: object) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# -- keys and vault -------------------------------------------------------------------------------
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the vault key pair and id key in the keys directory (once per vault)."""
+    from flows.keys import init_keys
+
+    created = init_keys(_settings())
+    for path in created:
+        out.print(f"created {path}")
+    if not created:
+        out.print("keys already present; nothing created")
+
+
+@keys_app.command("station-bundle")
+def keys_station_bundle(
+    out_dir: Annotated[Path, typer.Argument(help="Empty folder to copy the station's keys into.")],
+) -> None:
+    """Copy what an ingest station needs (recipient public key, id key) and nothing that decrypts."""
+    from flows.keys import station_bundle
+
+    for path in station_bundle(_settings(), out_dir):
+        out.print(f"wrote {path}")
+
+
+@vault_app.command("init")
+def vault_init() -> None:
+    """Create or check the vault: versioning on, Object Lock enabled, public access blocked."""
+    from flows.keys import open_vault_for_init
+
+    vault = open_vault_for_init(_settings())
+    created = vault.initialise()
+    problems = vault.store.check()
+    out.print(f"vault {'created' if created else 'already initialised'} at {vault.store.url}")
+    for problem in problems:
+        err.print(f"[yellow]warning:[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@vault_app.command("check")
+def vault_check() -> None:
+    """Report anything that makes the vault unfit for evidence."""
+    from storage.open import open_store
+
+    store = open_store(_settings())
+    problems = store.check()
+    for problem in problems:
+        err.print(f"problem: {problem}")
+    if problems:
+        raise typer.Exit(1)
+    out.print(f"{store.url}: versioning, Object Lock and access block in place")
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    device_dir: Annotated[Path, typer.Argument(help="Folder where the docked device is mounted.")],
+    device: Annotated[
+        str | None, typer.Option(help="Device serial (default: registry / folder name).")
+    ] = None,
+    officer: Annotated[
+        str | None, typer.Option(help="Officer id (default: from the device registry).")
+    ] = None,
+    wipe: Annotated[
+        bool, typer.Option(help="Remove each file from the device once its copy is verified.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest every file on a docked device into the vault."""
+    from flows.run import run_ingest
+
+    report = run_ingest(device_dir, device_serial=device, officer_id=officer, wipe=wipe, quiet=as_json)
+    if as_json:
+        _print_json(report.as_json())
+    else:
+        _render_report(report)
+    if not report.complete:
+        raise typer.Exit(9)
+
+
+def _render_report(report: Any) -> None:
+    table = Table(title=f"Device {report.device_serial}", show_lines=False)
+    for column in ("status", "file", "evidence id", "type", "note"):
+        table.add_column(column)
+    for o in report.outcomes:
+        note = o.reason or ""
+        if o.flags:
+            note = ", ".join(o.flags) + (f"; {note}" if note else "")
+        if o.wiped:
+            note = ("wiped; " + note).rstrip("; ")
+        table.add_row(o.status, o.source_path, o.evidence_id or "", o.media_type or "", note)
+    out.print(table)
+    out.print(", ".join(f"{n} {status}" for status, n in sorted(report.counts.items())) or "device is empty")
+    if report.orphaned_objects:
+        err.print(
+            f"{len(report.orphaned_objects)} unreadable object(s) left by an interrupted run "
+            "(no key was stored for them); they expire with their lock."
+        )
+
+
+# -- read back ------------------------------------------------------------------------------------
+
+
+@app.command()
+def get(
+    evidence_id: Annotated[str, typer.Argument(help="The item's evidence id (ev-...).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the original.")],
+) -> None:
+    """Decrypt one item, verify it against the SHA-256 taken at ingest, and write it out."""
+    from storage.vault import Vault
+
+    vault = Vault.open(_settings())
+    manifest = vault.manifest(evidence_id)
+    vault.export_original(manifest, out_path)
+    out.print(f"{evidence_id} -> {out_path} ({manifest.size} bytes, SHA-256 verified)")
+
+
+@app.command()
+def show(evidence_id: str, as_json: JsonOption = False) -> None:
+    """Show an item's manifest, and its sealed details when this machine holds the key."""
+    from flows.keys import describe_item
+
+    doc = describe_item(_settings(), evidence_id)
+    if as_json:
+        _print_json(doc)
+        return
+    for key, value in doc.items():
+        out.print(f"[bold]{key}[/]: {value}")
+
+
+# -- automation -----------------------------------------------------------------------------------
+
+
+@dock_app.command("watch")
+def dock_watch(
+    dock_root: Annotated[Path, typer.Argument(help="Folder under which docked devices appear.")],
+    wipe: Annotated[bool, typer.Option(help="Wipe verified files from each device.")] = False,
+    poll_seconds: Annotated[float, typer.Option(help="How often to look for devices.")] = 2.0,
+    once: Annotated[bool, typer.Option(help="Ingest what is docked now, then exit.")] = False,
+) -> None:
+    """Start an ingest for every device folder that appears under DOCK_ROOT; Ctrl-C stops cleanly."""
+    from flows.dock import watch_dock
+
+    watch_dock(dock_root, wipe=wipe, poll_seconds=poll_seconds, once=once, console=err)
+
+
+@app.command()
+def demo() -> None:
+    """Simulate a dock (generated photos and a video), ingest it, and show what was stored where."""
+    from flows.demo import run_demo
+
+    run_demo(_settings(), out)
+
+
+def main() -> None:
+    try:
+        app()
+    except EvidenceError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; re-run the same command to finish (nothing is lost or duplicated)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Ingesting a docked device, as plain functions (the Prefect flow in ``flows.ingest_flow`` calls these).
+
+The order of operations is the safety argument: scan without following links; per file, open it
+(refusing links and swapped files), extract metadata and a thumbnail, stream it once through hash and
+encryption into the vault, check it did not change while read, verify what was stored, and only then,
+if asked, remove it from the device.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from evidence.device import DeviceFile, DeviceScan, FileChanged, ensure_unchanged, open_device_file
+from evidence.devices import DeviceRegistry, require_identifier
+from evidence.errors import EvidenceError, InvalidInput
+from evidence.media import extract_media_info, make_thumbnail
+from evidence.settings import Settings
+from storage.vault import Provenance, Vault, original_name_fields
+
+Status = Literal["ingested", "duplicate", "rejected", "deferred", "failed"]
+UNKNOWN_DEVICE = "unknown-device"
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    station_id: str
+    device_serial: str
+    officer_id: str | None
+    flags: tuple[str, ...] = ()
+    wipe: bool = False
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source_path: str
+    status: Status
+    evidence_id: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    media_type: str | None = None
+    reason: str | None = None
+    flags: tuple[str, ...] = ()
+    wiped: bool = False
+
+    def as_record(self) -> dict[str, object]:
+        return {
+            "evidence_id": self.evidence_id,
+            "source_path": self.source_path,
+            "sha256": self.sha256,
+            "size": self.size,
+            "media_type": self.media_type,
+            "flags": list(self.flags),
+            "wiped": self.wiped,
+        }
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    device_serial: str
+    outcomes: tuple[FileOutcome, ...]
+    recovered_uploads: tuple[str, ...] = ()
+    orphaned_objects: tuple[str, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def by_status(self, *statuses: Status) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status in statuses]
+
+    def as_json(self) -> dict[str, object]:
+        """The ``evidence ingest --json`` document: every device entry lands in exactly one list;
+        deferred and failed files are in ``rejected`` (they stayed on the device) with the reason."""
+        return {
+            "ingested": [o.as_record() for o in self.by_status("ingested")],
+            "duplicates": [o.as_record() for o in self.by_status("duplicate")],
+            "rejected": [
+                {
+                    "source_path": o.source_path,
+                    "reason": f"{o.status}: {o.reason}" if o.status != "rejected" else o.reason,
+                }
+                for o in self.by_status("rejected", "deferred", "failed")
+            ],
+        }
+
+    @property
+    def complete(self) -> bool:
+        return not self.by_status("failed")
+
+
+def resolve_device(
+    settings: Settings, device_dir: Path, *, serial: str | None, officer: str | None, wipe: bool = False
+) -> DeviceContext:
+    """Serial from the option, else the folder name the dock mounted the device under; officer from
+    the option, else the registry. An unregistered device is still ingested, flagged for a person."""
+    registry = DeviceRegistry.load(settings.device_registry)
+    flags: list[str] = []
+    if serial is None:
+        serial = device_dir.resolve().name
+        try:
+            require_identifier(serial, "device serial")
+        except InvalidInput:
+            serial, flags = "unidentified", [UNKNOWN_DEVICE]
+    else:
+        require_identifier(serial, "device serial")
+    record = registry.lookup(serial)
+    if record is None and UNKNOWN_DEVICE not in flags:
+        flags.append(UNKNOWN_DEVICE)
+    if officer is not None:
+        require_identifier(officer, "officer id")
+    elif record is not None:
+        officer = record.officer_id
+    return DeviceContext(settings.station_id, serial, officer, tuple(flags), wipe)
+
+
+def skipped_outcomes(scan: DeviceScan) -> list[FileOutcome]:
+    return [FileOutcome(s.relative, "rejected", reason=s.reason) for s in scan.rejected] + [
+        FileOutcome(s.relative, "deferred", reason=s.reason + "; will be ingested on the next run")
+        for s in scan.deferred
+    ]
+
+
+def ingest_file(vault: Vault, item: DeviceFile, context: DeviceContext) -> FileOutcome:
+    """Store one device file and verify it; wipe it only after that. Storage errors propagate (the
+    caller retries or reports the file failed, and it stays on the device)."""
+    try:
+        fd = open_device_file(item)
+    except FileChanged as err:
+        return FileOutcome(item.relative, "deferred", reason=f"{err}; will be ingested on the next run")
+    except OSError as err:
+        return FileOutcome(item.relative, "failed", reason=f"cannot be read: {err.strerror or err}")
+    with os.fdopen(fd, "rb", buffering=0) as source:
+        # parsers read through the already-open descriptor, so a path swapped after open is not followed
+        by_descriptor = Path(f"/proc/self/fd/{fd}") if sys.platform == "linux" else item.path
+        media = extract_media_info(by_descriptor)
+        thumbnail = make_thumbnail(by_descriptor, media)
+        source.seek(0)
+        original_name, original_name_b64 = original_name_fields(item.path.name)
+        provenance = Provenance(
+            station_id=context.station_id,
+            device_serial=context.device_serial,
+            officer_id=context.officer_id,
+            source_path=item.relative,
+            original_name=original_name,
+            original_name_b64=original_name_b64,
+            flags=context.flags,
+        )
+        try:
+            stored = vault.store_stream(
+                source,
+                media=media,
+                thumbnail=thumbnail,
+                provenance=provenance,
+                before_commit=lambda: ensure_unchanged(item, os.fstat(fd)),
+            )
+        except FileChanged as err:
+            return FileOutcome(item.relative, "deferred", reason=f"{err}; will be ingested on the next run")
+    outcome = FileOutcome(
+        source_path=item.relative,
+        status="duplicate" if stored.duplicate else "ingested",
+        evidence_id=stored.evidence_id,
+        sha256=stored.sha256,
+        size=stored.size,
+        media_type=stored.media_type,
+        flags=stored.manifest.flags,
+    )
+    if context.wipe:
+        return wipe_verified(item, outcome)
+    return outcome
+
+
+def wipe_verified(item: DeviceFile, outcome: FileOutcome) -> FileOutcome:
+    """Remove a device file whose stored copy was verified: only if it is still exactly the file
+    that was read (same inode, size and mtime), never through a link."""
+    try:
+        ensure_unchanged(item, os.lstat(item.path))
+        item.path.unlink()
+    except FileChanged as err:
+        return _with(outcome, reason=f"kept on device: it {err} after it was stored")
+    except OSError as err:
+        return _with(outcome, reason=f"stored and verified, but could not be wiped: {err.strerror or err}")
+    return _with(outcome, wiped=True)
+
+
+def failed_outcome(item: DeviceFile, error: BaseException) -> FileOutcome:
+    message = str(error) if isinstance(error, EvidenceError) else f"{type(error).__name__}: {error}"
+    return FileOutcome(item.relative, "failed", reason=f"{message}; left on the device")
+
+
+def build_report(
+    context: DeviceContext, outcomes: Iterable[FileOutcome], **extra: tuple[str, ...]
+) -> IngestReport:
+    ordered = tuple(sorted(outcomes, key=lambda o: o.source_path))
+    counts: dict[str, int] = {}
+    for o in ordered:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return IngestReport(context.device_serial, ordered, counts=counts, **extra)
+
+
+def _with(outcome: FileOutcome, **changes: object) -> FileOutcome:
+    return FileOutcome(**(asdict(outcome) | changes))  # type: ignore[arg-type]

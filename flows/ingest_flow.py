@@ -1,0 +1,124 @@
+"""Prefect flow ``ingest-device``: one task per device file, retried on transient storage errors.
+
+Tasks receive small descriptions of files and return small outcomes (never file bytes: Prefect keeps
+task inputs and results, prefect#12668); each worker thread builds its vault from settings, because a
+boto3 client cannot be a task argument (prefect#15861). Task names carry a file's position, not its
+name: names can identify victims and Prefect's database is not encrypted.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from evidence.device import DeviceFile, scan_device
+from evidence.errors import StorageUnavailable
+from evidence.settings import Settings, load_settings
+from flows.ingest import (
+    DeviceContext,
+    FileOutcome,
+    IngestReport,
+    build_report,
+    failed_outcome,
+    ingest_file,
+    resolve_device,
+    skipped_outcomes,
+)
+from flows.journal import IngestJournal
+from storage.vault import Vault
+
+
+@functools.cache
+def _station(settings: Settings) -> tuple[Vault, IngestJournal]:
+    journal = IngestJournal.for_station(settings.journal_dir)
+    return Vault.open(settings, journal=journal), journal
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: throttling, 5xx, timeouts, resets."""
+    try:
+        state.result()
+    except StorageUnavailable:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    retries=4,
+    retry_delay_seconds=[1, 4, 15, 30],
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="ingest-file-{position}",
+    persist_result=False,
+)
+def ingest_file_task(
+    item: DeviceFile, context: DeviceContext, settings: Settings, position: int
+) -> FileOutcome:
+    vault, _ = _station(settings)
+    return ingest_file(vault, item, context)
+
+
+@flow(name="ingest-device", persist_result=False, log_prints=False)
+def ingest_device(
+    device_dir: str,
+    device_serial: str | None = None,
+    officer_id: str | None = None,
+    wipe: bool = False,
+    settings_overrides: dict[str, Any] | None = None,
+) -> IngestReport:
+    settings = load_settings(**(settings_overrides or {}))
+    logger = get_run_logger()
+    root = Path(device_dir)
+    context = resolve_device(settings, root, serial=device_serial, officer=officer_id, wipe=wipe)
+    vault, journal = _station(settings)
+    recovery = journal.recover(vault.store)
+    if recovery.aborted:
+        logger.info("aborted %d interrupted upload(s) from an earlier run", len(recovery.aborted))
+    scan = scan_device(root, settle_seconds=settings.settle_seconds)
+    logger.info(
+        "device %s: %d file(s) to ingest, %d rejected, %d deferred",
+        context.device_serial,
+        len(scan.files),
+        len(scan.rejected),
+        len(scan.deferred),
+    )
+    outcomes = skipped_outcomes(scan)
+    futures = []
+    with ThreadPoolTaskRunner(max_workers=settings.ingest_workers) as runner:
+        for position, item in enumerate(scan.files):
+            futures.append(
+                runner.submit(
+                    ingest_file_task,
+                    {"item": item, "context": context, "settings": settings, "position": position},
+                )
+            )
+        wait(futures)
+    for item, future in zip(scan.files, futures, strict=True):
+        state = future.state
+        if state.is_completed():
+            outcomes.append(future.result())
+        else:
+            try:
+                future.result()
+            except BaseException as err:
+                outcomes.append(failed_outcome(item, err))
+    report = build_report(
+        context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
+    )
+    create_table_artifact(
+        key="ingest-summary",
+        table=[{"status": status, "files": count} for status, count in sorted(report.counts.items())]
+        + [{"status": "device", "files": context.device_serial}],
+        description=f"Ingest of device {context.device_serial} at station {settings.station_id}",
+    )
+    logger.info("device %s done: %s", context.device_serial, dict(report.counts))
+    return report

@@ -1,0 +1,73 @@
+"""Key set-up and vault opening for the CLI: plain functions over ``evidence`` and ``storage``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from evidence.keyring import generate_identity
+
+from evidence.errors import AccessDenied, InvalidInput
+from evidence.ids import generate_id_key
+from evidence.settings import Settings
+from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE, Vault
+
+
+def init_keys(settings: Settings) -> list[Path]:
+    """Create the X25519 identity and the id key unless present. Idempotent."""
+    keys = settings.keys_path
+    created: list[Path] = []
+    if not (keys / IDENTITY_FILE).exists() and not (keys / RECIPIENT_FILE).exists():
+        created.extend(generate_identity(keys))
+    if not (keys / ID_KEY_FILE).exists():
+        created.append(generate_id_key(keys / ID_KEY_FILE))
+    return created
+
+
+def station_bundle(settings: Settings, out_dir: Path) -> list[Path]:
+    """The keys an ingest station holds: it can encrypt and name items, never decrypt them."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise InvalidInput(f"{out_dir} is not empty; give an empty or new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in (RECIPIENT_FILE, ID_KEY_FILE):
+        target = out_dir / name
+        shutil.copyfile(settings.keys_path / name, target)
+        target.chmod(0o600 if name == ID_KEY_FILE else 0o644)
+        written.append(target)
+    return written
+
+
+def open_vault_for_init(settings: Settings) -> Vault:
+    return Vault.open(settings, check=False)
+
+
+def describe_item(settings: Settings, evidence_id: str) -> dict[str, object]:
+    vault = Vault.open(settings)
+    manifest = vault.manifest(evidence_id)
+    doc: dict[str, object] = {
+        "evidence_id": manifest.evidence_id,
+        "ingested_at": manifest.ingested_at.isoformat(),
+        "station": manifest.station_id,
+        "device": manifest.device_serial,
+        "officer": manifest.officer_id,
+        "media_type": manifest.media_type,
+        "recorded_at": manifest.recorded_at,
+        "size": manifest.size,
+        "flags": list(manifest.flags),
+        "content_object": manifest.content.key,
+        "thumbnail_object": manifest.thumbnail.key if manifest.thumbnail else None,
+        "keyrings": [r.get("type") for r in manifest.recipients],
+    }
+    try:
+        details = vault.details(manifest)
+    except AccessDenied:
+        doc["sealed"] = "sealed: this machine holds no key that can open it"
+        return doc
+    doc |= {
+        "original_name": details.original_name,
+        "source_path": details.source_path,
+        "sha256": details.sha256,
+        "metadata": dict(details.media),
+    }
+    return doc

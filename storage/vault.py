@@ -1,0 +1,423 @@
+"""The evidence vault: items stored on an object store as encrypted, locked, verified objects.
+
+Implements the write and read paths of ``docs/vault-layout.md``. One ingest reads the original once:
+each chunk is hashed and encrypted (``evidence.stream``) and handed to a streaming upload; the item's
+evidence id is known only at the end, so the content goes under a random object key and the manifest,
+written last and create-once, is the commit point. A crash before the manifest leaves no item (an
+uncommitted upload is aborted on the next run; a committed but unreferenced object holds ciphertext
+whose key was never stored anywhere).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
+
+from evidence import layout, stream
+from evidence.errors import AlreadyExists, ConfigError, IntegrityError, NotFound
+from evidence.ids import evidence_id, id_key_check, load_id_key, require_evidence_id
+from evidence.manifest import (
+    ItemDetails,
+    Manifest,
+    StoredObject,
+    decode_manifest,
+    encode_manifest,
+    open_details,
+    seal_details,
+)
+from evidence.media import MediaInfo
+from evidence.settings import Settings
+from storage.base import ObjectInfo, ObjectStore, ObjectUpload, Retention
+from storage.open import open_store
+
+log = logging.getLogger(__name__)
+
+VAULT_FORMAT = "evidence-pipeline/vault/v1"
+READ_SIZE = 1024 * 1024
+IDENTITY_FILE = "vault-identity.key"
+RECIPIENT_FILE = "vault-recipient.pub"
+ID_KEY_FILE = "vault-id.key"
+
+
+class UploadJournal(Protocol):
+    """Station-side record of uploads in flight, so a re-run can clean up after a crash."""
+
+    def upload_started(self, key: str) -> None: ...
+
+    def upload_committed(self, key: str) -> None: ...
+
+    def upload_settled(self, key: str) -> None:
+        """The upload was aborted, or is referenced by a committed manifest: nothing left to clean."""
+        ...
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an original came from: recorded in the manifest (clear part) and the sealed details."""
+
+    station_id: str
+    device_serial: str
+    officer_id: str | None
+    source_path: str
+    original_name: str
+    original_name_b64: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    evidence_id: str
+    sha256: str
+    size: int
+    media_type: str
+    duplicate: bool
+    manifest: Manifest
+
+
+class Vault:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        settings: Settings,
+        id_key: bytes,
+        recipients: Sequence[Keyring],
+        identities: Sequence[Keyring] = (),
+        journal: UploadJournal | None = None,
+    ) -> None:
+        if not recipients:
+            raise ConfigError("a vault needs at least one recipient key: run `evidence keys init`")
+        self.store = store
+        self.settings = settings
+        self._id_key = id_key
+        self._recipients = tuple(recipients)
+        self._identities = tuple(identities)
+        self._journal = journal
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, settings: Settings, *, journal: UploadJournal | None = None, check: bool = True) -> Vault:
+        """Open the vault named by settings with whatever keys this machine holds: an ingest station
+        has the recipient (public) key and the id key; an investigator also the identity."""
+        keys = settings.keys_path
+        recipients: list[Keyring] = [X25519Recipient.from_file(keys / RECIPIENT_FILE)]
+        identities: list[Keyring] = []
+        if (keys / IDENTITY_FILE).exists():
+            identities.append(X25519Identity.from_file(keys / IDENTITY_FILE))
+        if settings.kms_key_id:
+            from storage.kms import KmsKeyring
+
+            kms = KmsKeyring(settings.kms_key_id)
+            recipients.append(kms)
+            identities.append(kms)
+        vault = cls(
+            open_store(settings),
+            settings=settings,
+            id_key=load_id_key(keys / ID_KEY_FILE),
+            recipients=recipients,
+            identities=identities,
+            journal=journal,
+        )
+        if check:
+            vault.check_descriptor()
+        return vault
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "format": VAULT_FORMAT,
+            "layout_version": layout.LAYOUT_VERSION,
+            "id_key_check": id_key_check(self._id_key),
+            "recipients": sorted(k.name for k in self._recipients),
+        }
+
+    def initialise(self) -> bool:
+        """Prepare the store and write the descriptor once. Returns False if it already existed."""
+        self.store.initialise()
+        body = json.dumps(
+            self.describe() | {"created_at": _now().isoformat()}, sort_keys=True, indent=2
+        ).encode()
+        try:
+            self.store.put_bytes(layout.VAULT_DESCRIPTOR_KEY, body, retention=None, if_absent=True)
+        except AlreadyExists:
+            self.check_descriptor()
+            return False
+        return True
+
+    def check_descriptor(self) -> None:
+        try:
+            data = b"".join(self.store.get(layout.VAULT_DESCRIPTOR_KEY))
+        except NotFound:
+            raise ConfigError(
+                f"{self.store.url} is not an initialised vault: run `evidence vault init`"
+            ) from None
+        described = json.loads(data)
+        if described.get("format") != VAULT_FORMAT:
+            raise ConfigError(
+                f"{self.store.url} holds an unsupported vault format {described.get('format')!r}"
+            )
+        if described.get("id_key_check") != id_key_check(self._id_key):
+            # a different id key would give the same file another id and defeat de-duplication
+            raise ConfigError(
+                f"this station's id key does not belong to the vault at {self.store.url}: "
+                "copy the vault's id key into the keys directory"
+            )
+
+    # -- write path ----------------------------------------------------------------------------
+
+    def evidence_id_for(self, plaintext_sha256: str) -> str:
+        return evidence_id(self._id_key, plaintext_sha256)
+
+    def has_item(self, evidence_id: str) -> bool:
+        return self.store.exists(layout.manifest_key(evidence_id))
+
+    def retention_for_new_objects(self) -> Retention:
+        return Retention(self.settings.lock_mode, _now() + timedelta(days=self.settings.retention_days))
+
+    def store_stream(
+        self,
+        source: BinaryIO,
+        *,
+        media: MediaInfo,
+        thumbnail: bytes | None,
+        provenance: Provenance,
+        before_commit: Callable[[], None] | None = None,
+    ) -> StoredItem:
+        """Store one original read from ``source`` (one pass). ``before_commit`` runs after the last
+        byte is read and before anything becomes visible; raising there abandons the upload (used to
+        refuse a file that changed while it was read)."""
+        data_key = stream.new_data_key()
+        wrapped = tuple(keyring.wrap(data_key) for keyring in self._recipients)
+        retention = self.retention_for_new_objects()
+        content_key = layout.object_key(layout.new_object_id())
+        upload = self.store.begin_upload(content_key, retention=retention)
+        self._note("upload_started", content_key)
+        encryptor = stream.StreamEncryptor(data_key, segment_size=self.settings.segment_size)
+        try:
+            while chunk := source.read(READ_SIZE):
+                upload.write(encryptor.update(chunk))
+            upload.write(encryptor.finalize())
+            digests = encryptor.digests()
+            if before_commit is not None:
+                before_commit()
+            item_id = self.evidence_id_for(digests.plaintext_sha256)
+            if self.has_item(item_id):
+                upload.abort()
+                self._note("upload_settled", content_key)
+                return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
+            content_info = upload.commit()
+        except BaseException:
+            _abort_quietly(upload)
+            self._note("upload_settled", content_key)
+            raise
+        self._note("upload_committed", content_key)
+        content = _stored(content_info, digests.ciphertext_sha256, expected_size=digests.ciphertext_size)
+
+        thumb = None
+        if thumbnail is not None:
+            sealed_thumb = stream.seal(data_key, thumbnail)
+            thumb_key = layout.object_key(layout.new_object_id())
+            thumb_info = self.store.put_bytes(thumb_key, sealed_thumb, retention=retention)
+            thumb = _stored(thumb_info, hashlib.sha256(sealed_thumb).hexdigest(), len(sealed_thumb))
+
+        details = ItemDetails(
+            sha256=digests.plaintext_sha256,
+            size=digests.plaintext_size,
+            original_name=provenance.original_name,
+            original_name_b64=provenance.original_name_b64,
+            source_path=provenance.source_path,
+            media=media.to_dict(),
+        )
+        flags = provenance.flags + (("metadata-unreadable",) if media.metadata_error else ())
+        manifest = Manifest(
+            evidence_id=item_id,
+            ingested_at=_now(),
+            station_id=provenance.station_id,
+            device_serial=provenance.device_serial,
+            officer_id=provenance.officer_id,
+            media_type=media.media_type,
+            kind=media.kind,
+            recorded_at=media.recorded_at.isoformat() if media.recorded_at else None,
+            size=digests.plaintext_size,
+            segment_size=self.settings.segment_size,
+            content=content,
+            thumbnail=thumb,
+            recipients=wrapped,
+            sealed_details=seal_details(data_key, details),
+            flags=tuple(dict.fromkeys(flags)),
+        )
+        try:
+            self.store.put_bytes(
+                layout.manifest_key(item_id), encode_manifest(manifest), retention=retention, if_absent=True
+            )
+        except AlreadyExists:
+            # another run committed the same content first; ours is an unreferenced orphan
+            log.warning("evidence %s was stored concurrently; object %s is orphaned", item_id, content_key)
+            return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
+        self._note("upload_settled", content_key)
+        self.verify_stored(manifest)
+        return StoredItem(
+            item_id, digests.plaintext_sha256, digests.plaintext_size, media.media_type, False, manifest
+        )
+
+    def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
+        manifest = self.manifest(item_id)
+        self.verify_stored(manifest)
+        # a run killed between manifest and journal update left this object marked unsettled
+        self._note("upload_settled", manifest.content.key)
+        if manifest.size != size:
+            raise IntegrityError(
+                f"{item_id} exists with size {manifest.size}, but this original has {size} bytes"
+            )
+        return StoredItem(item_id, sha256, size, manifest.media_type, True, manifest)
+
+    def _note(self, event: str, key: str) -> None:
+        if self._journal is not None:
+            getattr(self._journal, event)(key)
+
+    # -- verification --------------------------------------------------------------------------
+
+    def verify_stored(self, manifest: Manifest) -> None:
+        """Prove the stored objects are the ones the manifest names: present, locked, same size and
+        checksum as sent (and, with ``verify_readback``, the same SHA-256 on a full re-read).
+        Raises ``IntegrityError`` naming the item and object. This gates wiping a device."""
+        stored = self.store.get(layout.manifest_key(manifest.evidence_id))
+        if decode_manifest(b"".join(stored)) != manifest:
+            raise IntegrityError(f"{manifest.evidence_id}: the stored manifest differs from the one written")
+        for name, expected in (("content", manifest.content), ("thumbnail", manifest.thumbnail)):
+            if expected is None:
+                continue
+            info = self.store.head(expected.key, version_id=expected.version_id)
+            where = f"{manifest.evidence_id} {name} object {expected.key}"
+            if info.size != expected.size:
+                raise IntegrityError(f"{where}: stored size {info.size}, expected {expected.size}")
+            if expected.checksum is not None and info.checksum != expected.checksum:
+                raise IntegrityError(
+                    f"{where}: stored checksum {info.checksum}, expected {expected.checksum}"
+                )
+            if info.retention is None and info.legal_hold is False:
+                raise IntegrityError(f"{where}: object is not locked")
+            if self.settings.verify_readback:
+                self._verify_object_sha256(expected, where)
+
+    def _verify_object_sha256(self, expected: StoredObject, where: str) -> None:
+        digest = hashlib.sha256()
+        for chunk in self.store.get(expected.key, version_id=expected.version_id):
+            digest.update(chunk)
+        if digest.hexdigest() != expected.sha256:
+            raise IntegrityError(f"{where}: stored bytes do not match the SHA-256 recorded at ingest")
+
+    # -- read path -----------------------------------------------------------------------------
+
+    def manifest(self, evidence_id: str) -> Manifest:
+        key = layout.manifest_key(require_evidence_id(evidence_id))
+        try:
+            data = b"".join(self.store.get(key))
+        except NotFound:
+            raise NotFound(f"no evidence item {evidence_id} in {self.store.url}") from None
+        manifest = decode_manifest(data)
+        if manifest.evidence_id != evidence_id:
+            raise IntegrityError(f"manifest at {key} names another item ({manifest.evidence_id})")
+        return manifest
+
+    def list_items(self) -> Iterator[str]:
+        for info in self.store.list(layout.ITEMS_PREFIX):
+            if info.key.endswith("/manifest.json"):
+                yield info.key.split("/")[1]
+
+    def data_key(self, manifest: Manifest) -> bytes:
+        return unwrap_data_key(manifest.recipients, self._identities)
+
+    def details(self, manifest: Manifest) -> ItemDetails:
+        return open_details(self.data_key(manifest), manifest)
+
+    def read_original(self, manifest: Manifest) -> Iterator[bytes]:
+        """The original's bytes, decrypted and authenticated segment by segment. The final SHA-256
+        check runs when the iterator is exhausted: consumers must not publish anything before then."""
+        data_key = self.data_key(manifest)
+        expected = open_details(data_key, manifest).sha256
+        digest = hashlib.sha256()
+        size = 0
+        content = self.store.get(manifest.content.key, version_id=manifest.content.version_id)
+        for chunk in stream.decrypt_chunks(data_key, content):
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+        if digest.hexdigest() != expected or size != manifest.size:
+            raise IntegrityError(
+                f"{manifest.evidence_id}: decrypted content does not match the SHA-256 taken at ingest"
+            )
+
+    def read_range(self, manifest: Manifest, start: int, end: int) -> Iterator[bytes]:
+        """Plaintext bytes ``[start, end)``, fetching and authenticating only the segments needed."""
+        data_key = self.data_key(manifest)
+        key, version = manifest.content.key, manifest.content.version_id
+        header = b"".join(self.store.get(key, version_id=version, start=0, end=stream.HEADER_SIZE))
+        return stream.decrypt_range(
+            data_key,
+            header,
+            manifest.size,
+            start,
+            end,
+            lambda cstart, cend: self.store.get(key, version_id=version, start=cstart, end=cend),
+        )
+
+    def thumbnail(self, manifest: Manifest) -> bytes | None:
+        if manifest.thumbnail is None:
+            return None
+        ref = manifest.thumbnail
+        sealed = b"".join(self.store.get(ref.key, version_id=ref.version_id))
+        if hashlib.sha256(sealed).hexdigest() != ref.sha256:
+            raise IntegrityError(f"{manifest.evidence_id}: thumbnail object does not match its recorded hash")
+        return stream.open_sealed(self.data_key(manifest), sealed)
+
+    def export_original(self, manifest: Manifest, destination: Path) -> Path:
+        """Write the verified original to ``destination``. Bytes go to a hidden temporary file that is
+        renamed into place only after the SHA-256 matched, so a failed check leaves nothing behind."""
+        if destination.exists():
+            raise AlreadyExists(f"{destination} already exists; choose another --out")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+        try:
+            with partial.open("xb") as out:
+                for chunk in self.read_original(manifest):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(partial, destination)  # fails rather than overwrite a file that appeared meanwhile
+        finally:
+            partial.unlink(missing_ok=True)
+        return destination
+
+
+def original_name_fields(name: str) -> tuple[str, str]:
+    """Display form and exact bytes (base64) of a file name that may not be valid UTF-8."""
+    raw = os.fsencode(name)
+    return raw.decode("utf-8", "backslashreplace"), base64.b64encode(raw).decode("ascii")
+
+
+def _stored(info: ObjectInfo, sha256: str, expected_size: int) -> StoredObject:
+    if info.size != expected_size:
+        raise IntegrityError(f"{info.key}: store reports {info.size} bytes, {expected_size} were sent")
+    return StoredObject(info.key, info.version_id, info.size, sha256, info.checksum)
+
+
+def _abort_quietly(upload: ObjectUpload) -> None:
+    try:
+        upload.abort()
+    except Exception:  # the original failure matters more; the journal cleans up on the next run
+        log.warning("could not abort upload %s", upload.key, exc_info=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
