@@ -1,0 +1,267 @@
+"""Photo metadata: EXIF through exifread, pixel size and orientation through Pillow (HEIC via pillow-heif).
+
+Both libraries read headers and seek; neither loads the picture. Each source fails on its own: broken
+EXIF still leaves the size Pillow read, and the reason lands in ``metadata_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import exifread
+import pillow_heif
+from PIL import Image
+
+from evidence.errors import InvalidInput
+from evidence.media.info import GeoPoint, MediaInfo, MediaKind
+
+log = logging.getLogger(__name__)
+
+pillow_heif.register_heif_opener()
+
+# Pillow decodes these itself; for anything else (CR3, RW2, ORF) it failing to open is expected.
+PILLOW_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/bmp",
+        "image/tiff",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "image/avif",
+        "image/jp2",
+    }
+)
+_SERIAL_TAGS = (
+    "EXIF BodySerialNumber",
+    "Image CameraSerialNumber",  # DNG
+    "MakerNote SerialNumber",
+    "MakerNote InternalSerialNumber",
+)
+_EXIF_DATE = re.compile(r"(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_EXIF_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+_UNSET_DATE = re.compile(r"[0\s:.-]*")  # "0000:00:00 00:00:00" or blanks: the camera had no clock set
+# exifread's warnings that mean the EXIF block itself is damaged (others just say "no EXIF here").
+_DAMAGE_WARNINGS = ("corrupted", "loop", "Unexpected slice", "No values found")
+
+
+def read_photo(path: Path, media_type: str, kind: MediaKind) -> MediaInfo:
+    problems: list[str] = []
+    tags = _read_exif(path, problems)
+    width = height = orientation = None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = _int_or_none(image.getexif().get(0x0112))
+            if image.format == "JPEG":
+                _check_jpeg_data(image, path, problems)
+    except Exception as err:  # Pillow raises many types for bad input; none may stop ingest
+        if media_type in PILLOW_TYPES:
+            problems.append(f"picture header unreadable: {describe_error(err, path)}")
+    exif_orientation = _tag_int(tags, "Image Orientation")
+    recorded_at = _recorded_at(tags, problems)
+    location = _location(tags, problems)
+    if not tags and width is None and not problems:
+        problems.append(f"no EXIF found and {media_type} pictures cannot be decoded here")
+    return MediaInfo(
+        media_type=media_type,
+        kind=kind,
+        recorded_at=recorded_at,
+        make=_tag_text(tags, "Image Make"),
+        model=_tag_text(tags, "Image Model"),
+        serial=next(filter(None, (_tag_text(tags, name) for name in _SERIAL_TAGS)), None),
+        width=width,
+        height=height,
+        orientation=_valid_orientation(exif_orientation if exif_orientation is not None else orientation),
+        location=location,
+        metadata_error="; ".join(problems) or None,
+    )
+
+
+def _check_jpeg_data(image: Image.Image, path: Path, problems: list[str]) -> None:
+    # A JPEG cut short keeps intact headers, so only decoding finds it. At 1/8 scale libjpeg skips most
+    # of the work and memory; data appended after the image (phones' motion photos) is ignored.
+    image.draft("RGB", (max(1, -(-image.width // 8)), max(1, -(-image.height // 8))))
+    try:
+        image.load()
+    except Exception as err:
+        problems.append(f"picture data unreadable: {describe_error(err, path)}")
+
+
+def describe_error(err: BaseException, path: Path) -> str:
+    # Library messages often embed the full path; the record keeps only the file's own name.
+    return f"{type(err).__name__}: {err}".replace(str(path), path.name)[:300]
+
+
+def _read_exif(path: Path, problems: list[str]) -> dict[str, Any]:
+    # Maker notes carry some cameras' serial numbers but are the least robust part of exifread;
+    # when they break it, the standard tags are read again without them.
+    for details in (True, False):
+        with _ExifWarnings.capture() as warnings, path.open("rb") as handle:
+            try:
+                tags: dict[str, Any] = exifread.process_file(
+                    handle, details=details, extract_thumbnail=False, truncate_tags=False
+                )
+            except Exception as err:  # exifread raises anything from IndexError to MemoryError-like
+                if not details:
+                    problems.append(f"EXIF unreadable: {describe_error(err, path)}")
+                continue
+        damage = [
+            message
+            for message in warnings.messages
+            # Maker notes are vendor-private and often mangled by editors; the standard tags still read.
+            if any(w in message for w in _DAMAGE_WARNINGS) and "MakerNote" not in message
+        ]
+        if damage:
+            problems.append("EXIF damaged: " + "; ".join(sorted(set(damage)))[:300])
+        return tags
+    return {}
+
+
+def _recorded_at(tags: Mapping[str, Any], problems: list[str]) -> datetime | None:
+    for date_tag, offset_tag in (
+        ("EXIF DateTimeOriginal", "EXIF OffsetTimeOriginal"),
+        ("Image DateTimeOriginal", "EXIF OffsetTimeOriginal"),  # some raws put it in IFD0
+        ("EXIF DateTimeDigitized", "EXIF OffsetTimeDigitized"),
+    ):
+        text = _tag_text(tags, date_tag)
+        if text is None or _UNSET_DATE.fullmatch(text):
+            continue
+        try:
+            return parse_exif_datetime(text, _tag_text(tags, offset_tag))
+        except InvalidInput as err:
+            problems.append(str(err))
+    return None
+
+
+def parse_exif_datetime(text: str, offset: str | None = None) -> datetime:
+    """``2008:05:30 15:56:01`` (and the offset ``+01:00`` EXIF 2.31 stores beside it) as a datetime."""
+    match = _EXIF_DATE.match(text.strip())
+    if not match:
+        raise InvalidInput(f"{text!r} is not an EXIF date")
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        moment = datetime(year, month, day, hour, minute, second)
+    except ValueError as err:
+        raise InvalidInput(f"{text!r} is not a valid date: {err}") from err
+    offset_match = _EXIF_OFFSET.fullmatch(offset.strip()) if offset else None
+    if offset_match:
+        sign, hours, minutes = offset_match.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes))
+        if delta < timedelta(hours=24):
+            moment = moment.replace(tzinfo=timezone(-delta if sign == "-" else delta))
+    return moment
+
+
+def _location(tags: Mapping[str, Any], problems: list[str]) -> GeoPoint | None:
+    if "GPS GPSLatitude" not in tags or "GPS GPSLongitude" not in tags:
+        return None
+    try:
+        latitude = _gps_degrees(tags["GPS GPSLatitude"], _tag_text(tags, "GPS GPSLatitudeRef"), "S")
+        longitude = _gps_degrees(tags["GPS GPSLongitude"], _tag_text(tags, "GPS GPSLongitudeRef"), "W")
+        altitude = None
+        if "GPS GPSAltitude" in tags:
+            altitude = float(_rationals(tags["GPS GPSAltitude"])[0])
+            if _tag_int(tags, "GPS GPSAltitudeRef") == 1:  # 1 = below sea level
+                altitude = -abs(altitude)
+        return GeoPoint(latitude=latitude, longitude=longitude, altitude_m=altitude)
+    except Exception as err:  # odd GPS forms: 0/0 fields, text instead of rationals, degrees off the globe
+        problems.append(f"GPS position unreadable: {err}")
+        return None
+
+
+def gps_to_degrees(parts: list[Fraction], ref: str | None, negative_ref: str) -> float:
+    """EXIF GPS degrees, minutes, seconds (some cameras write fewer parts, or minutes with a fraction
+    and zero seconds) as signed decimal degrees."""
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"expected 1 to 3 GPS components, got {len(parts)}")
+    value = sum(Fraction(part) / 60**index for index, part in enumerate(parts))
+    if ref and ref.strip().upper().startswith(negative_ref):
+        value = -abs(value)
+    return float(value)
+
+
+def _gps_degrees(tag: Any, ref: str | None, negative_ref: str) -> float:
+    return gps_to_degrees(_rationals(tag), ref, negative_ref)
+
+
+def _rationals(tag: Any) -> list[Fraction]:
+    values = getattr(tag, "values", tag)
+    items = values if isinstance(values, list | tuple) else [values]
+    # Ratio subclasses Fraction but tolerates 0/0 (an unset GPS field); Fraction() re-checks it.
+    return [Fraction(item.numerator, item.denominator) for item in items]
+
+
+def _tag_text(tags: Mapping[str, Any], name: str) -> str | None:
+    tag = tags.get(name)
+    if tag is None:
+        return None
+    values = getattr(tag, "values", tag)
+    text = values.decode("utf-8", "replace") if isinstance(values, bytes) else str(values)
+    text = text.replace("\x00", " ").strip()
+    return text or None
+
+
+def _tag_int(tags: Mapping[str, Any], name: str) -> int | None:
+    tag = tags.get(name)
+    values = getattr(tag, "values", None)
+    if isinstance(values, list) and values and isinstance(values[0], int):
+        return values[0]
+    return None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _valid_orientation(value: int | None) -> int | None:
+    return value if value is not None and 1 <= value <= 8 else None
+
+
+@dataclass
+class _Capture:
+    thread_id: int
+    messages: list[str] = field(default_factory=list)
+
+
+class _ExifWarnings(logging.Handler):
+    """Collects exifread's warnings for the reading thread only: they are how it reports damaged
+    EXIF, and they belong in the item's record, not on the console."""
+
+    _active: dict[int, _Capture]
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self._active = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        capture = self._active.get(record.thread or 0)
+        if capture is not None:
+            capture.messages.append(record.getMessage())
+
+    @classmethod
+    @contextmanager
+    def capture(cls) -> Iterator[_Capture]:
+        capture = _Capture(threading.get_ident())
+        _EXIF_HANDLER._active[capture.thread_id] = capture
+        try:
+            yield capture
+        finally:
+            _EXIF_HANDLER._active.pop(capture.thread_id, None)
+
+
+_EXIF_HANDLER = _ExifWarnings()
+_exifread_log = logging.getLogger("exifread")
+_exifread_log.addHandler(_EXIF_HANDLER)
+_exifread_log.propagate = False

@@ -1,0 +1,114 @@
+"""Small JPEG previews for reviewers: photos through Pillow, videos through one frame decoded by PyAV.
+
+Previews are a convenience, never evidence: any picture that cannot be made yields ``None`` (the reason is
+logged at debug), so a damaged file still goes through ingest. Memory and time are bounded: JPEGs decode
+at reduced scale, other pictures above :data:`MAX_DECODE_PIXELS` are skipped, and a video is read for at
+most :data:`MAX_VIDEO_PACKETS` packets after one seek.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import IO, Any
+
+import av
+from PIL import Image, ImageOps
+
+from evidence.errors import InvalidInput
+from evidence.media.info import MediaInfo
+from evidence.media.photo import PILLOW_TYPES  # importing photo also registers the HEIF opener
+
+log = logging.getLogger(__name__)
+
+MAX_DECODE_PIXELS = 64_000_000
+"""Largest non-JPEG picture decoded for a preview (about 200 MB as RGB)."""
+MAX_VIDEO_PACKETS = 600
+"""Packets read looking for a decodable frame: enough to reach the next keyframe of any camera's GOP."""
+PREVIEW_POSITION = 0.10
+"""Fraction of a video's duration the preview frame is taken from: past black lead-in frames."""
+JPEG_QUALITY = 80
+
+
+def make_thumbnail(path: Path, info: MediaInfo, *, max_side: int = 320) -> bytes | None:
+    """A JPEG no larger than ``max_side`` on either side, upright, or ``None`` when no picture can be made.
+
+    Only an ``OSError`` opening the file propagates (it is missing or unreadable, not damaged).
+    """
+    if max_side < 1:
+        raise InvalidInput(f"thumbnail max_side must be at least 1 pixel, got {max_side}")
+    if info.kind not in ("photo", "video"):
+        return None
+    with path.open("rb") as handle:
+        try:
+            if info.kind == "photo":
+                picture = _photo_picture(handle, info, max_side)
+            else:
+                picture = _video_picture(handle, info)
+            if picture is None:
+                return None
+            return _encode(picture, max_side)
+        except Exception as err:  # decoders raise anything on damaged input; a preview is optional
+            log.debug("no thumbnail for %s (%s): %s: %s", path.name, info.media_type, type(err).__name__, err)
+            return None
+
+
+def _photo_picture(handle: IO[bytes], info: MediaInfo, max_side: int) -> Image.Image | None:
+    if info.media_type not in PILLOW_TYPES:
+        log.debug("no thumbnail: Pillow cannot decode %s", info.media_type)
+        return None
+    with Image.open(handle) as image:
+        if image.format == "JPEG":
+            # Decode at 1/2, 1/4 or 1/8 scale straight from the DCT: a 50 MP photo costs a few MB.
+            image.draft("RGB", (max_side, max_side))
+        elif image.width * image.height > MAX_DECODE_PIXELS:
+            log.debug("no thumbnail: %dx%d picture is too large to decode", image.width, image.height)
+            return None
+        upright = ImageOps.exif_transpose(image)
+        upright.thumbnail((max_side, max_side))
+        return upright
+
+
+def _video_picture(handle: IO[bytes], info: MediaInfo) -> Image.Image | None:
+    with av.open(handle, mode="r", metadata_errors="replace") as container:
+        stream = next((s for s in container.streams.video if s.codec_context and s.width), None)
+        if stream is None:
+            log.debug("no thumbnail: no video stream in %s", info.media_type)
+            return None
+        if info.duration_seconds and stream.time_base:
+            target = info.duration_seconds * PREVIEW_POSITION
+            try:
+                # Lands on the keyframe at or before the target; decoding from there needs no more.
+                start = stream.start_time or 0  # MPEG-TS clocks rarely start at zero
+                container.seek(start + int(target / stream.time_base), stream=stream)
+            except av.FFmpegError as err:  # unindexed or damaged; the reader stays at the start
+                log.debug("seek to %.1fs failed (%s); using the first frame", target, err)
+        return _first_frame(container, stream)
+
+
+def _first_frame(container: Any, stream: Any) -> Image.Image | None:
+    for count, packet in enumerate(container.demux(stream)):
+        if count >= MAX_VIDEO_PACKETS:
+            break
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            continue  # a damaged packet; a later keyframe may still decode
+        for frame in frames:
+            picture: Image.Image = frame.to_image()
+            # Phones record sideways and store a display rotation (degrees counter-clockwise).
+            if frame.rotation:
+                picture = picture.rotate(frame.rotation, expand=True)
+            return picture
+    log.debug("no decodable frame within %d packets", MAX_VIDEO_PACKETS)
+    return None
+
+
+def _encode(picture: Image.Image, max_side: int) -> bytes:
+    picture.thumbnail((max_side, max_side))
+    if picture.mode != "RGB":
+        picture = picture.convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
