@@ -56,6 +56,8 @@ def new_data_key() -> bytes:
 
 @dataclass(frozen=True)
 class StreamDigests:
+    """§3.6: computed in the same pass as the encryption."""
+
     plaintext_sha256: str
     plaintext_size: int
     ciphertext_sha256: str
