@@ -1,0 +1,228 @@
+"""An officer docks a camera: every file ends up encrypted, locked and verified, or is accounted for."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from evidence.errors import AccessDenied, IntegrityError, LockedError
+from evidence.layout import OBJECTS_PREFIX
+from evidence.media import extract_media_info
+from flows.keys import station_bundle
+from storage.vault import Provenance, Vault
+from tests.factories import make_device, make_jpeg, make_mp4, random_file
+from tests.station import Station, make_station
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Station:
+    return make_station(tmp_path / "station")
+
+
+@pytest.fixture
+def s3_station(tmp_path: Path, moto_aws: None) -> Station:
+    return make_station(tmp_path / "station", vault_url="s3://evidence-test-vault/force-a", part_size=5 * 1024 * 1024)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_back(station: Station, evidence_id: str, out: Path) -> bytes:
+    station.vault.export_original(station.vault.manifest(evidence_id), out)
+    return out.read_bytes()
+
+
+def test_device_ingests_verifies_and_reads_back_identically(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=3, videos=1)
+    report = station.ingest(device)
+
+    ingested = report.by_status("ingested")
+    assert len(ingested) == 4 and report.complete
+    for n, outcome in enumerate(ingested):
+        source = device / outcome.source_path
+        assert outcome.sha256 == sha256_of(source)
+        assert read_back(station, str(outcome.evidence_id), tmp_path / f"out{n}") == source.read_bytes()
+        manifest = station.vault.manifest(str(outcome.evidence_id))
+        assert manifest.device_serial == "BWC-TEST01" and manifest.officer_id == "PC-1"
+        details = station.vault.details(manifest)
+        assert details.source_path == outcome.source_path and details.sha256 == outcome.sha256
+
+
+def test_second_ingest_of_same_device_stores_nothing_new(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=2, videos=1)
+    first = station.ingest(device)
+    versions_before = {(v.key, v.version_id) for v in station.all_versions()}
+
+    second = station.ingest(device)
+
+    assert {v.key for v in station.all_versions()} == {k for k, _ in versions_before}
+    assert {(v.key, v.version_id) for v in station.all_versions()} == versions_before
+    assert [o.evidence_id for o in second.by_status("duplicate")] == [o.evidence_id for o in first.by_status("ingested")]
+    assert not second.by_status("ingested")
+
+
+def test_same_content_under_two_names_is_one_item(station: Station, tmp_path: Path) -> None:
+    device = tmp_path / "dev"
+    make_jpeg(device / "a.jpg", seed=3)
+    (device / "copy.jpg").write_bytes((device / "a.jpg").read_bytes())
+    report = station.ingest(device)
+    assert len(report.by_status("ingested")) == 1 and len(report.by_status("duplicate")) == 1
+
+
+def test_stored_objects_never_contain_original_bytes(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=2, videos=1)
+    (device / "notes.txt").write_bytes(b"victim name and address in plain text " * 40)
+    station.ingest(device)
+    originals = [p for p in device.rglob("*") if p.is_file()]
+    assert_no_plaintext_runs(station, originals)
+
+
+def assert_no_plaintext_runs(station: Station, originals: list[Path]) -> None:
+    """No stored object holds any 64-byte run of any original. Every 64-byte run contains a whole
+    32-byte block aligned on a multiple of 32 in its source, so checking those blocks at every offset
+    of every stored object is sufficient."""
+    blocks = set()
+    for path in originals:
+        data = path.read_bytes()
+        blocks.update(data[i : i + 32] for i in range(0, len(data) - 31, 32))
+    assert blocks, "nothing to compare"
+    checked = 0
+    for info in station.vault.store.list_versions(""):
+        stored = b"".join(station.vault.store.get(info.key, version_id=info.version_id))
+        view = memoryview(stored)
+        hits = [i for i in range(len(stored) - 31) if view[i : i + 32].tobytes() in blocks]
+        assert not hits, f"{info.key} contains original bytes at offsets {hits[:5]}"
+        checked += 1
+    assert checked > 0
+
+
+def test_encryption_applied_on_s3_too(s3_station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=1, videos=1)
+    random_file(device / "big.bin", 12 * 1024 * 1024, seed=5)  # > 2 parts: a multipart upload
+    report = s3_station.ingest(device)
+    assert len(report.by_status("ingested")) == 3
+    assert_no_plaintext_runs(s3_station, [p for p in device.rglob("*") if p.is_file()])
+    big = next(o for o in report.outcomes if o.source_path == "big.bin")
+    assert read_back(s3_station, str(big.evidence_id), tmp_path / "big.out") == (device / "big.bin").read_bytes()
+
+
+def test_locked_content_cannot_be_deleted_through_the_store(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=1, videos=0)
+    outcome = station.ingest(device).by_status("ingested")[0]
+    content = station.vault.manifest(str(outcome.evidence_id)).content
+    with pytest.raises(LockedError):
+        station.vault.store.delete_version(content.key, content.version_id)
+
+
+def test_wipe_removes_only_verified_files(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-TEST01", photos=2, videos=0)
+    os.mkfifo(device / "pipe")
+    report = station.ingest(device, wipe=True)
+    wiped = [o for o in report.outcomes if o.wiped]
+    assert len(wiped) == 2
+    assert all(not (device / o.source_path).exists() for o in wiped)
+    assert (device / "pipe").exists(), "a rejected entry is never removed"
+
+
+def test_flipped_byte_in_storage_refuses_get_and_writes_nothing(station: Station, tmp_path: Path) -> None:
+    device = tmp_path / "dev"
+    make_jpeg(device / "scene.jpg", seed=9)
+    outcome = station.ingest(device).by_status("ingested")[0]
+    manifest = station.vault.manifest(str(outcome.evidence_id))
+    stored_files = [p for p in (station.settings.data_dir / "vault").rglob("*") if p.is_file()]
+    target = next(p for p in stored_files if p.stat().st_size == manifest.content.size and manifest.content.key.split("/")[-1] in str(p))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.chmod(0o644)
+    target.write_bytes(bytes(data))
+
+    out = tmp_path / "export" / "scene.jpg"
+    with pytest.raises(IntegrityError):
+        station.vault.export_original(manifest, out)
+    assert not out.exists()
+    assert not out.parent.exists() or not list(out.parent.iterdir()), "no partial file left behind"
+
+
+def test_hostile_device_entries_are_each_accounted_for(station: Station, tmp_path: Path) -> None:
+    device = tmp_path / "dev"
+    (device / "deep" / "er" / "still").mkdir(parents=True)
+    make_jpeg(device / "deep" / "er" / "still" / "photo.jpg", seed=1)
+    (device / "empty.mp4").write_bytes(b"")
+    (device / "truncated.mp4").write_bytes(make_mp4(tmp_path / "full.mp4").read_bytes()[:700])
+    os.symlink("/etc/passwd", device / "passwd-link")
+    os.symlink(tmp_path, device / "dir-link")
+    os.mkfifo(device / "fifo")
+    hostile_name = os.fsencode(str(device)) + b"/\xff\xfe bad name\n.jpg"
+    with open(hostile_name, "wb") as handle:
+        handle.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (device / "..hidden").write_bytes(b"dotdot in a file name is just a name")
+
+    report = station.ingest(device)
+
+    statuses = {o.source_path: o.status for o in report.outcomes}
+    assert statuses["deep/er/still/photo.jpg"] == "ingested"
+    assert statuses["empty.mp4"] == "ingested"
+    assert statuses["truncated.mp4"] == "ingested"
+    assert statuses["..hidden"] == "ingested"
+    assert statuses["passwd-link"] == "rejected" and statuses["dir-link"] == "rejected"
+    assert statuses["fifo"] == "rejected"
+    assert statuses["\\xff\\xfe bad name\n.jpg"] == "ingested"
+    assert len(report.outcomes) == 8
+    truncated = next(o for o in report.outcomes if o.source_path == "truncated.mp4")
+    assert "metadata-unreadable" in truncated.flags
+    # the hostile name comes back byte for byte from the sealed details
+    hostile = next(o for o in report.outcomes if o.source_path.startswith("\\xff"))
+    details = station.vault.details(station.vault.manifest(str(hostile.evidence_id)))
+    assert base64.b64decode(details.original_name_b64) == b"\xff\xfe bad name\n.jpg"
+
+
+def test_file_still_being_written_is_deferred_not_stored(tmp_path: Path) -> None:
+    station = make_station(tmp_path / "station")
+    station = Station(station.settings.model_copy(update={"settle_seconds": 3600}), station.vault, station.journal)
+    device = tmp_path / "dev"
+    make_jpeg(device / "fresh.jpg")
+    report = station.ingest(device)
+    assert [o.status for o in report.outcomes] == ["deferred"]
+    assert not list(station.vault.store.list(OBJECTS_PREFIX))
+
+
+def test_unknown_device_is_ingested_and_flagged(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "CAM-UNREGISTERED", photos=1, videos=0)
+    report = station.ingest(device, serial=None, officer=None)
+    outcome = report.by_status("ingested")[0]
+    assert "unknown-device" in outcome.flags
+    assert station.vault.manifest(str(outcome.evidence_id)).device_serial == "CAM-UNREGISTERED"
+
+
+def test_registered_device_gives_the_officer(tmp_path: Path) -> None:
+    data_dir = tmp_path / "station"
+    data_dir.mkdir()
+    (data_dir / "devices.toml").write_text('[devices."BWC-0042"]\nofficer = "PC-4471"\ntype = "body-worn"\n')
+    station = make_station(data_dir)
+    device = make_device(tmp_path / "BWC-0042", photos=1, videos=0)
+    outcome = station.ingest(device, serial=None, officer=None).by_status("ingested")[0]
+    manifest = station.vault.manifest(str(outcome.evidence_id))
+    assert manifest.officer_id == "PC-4471" and "unknown-device" not in manifest.flags
+
+
+def test_station_without_private_key_can_store_but_not_read(station: Station, tmp_path: Path) -> None:
+    bundle = station_bundle(station.settings, tmp_path / "bundle")
+    assert sorted(p.name for p in bundle) == ["vault-id.key", "vault-recipient.pub"]
+    ingest_only = Vault.open(station.settings.model_copy(update={"keys_dir": tmp_path / "bundle"}))
+    device = tmp_path / "dev"
+    make_jpeg(device / "a.jpg", seed=11)
+    with (device / "a.jpg").open("rb") as source:
+        stored = ingest_only.store_stream(
+            source,
+            media=extract_media_info(device / "a.jpg"),
+            thumbnail=None,
+            provenance=Provenance("st", "BWC-1", None, "a.jpg", "a.jpg", "YS5qcGc="),
+        )
+    with pytest.raises(AccessDenied):
+        ingest_only.details(stored.manifest)
+    assert station.vault.details(stored.manifest).sha256 == sha256_of(device / "a.jpg")

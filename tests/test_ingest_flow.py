@@ -1,0 +1,80 @@
+"""The Prefect flow and the command line around it, run for real (one Prefect harness per session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.factories import make_device
+from tests.station import make_station
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data_dir = tmp_path / "station"
+    make_station(data_dir)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("EVIDENCE_SETTLE_SECONDS", "0")
+    return data_dir
+
+
+def test_ingest_flow_run_reports_and_publishes_artifact(prefect_harness: None, data_dir: Path, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.ingest_flow import ingest_device
+
+    device = make_device(tmp_path / "BWC-FLOW01", photos=2, videos=1)
+    report = ingest_device(str(device), device_serial="BWC-FLOW01", officer_id="PC-9")
+    assert report.counts == {"ingested": 3}
+
+    async def artifacts() -> list[object]:
+        async with get_client() as client:
+            return list(await client.read_artifacts())
+
+    import asyncio
+
+    keys = [getattr(a, "key", None) for a in asyncio.run(artifacts())]
+    assert "ingest-summary" in keys
+
+
+def test_cli_ingest_json_document(prefect_harness: None, data_dir: Path, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-CLI01", photos=2, videos=0)
+    (device / "link").symlink_to("/etc/hostname")
+
+    first = runner.invoke(app, ["ingest", str(device), "--device", "BWC-CLI01", "--officer", "PC-2", "--json"])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert set(doc) == {"ingested", "duplicates", "rejected"}
+    assert len(doc["ingested"]) == 2 and doc["duplicates"] == []
+    assert doc["rejected"] == [{"source_path": "link", "reason": "symbolic link: not followed, target not read"}]
+    for entry in doc["ingested"]:
+        assert {"evidence_id", "source_path", "sha256", "size", "media_type"} <= set(entry)
+
+    second = json.loads(runner.invoke(app, ["ingest", str(device), "--device", "BWC-CLI01", "--json"]).stdout)
+    assert second["ingested"] == [] and len(second["duplicates"]) == 2
+
+    out = tmp_path / "back.jpg"
+    got = runner.invoke(app, ["get", doc["ingested"][0]["evidence_id"], "--out", str(out)])
+    assert got.exit_code == 0, got.output
+    assert out.read_bytes() == (device / doc["ingested"][0]["source_path"]).read_bytes()
+
+
+def test_cli_errors_are_one_line_with_exit_code(data_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "get", "../../etc/passwd", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not an evidence id" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
