@@ -44,7 +44,7 @@ MAX_SEGMENT_SIZE = 64 * 1024 * 1024
 """§3.1: a reader must buffer one whole segment before it can verify it, so a forged header must not be
 able to make it buffer gigabytes."""
 MAX_SEGMENTS = 2**32
-"""§3.4: far inside the 11-byte counter; keeps every stream well below AES-GCM's per-key limits."""
+"""§3.4: far inside the 11-byte counter; at 1 MiB segments that is 4 PiB, beyond any evidence file."""
 
 _Bytes = bytes | bytearray | memoryview
 
@@ -330,7 +330,10 @@ class StreamDecryptor:
 def decrypt_chunks(data_key: bytes, chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Verified plaintext of a stream arriving as chunks, one segment at a time. The generator raises
     ``IntegrityError`` at the end if the stream was truncated: consume it to the end before trusting."""
-    decryptor = StreamDecryptor(data_key)
+    return _decrypted(StreamDecryptor(data_key), chunks)  # a bad key fails here, not at first next()
+
+
+def _decrypted(decryptor: StreamDecryptor, chunks: Iterable[bytes]) -> Iterator[bytes]:
     for chunk in chunks:
         yield from decryptor._absorb(chunk)
     yield decryptor._finish()
@@ -388,15 +391,35 @@ def decrypt_range(
     """
     _check_data_key(data_key)
     header = parse_header(header_bytes)
-    header_bytes = header.to_bytes()
     total_segments = _segment_count(plaintext_size, header.segment_size)
     if total_segments > MAX_SEGMENTS:
         raise InvalidInput(f"plaintext size {plaintext_size} needs more than {MAX_SEGMENTS} segments")
     span = span_for_range(header, plaintext_size, start, end)
     if span.start == span.end:
-        return
-    aead = _payload_aead(data_key, header.salt)
-    remaining = min(end, plaintext_size) - start
+        return iter(())
+    return _decrypted_span(
+        _payload_aead(data_key, header.salt),
+        header,
+        span,
+        total_segments=total_segments,
+        plaintext_size=plaintext_size,
+        wanted=min(end, plaintext_size) - start,
+        fetch=fetch,
+    )
+
+
+def _decrypted_span(
+    aead: AESGCM,
+    header: StreamHeader,
+    span: CiphertextSpan,
+    *,
+    total_segments: int,
+    plaintext_size: int,
+    wanted: int,
+    fetch: Callable[[int, int], Iterable[bytes]],
+) -> Iterator[bytes]:
+    header_bytes = header.to_bytes()
+    remaining = wanted
     skip = span.skip
     index = span.first_segment
     stored_segment = header.segment_size + TAG_SIZE

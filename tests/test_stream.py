@@ -582,3 +582,15 @@ def test_ranged_read_refuses_a_fetch_returning_too_much(sample: tuple[bytes, byt
 
     with pytest.raises(IntegrityError, match="more than"):
         b"".join(stream.decrypt_range(KEY, ciphertext[:44], len(plaintext), 0, 10, generous_fetch))
+
+
+def test_bad_arguments_fail_at_the_call_not_at_first_read(sample: tuple[bytes, bytes]) -> None:
+    plaintext, ciphertext = sample
+    store = RecordingStore(ciphertext)
+    with pytest.raises(InvalidInput):
+        stream.decrypt_range(KEY, ciphertext[:44], len(plaintext), 10, 5, store.fetch)
+    with pytest.raises(IntegrityError):
+        stream.decrypt_range(KEY, b"EVSTRM", len(plaintext), 0, 5, store.fetch)
+    with pytest.raises(InvalidInput):
+        stream.decrypt_chunks(b"short", [ciphertext])
+    assert store.calls == []
