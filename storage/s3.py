@@ -21,6 +21,7 @@ import botocore.config  # type: ignore[import-untyped, unused-ignore]
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
     BotoCoreError,
     ClientError,
+    FlexibleChecksumError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
@@ -34,6 +35,7 @@ from evidence.errors import (
     AlreadyExists,
     ConfigError,
     EvidenceError,
+    IntegrityError,
     InvalidInput,
     LockedError,
     NotFound,
@@ -413,6 +415,12 @@ class S3Store:
                 f"{action} {subject}: cannot reach {self._endpoint()} ({err}); "
                 "check the network and AWS_ENDPOINT_URL, then retry"
             ) from err
+        except FlexibleChecksumError as err:
+            raise IntegrityError(
+                f"{action} {subject}: the bytes received do not match the SHA-256 {self.url} stored "
+                f"with them ({err}); the stored object or the transfer is damaged: retry once, and if "
+                "it persists, treat the object as corrupt"
+            ) from err
         except (NoCredentialsError, PartialCredentialsError) as err:
             raise AccessDenied(
                 f"{action} {subject}: no usable S3 credentials ({err}); set AWS_PROFILE or "
@@ -561,13 +569,18 @@ class S3Store:
         if region != "us-east-1":
             parameters["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:
-            self._call("creating", f"bucket {self.bucket}", self.client.create_bucket, **parameters)
-        except StorageError as err:
-            if not isinstance(err.__cause__, ClientError) or _error_code(err.__cause__) not in (
-                "BucketAlreadyOwnedByYou",
-                "BucketAlreadyExists",
-            ):
-                raise
+            self.client.create_bucket(**parameters)
+        except ClientError as err:
+            if _error_code(err) == "BucketAlreadyOwnedByYou":
+                return  # created by a concurrent initialise: fine
+            if _error_code(err) == "BucketAlreadyExists":
+                raise ConfigError(
+                    f"bucket name {self.bucket} is taken by another account; choose another vault URL"
+                ) from err
+            raise self._translate_client_error(err, "creating", f"bucket {self.bucket}") from err
+        except BotoCoreError as err:
+            with self.translated("creating", f"bucket {self.bucket}"):
+                raise err
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from evidence.errors import (
     AccessDenied,
     AlreadyExists,
     ConfigError,
+    IntegrityError,
     InvalidInput,
     LockedError,
     NotFound,
@@ -561,8 +562,6 @@ def test_local_detects_a_file_altered_outside_the_store(local: LocalStore) -> No
     data_file = local.objects_dir / "objects/ab/altered/@v" / f"{info.version_id}.data"
     data_file.chmod(0o644)
     data_file.write_bytes(b"short")
-    from evidence.errors import IntegrityError
-
     with pytest.raises(IntegrityError):
         local.get("objects/ab/altered")
 
@@ -575,6 +574,20 @@ def s3(moto_aws: None) -> S3Store:
     created = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
     created.initialise()
     return created
+
+
+def test_s3_whole_object_reads_are_checked_against_the_stored_sha256(s3: S3Store) -> None:
+    s3.put_bytes("objects/ab/tampered", b"original bytes", retention=None)
+    # Reach into moto's backend to change the stored bytes behind S3's back.
+    from moto.s3.models import s3_backends
+
+    bucket = s3_backends["123456789012"]["global"].buckets[BUCKET]
+    stored = bucket.keys[f"{PREFIX}/objects/ab/tampered"]
+    stored._value_buffer.seek(0)
+    stored._value_buffer.write(b"altered")
+
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        _read(s3, "objects/ab/tampered")
 
 
 def test_s3_keys_live_under_the_prefix(s3: S3Store) -> None:
