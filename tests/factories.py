@@ -74,10 +74,12 @@ def make_mp4(
     creation_time: datetime | None = DEFAULT_VIDEO_TIME,
     seed: int = 0,
     location: str | None = None,
+    rotation: int = 0,
 ) -> Path:
     """A real MP4 written by PyAV: H.264 (mpeg4 where PyAV's FFmpeg lacks libx264), random frames,
     ``creation_time`` in the movie header and, if given, an ISO 6709 ``location`` such as
-    ``"+51.5010-000.1419/"``."""
+    ``"+51.5010-000.1419/"``. ``rotation`` stores a display rotation (degrees counter-clockwise) the
+    way phones mark video shot sideways."""
     width, height = size
     rng = random.Random(f"mp4:{seed}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,8 @@ def make_mp4(
         stream = container.add_stream(video_codec(), rate=fps)
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if stream.codec_context.name == "libx264":
             stream.options = {"preset": "ultrafast"}
         for _ in range(max(1, round(seconds * fps))):

@@ -45,9 +45,10 @@ class MediaInfo:
     model: str | None = None
     serial: str | None = None
     width: int | None = None
-    """Pixels as stored; for photos ``orientation`` says how to turn them for display."""
+    """Pixels as decoded. For JPEG and TIFF that is as stored, turned for display by ``orientation``;
+    HEIF decoders apply the container's rotation themselves, so HEIC sizes are already upright."""
     height: int | None = None
-    orientation: int | None = None  # EXIF orientation 1..8
+    orientation: int | None = None  # EXIF orientation 1..8, as the file states it
     duration_seconds: float | None = None
     frame_rate: float | None = None
     video_codec: str | None = None

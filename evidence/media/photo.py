@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from evidence.media.info import GeoPoint, MediaInfo, MediaKind
 log = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()
+# Opening a TIFF-based file makes Pillow parse its IFDs and warn about damage on stderr. exifread reads
+# the same IFDs and reports damage into the record (see _ExifWarnings), so Pillow's copy is noise.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
 
 # Pillow decodes these itself; for anything else (CR3, RW2, ORF) it failing to open is expected.
 PILLOW_TYPES = frozenset(
@@ -38,6 +42,7 @@ PILLOW_TYPES = frozenset(
         "image/tiff",
         "image/webp",
         "image/heic",
+        "image/heic-sequence",
         "image/heif",
         "image/avif",
         "image/jp2",
@@ -59,17 +64,16 @@ _DAMAGE_WARNINGS = ("corrupted", "loop", "Unexpected slice", "No values found")
 def read_photo(path: Path, media_type: str, kind: MediaKind) -> MediaInfo:
     problems: list[str] = []
     tags = _read_exif(path, problems)
-    width = height = orientation = None
+    width = height = None
     try:
+        # Only the header: Pillow's own EXIF parser would repeat exifread's work and warn on bad EXIF.
         with Image.open(path) as image:
             width, height = image.size
-            orientation = _int_or_none(image.getexif().get(0x0112))
             if image.format == "JPEG":
                 _check_jpeg_data(image, path, problems)
     except Exception as err:  # Pillow raises many types for bad input; none may stop ingest
         if media_type in PILLOW_TYPES:
             problems.append(f"picture header unreadable: {describe_error(err, path)}")
-    exif_orientation = _tag_int(tags, "Image Orientation")
     recorded_at = _recorded_at(tags, problems)
     location = _location(tags, problems)
     if not tags and width is None and not problems:
@@ -83,7 +87,7 @@ def read_photo(path: Path, media_type: str, kind: MediaKind) -> MediaInfo:
         serial=next(filter(None, (_tag_text(tags, name) for name in _SERIAL_TAGS)), None),
         width=width,
         height=height,
-        orientation=_valid_orientation(exif_orientation if exif_orientation is not None else orientation),
+        orientation=_valid_orientation(_tag_int(tags, "Image Orientation")),
         location=location,
         metadata_error="; ".join(problems) or None,
     )
@@ -108,7 +112,7 @@ def _read_exif(path: Path, problems: list[str]) -> dict[str, Any]:
     # Maker notes carry some cameras' serial numbers but are the least robust part of exifread;
     # when they break it, the standard tags are read again without them.
     for details in (True, False):
-        with _ExifWarnings.capture() as warnings, path.open("rb") as handle:
+        with _ExifWarnings.capture() as captured, path.open("rb") as handle:
             try:
                 tags: dict[str, Any] = exifread.process_file(
                     handle, details=details, extract_thumbnail=False, truncate_tags=False
@@ -119,7 +123,7 @@ def _read_exif(path: Path, problems: list[str]) -> dict[str, Any]:
                 continue
         damage = [
             message
-            for message in warnings.messages
+            for message in captured.messages
             # Maker notes are vendor-private and often mangled by editors; the standard tags still read.
             if any(w in message for w in _DAMAGE_WARNINGS) and "MakerNote" not in message
         ]
@@ -219,10 +223,6 @@ def _tag_int(tags: Mapping[str, Any], name: str) -> int | None:
     if isinstance(values, list) and values and isinstance(values[0], int):
         return values[0]
     return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) else None
 
 
 def _valid_orientation(value: int | None) -> int | None:

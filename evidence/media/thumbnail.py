@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import av
-from PIL import Image, ImageOps
+from PIL import Image
 
 from evidence.errors import InvalidInput
 from evidence.media.info import MediaInfo
@@ -24,11 +24,22 @@ log = logging.getLogger(__name__)
 
 MAX_DECODE_PIXELS = 64_000_000
 """Largest non-JPEG picture decoded for a preview (about 200 MB as RGB)."""
-MAX_VIDEO_PACKETS = 600
-"""Packets read looking for a decodable frame: enough to reach the next keyframe of any camera's GOP."""
+MAX_VIDEO_PACKETS = 500
+"""Packets (of all streams) read looking for a decodable frame: past the next keyframe of a camera's GOP."""
 PREVIEW_POSITION = 0.10
 """Fraction of a video's duration the preview frame is taken from: past black lead-in frames."""
 JPEG_QUALITY = 80
+HEIF_TYPES = frozenset({"image/heic", "image/heif", "image/avif", "image/heic-sequence"})
+# EXIF orientation -> the turn that makes the stored pixels upright (EXIF 2.32, tag 0x0112).
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def make_thumbnail(path: Path, info: MediaInfo, *, max_side: int = 320) -> bytes | None:
@@ -65,9 +76,15 @@ def _photo_picture(handle: IO[bytes], info: MediaInfo, max_side: int) -> Image.I
         elif image.width * image.height > MAX_DECODE_PIXELS:
             log.debug("no thumbnail: %dx%d picture is too large to decode", image.width, image.height)
             return None
-        upright = ImageOps.exif_transpose(image)
-        upright.thumbnail((max_side, max_side))
-        return upright
+        image.thumbnail((max_side, max_side))
+        return _upright(image, info)
+
+
+def _upright(picture: Image.Image, info: MediaInfo) -> Image.Image:
+    # HEIF decoders have applied the container's rotation already; turning again would undo it.
+    if info.media_type in HEIF_TYPES or info.orientation not in _TRANSPOSE_FOR_ORIENTATION:
+        return picture.copy()
+    return picture.transpose(_TRANSPOSE_FOR_ORIENTATION[info.orientation])
 
 
 def _video_picture(handle: IO[bytes], info: MediaInfo) -> Image.Image | None:
@@ -88,9 +105,13 @@ def _video_picture(handle: IO[bytes], info: MediaInfo) -> Image.Image | None:
 
 
 def _first_frame(container: Any, stream: Any) -> Image.Image | None:
-    for count, packet in enumerate(container.demux(stream)):
+    # Every packet counts towards the bound, not only the video's: a stream that is declared but never
+    # carries data must not make the reader scan a 4 GB file.
+    for count, packet in enumerate(container.demux()):
         if count >= MAX_VIDEO_PACKETS:
             break
+        if packet.stream_index != stream.index:
+            continue
         try:
             frames = packet.decode()
         except av.FFmpegError:
