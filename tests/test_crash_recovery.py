@@ -75,6 +75,18 @@ def assert_converged(station: Station, device: Path, doc: dict[str, list[dict[st
     assert orphans <= {key for key, state in station.journal.unsettled() if state == "committed"}
 
 
+def journal_rows(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            return int(db.execute("select count(*) from uploads").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def wait_for_upload_in_flight(vault_root: Path, proc: subprocess.Popen[str], min_bytes: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -114,16 +126,20 @@ def test_repeated_kills_at_random_moments_converge(
         station = make_station(tmp_path / "station", vault_url="s3://evidence-kill/vault", part_size=5 * MiB)
         cli_env |= {"EVIDENCE_PART_SIZE": str(5 * MiB)}
     device = make_device(tmp_path / "BWC-KILL01", photos=6, videos=2)
-    random_file(device / "clip-a.bin", 24 * MiB, seed=1)
-    random_file(device / "clip-b.bin", 16 * MiB, seed=2)
+    for n in range(3):
+        random_file(device / f"clip-{n}.bin", 40 * MiB, seed=n)
+    journal = tmp_path / "station" / "journal" / "ingest.sqlite"
     chance = random.Random(20261125)
     kills_while_running = 0
-    for _ in range(3):
+    for _ in range(4):
         proc = start_ingest(device, cli_env)
-        time.sleep(chance.uniform(2.0, 6.0))  # interpreter and Prefect start-up take ~2 s of this
+        started_at = time.monotonic()
+        while proc.poll() is None and journal_rows(journal) == 0 and time.monotonic() - started_at < 60:
+            time.sleep(0.01)  # the first upload has begun once the journal records it
+        time.sleep(chance.uniform(0.0, 1.2))
         kills_while_running += proc.poll() is None
         proc.kill()
         proc.wait()
-    assert kills_while_running >= 2, "the kills must interrupt live runs for this test to mean anything"
+    assert kills_while_running >= 3, "the kills must interrupt live runs for this test to mean anything"
     doc = finish_ingest(device, cli_env)
     assert_converged(station, device, doc, tmp_path)
