@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from evidence.errors import EvidenceError
 from evidence.settings import Settings, load_settings
+from flows.console import err, out
 
 app = typer.Typer(
     name="evidence",
@@ -33,8 +33,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(vault_app, name="vault")
 app.add_typer(dock_app, name="dock")
 
-out = Console()
-err = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from evidence.keyring import generate_identity
-
 from evidence.errors import AccessDenied, InvalidInput
 from evidence.ids import generate_id_key
+from evidence.keyring import generate_identity
 from evidence.settings import Settings
 from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE, Vault
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from rich.console import Console
-
+from flows.console import err
 from flows.ingest import IngestReport
 
-_err = Console(stderr=True)
+
+def quiet_prefect() -> None:
+    """A dock has no business phoning home, and on a closed network the attempt logs an ERROR."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def prefect_server_configured() -> bool:
@@ -19,7 +22,7 @@ def prefect_server_configured() -> bool:
 
 def advise_on_prefect(quiet: bool) -> None:
     if not prefect_server_configured() and not quiet:
-        _err.print(
+        err.print(
             "[dim]No Prefect server configured: starting a temporary one (about 20 s). For a dock, run "
             "`prefect server start` once and set PREFECT_API_URL=http://127.0.0.1:4200/api.[/]",
             highlight=False,
@@ -29,6 +32,7 @@ def advise_on_prefect(quiet: bool) -> None:
 def run_ingest(
     device_dir: Path, *, device_serial: str | None, officer_id: str | None, wipe: bool, quiet: bool = False
 ) -> IngestReport:
+    quiet_prefect()
     advise_on_prefect(quiet)
     from flows.ingest_flow import ingest_device
 

@@ -21,11 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
-
 from evidence import layout, stream
 from evidence.errors import AlreadyExists, ConfigError, IntegrityError, NotFound
 from evidence.ids import evidence_id, id_key_check, load_id_key, require_evidence_id
+from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
 from evidence.manifest import (
     ItemDetails,
     Manifest,

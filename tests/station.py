@@ -21,14 +21,21 @@ class Station:
     journal: IngestJournal = field(repr=False)
 
     def ingest(
-        self, device_dir: Path, *, serial: str | None = "BWC-TEST01", officer: str | None = "PC-1", wipe: bool = False
+        self,
+        device_dir: Path,
+        *,
+        serial: str | None = "BWC-TEST01",
+        officer: str | None = "PC-1",
+        wipe: bool = False,
     ) -> IngestReport:
         """The flow's steps as plain calls (the flow itself is tested in test_ingest_flow.py)."""
         context = resolve_device(self.settings, device_dir, serial=serial, officer=officer, wipe=wipe)
         recovery = self.journal.recover(self.vault.store)
         scan = scan_device(device_dir, settle_seconds=self.settings.settle_seconds)
         outcomes = skipped_outcomes(scan) + [ingest_file(self.vault, item, context) for item in scan.files]
-        return build_report(context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned)
+        return build_report(
+            context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
+        )
 
     def all_versions(self) -> list[Any]:
         return list(self.vault.store.list_versions(""))

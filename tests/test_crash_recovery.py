@@ -50,7 +50,9 @@ def finish_ingest(device: Path, env: dict[str, str]) -> dict[str, list[dict[str,
     return json.loads(stdout)  # type: ignore[no-any-return]
 
 
-def assert_converged(station: Station, device: Path, doc: dict[str, list[dict[str, object]]], tmp_path: Path) -> None:
+def assert_converged(
+    station: Station, device: Path, doc: dict[str, list[dict[str, object]]], tmp_path: Path
+) -> None:
     """Every device file is one item; every item reads back identical; nothing extra is stored."""
     files = sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file())
     accounted = sorted(str(e["source_path"]) for e in doc["ingested"] + doc["duplicates"])

@@ -14,7 +14,9 @@ from tests.test_ingest_device import assert_no_plaintext_runs
 
 def corpus_manifest(corpus: Path) -> dict[str, tuple[int, str]]:
     with (corpus / "MANIFEST.tsv").open(newline="") as handle:
-        return {row["path"]: (int(row["bytes"]), row["sha256"]) for row in csv.DictReader(handle, delimiter="\t")}
+        return {
+            row["path"]: (int(row["bytes"]), row["sha256"]) for row in csv.DictReader(handle, delimiter="\t")
+        }
 
 
 @pytest.fixture(params=["local", "s3-over-http"])
@@ -22,11 +24,15 @@ def station(request: pytest.FixtureRequest, tmp_path: Path) -> Station:
     if request.param == "local":
         return make_station(tmp_path / "station")
     request.getfixturevalue("moto_endpoint")
-    return make_station(tmp_path / "station", vault_url="s3://evidence-corpus/vault", part_size=5 * 1024 * 1024)
+    return make_station(
+        tmp_path / "station", vault_url="s3://evidence-corpus/vault", part_size=5 * 1024 * 1024
+    )
 
 
 @pytest.mark.corpus
-def test_whole_corpus_ingests_and_reads_back_identically(corpus: Path, station: Station, tmp_path: Path) -> None:
+def test_whole_corpus_ingests_and_reads_back_identically(
+    corpus: Path, station: Station, tmp_path: Path
+) -> None:
     expected = corpus_manifest(corpus)
     report = station.ingest(corpus, serial="CORPUS-01")
 

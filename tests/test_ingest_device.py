@@ -25,7 +25,9 @@ def station(tmp_path: Path) -> Station:
 
 @pytest.fixture
 def s3_station(tmp_path: Path, moto_aws: None) -> Station:
-    return make_station(tmp_path / "station", vault_url="s3://evidence-test-vault/force-a", part_size=5 * 1024 * 1024)
+    return make_station(
+        tmp_path / "station", vault_url="s3://evidence-test-vault/force-a", part_size=5 * 1024 * 1024
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -62,7 +64,9 @@ def test_second_ingest_of_same_device_stores_nothing_new(station: Station, tmp_p
 
     assert {v.key for v in station.all_versions()} == {k for k, _ in versions_before}
     assert {(v.key, v.version_id) for v in station.all_versions()} == versions_before
-    assert [o.evidence_id for o in second.by_status("duplicate")] == [o.evidence_id for o in first.by_status("ingested")]
+    assert [o.evidence_id for o in second.by_status("duplicate")] == [
+        o.evidence_id for o in first.by_status("ingested")
+    ]
     assert not second.by_status("ingested")
 
 
@@ -108,7 +112,9 @@ def test_encryption_applied_on_s3_too(s3_station: Station, tmp_path: Path) -> No
     assert len(report.by_status("ingested")) == 3
     assert_no_plaintext_runs(s3_station, [p for p in device.rglob("*") if p.is_file()])
     big = next(o for o in report.outcomes if o.source_path == "big.bin")
-    assert read_back(s3_station, str(big.evidence_id), tmp_path / "big.out") == (device / "big.bin").read_bytes()
+    assert (
+        read_back(s3_station, str(big.evidence_id), tmp_path / "big.out") == (device / "big.bin").read_bytes()
+    )
 
 
 def test_locked_content_cannot_be_deleted_through_the_store(station: Station, tmp_path: Path) -> None:
@@ -135,7 +141,11 @@ def test_flipped_byte_in_storage_refuses_get_and_writes_nothing(station: Station
     outcome = station.ingest(device).by_status("ingested")[0]
     manifest = station.vault.manifest(str(outcome.evidence_id))
     stored_files = [p for p in (station.settings.data_dir / "vault").rglob("*") if p.is_file()]
-    target = next(p for p in stored_files if p.stat().st_size == manifest.content.size and manifest.content.key.split("/")[-1] in str(p))
+    target = next(
+        p
+        for p in stored_files
+        if p.stat().st_size == manifest.content.size and manifest.content.key.split("/")[-1] in str(p)
+    )
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x01
     target.chmod(0o644)
@@ -183,7 +193,9 @@ def test_hostile_device_entries_are_each_accounted_for(station: Station, tmp_pat
 
 def test_file_still_being_written_is_deferred_not_stored(tmp_path: Path) -> None:
     station = make_station(tmp_path / "station")
-    station = Station(station.settings.model_copy(update={"settle_seconds": 3600}), station.vault, station.journal)
+    station = Station(
+        station.settings.model_copy(update={"settle_seconds": 3600}), station.vault, station.journal
+    )
     device = tmp_path / "dev"
     make_jpeg(device / "fresh.jpg")
     report = station.ingest(device)

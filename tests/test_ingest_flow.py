@@ -24,7 +24,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data_dir
 
 
-def test_ingest_flow_run_reports_and_publishes_artifact(prefect_harness: None, data_dir: Path, tmp_path: Path) -> None:
+def test_ingest_flow_run_reports_and_publishes_artifact(
+    prefect_harness: None, data_dir: Path, tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.ingest_flow import ingest_device
@@ -47,12 +49,16 @@ def test_cli_ingest_json_document(prefect_harness: None, data_dir: Path, tmp_pat
     device = make_device(tmp_path / "BWC-CLI01", photos=2, videos=0)
     (device / "link").symlink_to("/etc/hostname")
 
-    first = runner.invoke(app, ["ingest", str(device), "--device", "BWC-CLI01", "--officer", "PC-2", "--json"])
+    first = runner.invoke(
+        app, ["ingest", str(device), "--device", "BWC-CLI01", "--officer", "PC-2", "--json"]
+    )
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
     assert set(doc) == {"ingested", "duplicates", "rejected"}
     assert len(doc["ingested"]) == 2 and doc["duplicates"] == []
-    assert doc["rejected"] == [{"source_path": "link", "reason": "symbolic link: not followed, target not read"}]
+    assert doc["rejected"] == [
+        {"source_path": "link", "reason": "symbolic link: not followed, target not read"}
+    ]
     for entry in doc["ingested"]:
         assert {"evidence_id", "source_path", "sha256", "size", "media_type"} <= set(entry)
 
