@@ -580,7 +580,7 @@ class LocalStore:
                 relative = Path(directory).relative_to(self.objects_dir).as_posix()
                 if VERSIONS_DIR in subdirectories:
                     subdirectories.remove(VERSIONS_DIR)
-                    if relative.startswith(prefix):
+                    if relative.startswith(prefix) and _is_valid_key(relative):
                         keys.append(relative)
                 subdirectories[:] = [
                     name
@@ -743,6 +743,15 @@ class LocalStore:
             legal_hold=bool(record["legal_hold"]),
             last_modified=_parse_time(record["created"]),
         )
+
+
+def _is_valid_key(key: str) -> bool:
+    # Directories put there by hand are not objects of this store; listing skips rather than fails.
+    try:
+        validate_key(key)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _names_in(directory: Path) -> list[str]:

@@ -49,10 +49,6 @@ REGION = "eu-west-2"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _tomorrow() -> datetime:
-    return datetime.now(UTC) + timedelta(days=1)
-
-
 def _governance(days: float = 1) -> Retention:
     return Retention("GOVERNANCE", datetime.now(UTC) + timedelta(days=days))
 
@@ -512,6 +508,13 @@ def test_local_layout_keeps_every_path_inside_the_root(local: LocalStore) -> Non
         local.abort_incomplete_upload(type("Upload", (), {"key": "a", "upload_id": "../x"})())  # type: ignore[arg-type]
 
 
+def test_local_listing_skips_what_the_store_did_not_write(local: LocalStore) -> None:
+    local.put_bytes("items/a", b"x", retention=None)
+    (local.objects_dir / "items" / "Stray Folder" / "@v").mkdir(parents=True)
+    assert [info.key for info in local.list("items/")] == ["items/a"]
+    assert [info.key for info in local.list_versions("")] == ["items/a"]
+
+
 def test_local_if_absent_is_race_safe(local: LocalStore) -> None:
     def attempt(index: int) -> bool:
         try:
@@ -523,6 +526,29 @@ def test_local_if_absent_is_race_safe(local: LocalStore) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(attempt, range(16)))
     assert outcomes.count(True) == 1
+    assert len(list(local.list_versions("vault.json"))) == 1
+
+
+def test_local_if_absent_is_race_safe_between_processes(local: LocalStore) -> None:
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(PROJECT_ROOT)!r})
+from pathlib import Path
+from evidence.errors import AlreadyExists
+from storage.local import LocalStore
+store = LocalStore(Path({str(local.root)!r}))
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # start together
+try:
+    store.put_bytes("vault.json", sys.argv[2].encode(), retention=None, if_absent=True)
+except AlreadyExists:
+    sys.exit(17)
+"""
+    start_at = str(time.time() + 1.0)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, start_at, f"writer {index}"]) for index in range(4)
+    ]
+    exit_codes = sorted(writer.wait(timeout=30) for writer in writers)
+    assert exit_codes == [0, 17, 17, 17]
     assert len(list(local.list_versions("vault.json"))) == 1
 
 
