@@ -37,71 +37,27 @@ from evidence.errors import (
     EvidenceError,
     IntegrityError,
     InvalidInput,
-    LockedError,
     NotFound,
     StorageError,
 )
 from storage.base import IncompleteUpload, ObjectInfo, Retention
+from storage.rules import (
+    iso_utc,
+    refuse_if_locked,
+    refuse_if_shortening,
+    validate_key,
+    validate_prefix,
+    validate_retention,
+)
 
-MAX_KEY_LENGTH = 512
 READ_CHUNK_SIZE = 1024 * 1024
 STORE_FORMAT = "evidence-local-store"
 STORE_FORMAT_VERSION = 1
 MARKER_NAME = "evidence-store.json"
 VERSIONS_DIR = "@v"
 
-_KEY_PATTERN = re.compile(r"[a-z0-9][a-z0-9._/-]*")
-_PREFIX_PATTERN = re.compile(r"[a-z0-9._/-]*")
 _VERSION_ID_PATTERN = re.compile(r"[0-9]{20}-[0-9a-f]{12}")
 _UPLOAD_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-_KEY_RULE = (
-    "keys are 1-512 characters of a-z 0-9 . _ / -, start with a letter or digit, "
-    "and have no empty, '.' or '..' path segments"
-)
-
-
-def validate_key(key: str) -> str:
-    """Return ``key`` unchanged if it is a legal object key, else raise ``InvalidInput``.
-
-    Both backends call this: on the local store a key becomes a path, so anything that could climb out
-    of the store (``..``, a leading ``/``) or alias another key (``a//b``, ``a/./b``) is refused.
-    """
-    if (
-        not isinstance(key, str)
-        or len(key) > MAX_KEY_LENGTH
-        or not _KEY_PATTERN.fullmatch(key)
-        or any(segment in ("", ".", "..") for segment in key.split("/"))
-    ):
-        raise InvalidInput(f"object key {key!r} is not allowed: {_KEY_RULE}")
-    return key
-
-
-def validate_prefix(prefix: str) -> str:
-    """Like :func:`validate_key` for a listing prefix: may be empty and may end part-way or with '/'."""
-    if prefix == "":
-        return prefix
-    complete_segments = prefix.split("/")[:-1]
-    if (
-        not isinstance(prefix, str)
-        or len(prefix) > MAX_KEY_LENGTH
-        or not _PREFIX_PATTERN.fullmatch(prefix)
-        or not prefix[0].isalnum()
-        or any(segment in ("", ".", "..") for segment in complete_segments)
-    ):
-        raise InvalidInput(f"listing prefix {prefix!r} is not allowed: {_KEY_RULE}")
-    return prefix
-
-
-def validate_retention(retention: Retention | None) -> None:
-    """Refuse retention S3 would refuse, so both backends fail the same way before any bytes move."""
-    if retention is None:
-        return
-    if retention.mode not in ("GOVERNANCE", "COMPLIANCE"):
-        raise InvalidInput(f"retention mode {retention.mode!r} is not GOVERNANCE or COMPLIANCE")
-    if retention.retain_until.tzinfo is None:
-        raise InvalidInput(f"retain-until {retention.retain_until} has no time zone; give it in UTC")
-    if retention.retain_until <= datetime.now(UTC):
-        raise InvalidInput(f"retain-until {retention.retain_until.isoformat()} is not in the future")
 
 
 def _describe_os_error(err: OSError, action: str, path: Path) -> EvidenceError:
@@ -177,10 +133,6 @@ def _make_dirs(path: Path) -> None:
             _fsync_dir(directory.parent)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
-
-
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
@@ -188,7 +140,7 @@ def _parse_time(text: str) -> datetime:
 def _retention_record(retention: Retention | None) -> dict[str, str] | None:
     if retention is None:
         return None
-    return {"mode": retention.mode, "retain_until": _iso(retention.retain_until)}
+    return {"mode": retention.mode, "retain_until": iso_utc(retention.retain_until)}
 
 
 def _retention_from_record(record: dict[str, str] | None) -> Retention | None:
@@ -201,45 +153,6 @@ def _retention_from_record(record: dict[str, str] | None) -> Retention | None:
     if mode == "COMPLIANCE":
         return Retention(mode="COMPLIANCE", retain_until=until)
     raise IntegrityError(f"version record has an unknown retention mode {mode!r}")
-
-
-def refuse_if_locked(
-    key: str, version_id: str, retention: Retention | None, legal_hold: bool, *, bypass_governance: bool
-) -> None:
-    """The S3 Object Lock rule for deleting one version, shared by both backends' pre-checks."""
-    if legal_hold:
-        raise LockedError(
-            f"{key} (version {version_id}) is under a legal hold; release the hold before deleting it"
-        )
-    if retention is None or retention.retain_until <= datetime.now(UTC):
-        return
-    until = _iso(retention.retain_until)
-    if retention.mode == "COMPLIANCE":
-        raise LockedError(
-            f"{key} (version {version_id}) is under COMPLIANCE retention until {until}; "
-            "nobody can delete it before then"
-        )
-    if not bypass_governance:
-        raise LockedError(
-            f"{key} (version {version_id}) is under GOVERNANCE retention until {until}; "
-            "it can only be deleted before then with a governance bypass"
-        )
-
-
-def refuse_if_shortening(key: str, version_id: str, current: Retention | None, wanted: Retention) -> None:
-    """Retention may move later or from GOVERNANCE to COMPLIANCE, never the other way."""
-    if current is None or current.retain_until <= datetime.now(UTC):
-        return
-    if wanted.retain_until < current.retain_until:
-        raise LockedError(
-            f"{key} (version {version_id}) is retained until {_iso(current.retain_until)}; "
-            f"retention cannot be shortened to {_iso(wanted.retain_until)}"
-        )
-    if current.mode == "COMPLIANCE" and wanted.mode == "GOVERNANCE":
-        raise LockedError(
-            f"{key} (version {version_id}) is under COMPLIANCE retention until "
-            f"{_iso(current.retain_until)}; it cannot be weakened to GOVERNANCE"
-        )
 
 
 class LocalUpload:
@@ -270,7 +183,7 @@ class LocalUpload:
             # The record goes first: a crash after it leaves something list_incomplete_uploads finds.
             _write_file_atomically(
                 self._record_path,
-                json.dumps({"key": key, "created": _iso(datetime.now(UTC))}).encode(),
+                json.dumps({"key": key, "created": iso_utc(datetime.now(UTC))}).encode(),
             )
             try:
                 self._fd = os.open(self._part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -438,7 +351,7 @@ class LocalStore:
                 "size": size,
                 "sha256": sha256,
                 "content_type": content_type,
-                "created": _iso(created),
+                "created": iso_utc(created),
                 "retention": _retention_record(retention),
                 "legal_hold": False,
             }
@@ -447,7 +360,7 @@ class LocalStore:
             staged_record = self.uploads_dir / f"{upload_id}.json"
             _write_file_atomically(
                 staged_record,
-                json.dumps({"key": key, "created": _iso(created), "target": version_id}).encode(),
+                json.dumps({"key": key, "created": iso_utc(created), "target": version_id}).encode(),
             )
             (self.uploads_dir / f"{upload_id}.part").replace(data_path)
             try:

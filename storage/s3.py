@@ -43,7 +43,7 @@ from evidence.errors import (
     StorageUnavailable,
 )
 from storage.base import IncompleteUpload, ObjectInfo, Retention
-from storage.local import (
+from storage.rules import (
     refuse_if_locked,
     refuse_if_shortening,
     validate_key,
