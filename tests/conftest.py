@@ -82,3 +82,18 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def cli_env(prefect_harness: None, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for running ``python -m flows.cli`` in a child process against the session's
+    Prefect API and a station under ``tmp_path / "station"``."""
+    from prefect.settings import PREFECT_API_URL
+
+    yield os.environ | {
+        "EVIDENCE_DATA_DIR": str(tmp_path / "station"),
+        "EVIDENCE_SETTLE_SECONDS": "0",
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }

@@ -4,12 +4,10 @@ stored exactly once, nothing lost, no upload left dangling."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,6 @@ from tests.factories import make_device, random_file
 from tests.station import Station, make_station
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def cli_env(prefect_harness: None, tmp_path: Path) -> Iterator[dict[str, str]]:
-    from prefect.settings import PREFECT_API_URL
-
-    yield os.environ | {
-        "EVIDENCE_DATA_DIR": str(tmp_path / "station"),
-        "EVIDENCE_SETTLE_SECONDS": "0",
-        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-    }
 
 
 def start_ingest(device: Path, env: dict[str, str]) -> subprocess.Popen[str]:

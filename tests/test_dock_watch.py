@@ -1,0 +1,44 @@
+"""An officer docks a camera and walks away: the dock notices it and ingests it without being asked."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evidence.layout import ITEMS_PREFIX
+from tests.factories import make_device
+from tests.station import make_station
+
+
+def test_docked_device_is_ingested_and_sigterm_stops_cleanly(cli_env: dict[str, str], tmp_path: Path) -> None:
+    station = make_station(tmp_path / "station")
+    dock = tmp_path / "dock"
+    dock.mkdir()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "dock", "watch", str(dock), "--poll-seconds", "0.2"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        staging = tmp_path / "staging" / "BWC-DOCK01"
+        make_device(staging, photos=2, videos=1)
+        staging.rename(dock / "BWC-DOCK01")  # a device appears at once, as a mount does
+        (dock / "not-a-device").symlink_to(tmp_path / "staging")
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(station.vault.store.list(ITEMS_PREFIX))) < 3:
+            assert watcher.poll() is None, watcher.communicate()[1]
+            time.sleep(0.2)
+        assert len(list(station.vault.store.list(ITEMS_PREFIX))) == 3
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _, stderr = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, stderr
+    assert "device docked: BWC-DOCK01" in stderr
+    assert "not-a-device" not in stderr, "a link under the dock root is not a device"
+    assert "dock watcher stopped" in stderr
