@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+SOURCES := evidence storage flows tests $(wildcard bench)
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -16,8 +17,8 @@ demo: $(STAMP)
 	EVIDENCE_DATA_DIR=$(CURDIR)/demo-data $(BIN)/evidence demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check evidence storage flows tests bench
-	$(BIN)/ruff format --check evidence storage flows tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy evidence storage
