@@ -131,8 +131,11 @@ def ingest(
 
 def _render_report(report: Any) -> None:
     table = Table(title=f"Device {report.device_serial}", show_lines=False)
-    for column in ("status", "file", "evidence id", "type", "note"):
-        table.add_column(column)
+    table.add_column("status")
+    table.add_column("file", overflow="fold")
+    table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
+    table.add_column("type", overflow="fold")
+    table.add_column("note", overflow="fold")
     for o in report.outcomes:
         note = o.reason or ""
         if o.flags:

@@ -9,13 +9,15 @@ name: names can identify victims and Prefect's database is not encrypted.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from evidence.device import DeviceFile, scan_device
@@ -33,6 +35,9 @@ from flows.ingest import (
 )
 from flows.journal import IngestJournal
 from storage.vault import Vault
+
+ingest_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("ingest_progress", default=None)
+"""Set by an interactive caller to hear ``(files done, files in total)`` as the flow goes."""
 
 
 @functools.cache
@@ -92,25 +97,21 @@ def ingest_device(
         len(scan.deferred),
     )
     outcomes = skipped_outcomes(scan)
-    futures = []
+    progress = ingest_progress.get()
     with ThreadPoolTaskRunner(max_workers=settings.ingest_workers) as runner:
-        for position, item in enumerate(scan.files):
-            futures.append(
-                runner.submit(
-                    ingest_file_task,
-                    {"item": item, "context": context, "settings": settings, "position": position},
-                )
-            )
-        wait(futures)
-    for item, future in zip(scan.files, futures, strict=True):
-        state = future.state
-        if state.is_completed():
-            outcomes.append(future.result())
-        else:
+        futures = {
+            runner.submit(
+                ingest_file_task, {"item": item, "context": context, "settings": settings, "position": n}
+            ): item
+            for n, item in enumerate(scan.files)
+        }
+        for done, future in enumerate(as_completed(list(futures)), start=1):
             try:
-                future.result()
-            except BaseException as err:
-                outcomes.append(failed_outcome(item, err))
+                outcomes.append(future.result())
+            except Exception as err:  # reported per file; the rest of the device goes on
+                outcomes.append(failed_outcome(futures[future], err))
+            if progress is not None:
+                progress(done, len(futures))
     report = build_report(
         context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
     )

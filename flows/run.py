@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from evidence.errors import InvalidInput
+from evidence.settings import load_settings
 from flows.console import err
-from flows.ingest import IngestReport
+from flows.ingest import IngestReport, resolve_device
+from storage.vault import Vault
 
 
 def quiet_prefect() -> None:
@@ -29,11 +34,39 @@ def advise_on_prefect(quiet: bool) -> None:
         )
 
 
+def preflight(device_dir: Path, *, device_serial: str | None, officer_id: str | None) -> None:
+    """Refuse a bad device folder, serial, officer, key set or vault before a flow run starts, so
+    the person sees one clear line rather than a failed run's log."""
+    if not device_dir.is_dir():
+        raise InvalidInput(f"{device_dir} is not a directory: give the folder where the device is mounted")
+    settings = load_settings()
+    resolve_device(settings, device_dir, serial=device_serial, officer=officer_id)
+    Vault.open(settings)
+
+
 def run_ingest(
     device_dir: Path, *, device_serial: str | None, officer_id: str | None, wipe: bool, quiet: bool = False
 ) -> IngestReport:
+    preflight(device_dir, device_serial=device_serial, officer_id=officer_id)
     quiet_prefect()
     advise_on_prefect(quiet)
-    from flows.ingest_flow import ingest_device
+    from flows.ingest_flow import ingest_device, ingest_progress
 
-    return ingest_device(str(device_dir), device_serial=device_serial, officer_id=officer_id, wipe=wipe)
+    if quiet:
+        return ingest_device(str(device_dir), device_serial=device_serial, officer_id=officer_id, wipe=wipe)
+    with Progress(
+        TextColumn("ingesting {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(device_dir.name, total=None)
+        token = ingest_progress.set(lambda done, total: bar.update(task, completed=done, total=total))
+        try:
+            return ingest_device(
+                str(device_dir), device_serial=device_serial, officer_id=officer_id, wipe=wipe
+            )
+        finally:
+            ingest_progress.reset(token)
