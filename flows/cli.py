@@ -161,11 +161,15 @@ def get(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the original.")],
 ) -> None:
     """Decrypt one item, verify it against the SHA-256 taken at ingest, and write it out."""
+    from rich.progress import Progress
+
     from storage.vault import Vault
 
     vault = Vault.open(_settings())
     manifest = vault.manifest(evidence_id)
-    vault.export_original(manifest, out_path)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("decrypting and verifying", total=manifest.size)
+        vault.export_original(manifest, out_path, on_bytes=lambda n: bar.advance(task, n))
     out.print(f"{evidence_id} -> {out_path} ({manifest.size} bytes, SHA-256 verified)")
 
 

@@ -380,7 +380,9 @@ class Vault:
             raise IntegrityError(f"{manifest.evidence_id}: thumbnail object does not match its recorded hash")
         return stream.open_sealed(self.data_key(manifest), sealed)
 
-    def export_original(self, manifest: Manifest, destination: Path) -> Path:
+    def export_original(
+        self, manifest: Manifest, destination: Path, *, on_bytes: Callable[[int], None] | None = None
+    ) -> Path:
         """Write the verified original to ``destination``. Bytes go to a hidden temporary file that is
         renamed into place only after the SHA-256 matched, so a failed check leaves nothing behind."""
         if destination.exists():
@@ -391,6 +393,8 @@ class Vault:
             with partial.open("xb") as out:
                 for chunk in self.read_original(manifest):
                     out.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
                 out.flush()
                 os.fsync(out.fileno())
             os.link(partial, destination)  # fails rather than overwrite a file that appeared meanwhile
