@@ -31,6 +31,7 @@ from evidence.errors import (
     InvalidInput,
     StorageUnavailable,
 )
+from evidence.keyfiles import key_file_text, read_key_file, write_key_file
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class X25519Recipient:
 
     @classmethod
     def from_file(cls, path: Path) -> X25519Recipient:
-        return cls(_read_key_file(path, RECIPIENT_FILE_HEADER))
+        return cls(read_key_file(path, RECIPIENT_FILE_HEADER, what="recipient (public key)", size=_KEY_SIZE))
 
     @property
     def public_key(self) -> bytes:
@@ -94,7 +95,7 @@ class X25519Recipient:
 
     def to_text(self) -> str:
         """The §6 recipient file contents."""
-        return _key_file_text(RECIPIENT_FILE_HEADER, self._public_key)
+        return key_file_text(RECIPIENT_FILE_HEADER, self._public_key)
 
     def wrap(self, data_key: bytes) -> Stanza:
         if len(data_key) != _DATA_KEY_SIZE:
@@ -140,7 +141,9 @@ class X25519Identity:
 
     @classmethod
     def from_file(cls, path: Path) -> X25519Identity:
-        identity = cls(_read_key_file(path, IDENTITY_FILE_HEADER))
+        identity = cls(
+            read_key_file(path, IDENTITY_FILE_HEADER, what="identity (private key)", size=_KEY_SIZE)
+        )
         try:
             mode = path.stat().st_mode
         except OSError:
@@ -166,7 +169,7 @@ class X25519Identity:
 
     def to_text(self) -> str:
         """The §6 identity file contents. Secret."""
-        return _key_file_text(IDENTITY_FILE_HEADER, self._private_key)
+        return key_file_text(IDENTITY_FILE_HEADER, self._private_key)
 
     def wrap(self, data_key: bytes) -> Stanza:
         return self._recipient.wrap(data_key)
@@ -218,7 +221,7 @@ def generate_identity(keys_dir: Path) -> tuple[Path, Path]:
             (private_path, identity.to_text(), 0o600),
             (public_path, identity.recipient.to_text(), 0o644),
         ):
-            _write_exclusive(path, text, mode=mode)
+            write_key_file(path, text, mode=mode)
             written.append(path)
     except OSError as err:
         for path in written:  # half a key pair would only make the next attempt refuse
@@ -290,40 +293,3 @@ def _stanza_bytes(stanza: Mapping[str, str], field: str, size: int) -> bytes:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
-
-
-def _key_file_text(header: str, raw: bytes) -> str:
-    return f"{header}\n{_b64(raw)}\n"
-
-
-def _read_key_file(path: Path, header: str) -> bytes:
-    what = "identity (private key)" if header == IDENTITY_FILE_HEADER else "recipient (public key)"
-    fix = "run `evidence keys init` to create one, or point keys_dir at the right directory"
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {path} does not exist; {fix}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {what} file {path}: {err}; {fix}") from None
-    lines = text.strip().splitlines()
-    if len(lines) != 2 or lines[0].strip() != header:
-        raise ConfigError(
-            f"{path} is not an evidence-pipeline {what} file (expected first line {header!r}); {fix}"
-        )
-    try:
-        raw = base64.b64decode(lines[1].strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError(f"{what} file {path} is damaged: its key is not valid base64; {fix}") from None
-    if len(raw) != _KEY_SIZE:
-        raise ConfigError(f"{what} file {path} is damaged: key is {len(raw)} bytes, not {_KEY_SIZE}; {fix}")
-    return raw
-
-
-def _write_exclusive(path: Path, text: str, *, mode: int) -> None:
-    # O_EXCL: never follow or replace whatever is already there, even if it appeared after our check
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        os.fchmod(descriptor, mode)  # the umask may have narrowed it; 0644 for the public file is wanted
-        file.write(text)
-        file.flush()
-        os.fsync(descriptor)

@@ -18,6 +18,8 @@ VAULT_DESCRIPTOR_KEY = "vault.json"
 
 OBJECTS_PREFIX = "objects/"
 ITEMS_PREFIX = "items/"
+CUSTODY_PREFIX = "custody/"
+SIGNERS_PREFIX = "signers/"
 
 _OBJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -44,3 +46,31 @@ def item_prefix(evidence_id: str) -> str:
 def manifest_key(evidence_id: str) -> str:
     """§4: the item's manifest; its presence is the commit point of an ingest."""
     return item_prefix(evidence_id) + "manifest.json"
+
+
+def custody_prefix(evidence_id: str) -> str:
+    from evidence.ids import require_evidence_id
+
+    return f"{CUSTODY_PREFIX}{require_evidence_id(evidence_id)}/"
+
+
+def custody_key(evidence_id: str, seq: int) -> str:
+    """§7: one create-only object per custody event; the zero-padded position sorts in chain order."""
+    if not 0 <= seq < 10**10:
+        raise InvalidInput(f"custody position {seq} out of range")
+    return f"{custody_prefix(evidence_id)}{seq:010d}.json"
+
+
+def custody_position(key: str) -> int:
+    name = key.rsplit("/", 1)[-1]
+    if not re.fullmatch(r"[0-9]{10}\.json", name):
+        raise InvalidInput(f"not a custody record key: {key!r}")
+    return int(name[:10])
+
+
+def signer_key(key_id: str) -> str:
+    """§8: published public signing keys, ``signers/ed25519-<16 hex>.pub``."""
+    kind, _, digest = key_id.partition(":")
+    if kind != "ed25519" or not re.fullmatch(r"[0-9a-f]{16}", digest):
+        raise InvalidInput(f"not a signing key id: {key_id!r}")
+    return f"{SIGNERS_PREFIX}{kind}-{digest}.pub"

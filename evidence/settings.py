@@ -23,6 +23,10 @@ from pydantic_settings import (
 
 MiB = 1024 * 1024
 
+# UK force references: force code, year and serial (KNT-2026-000123), or the older
+# division/serial/year form (37/12345/26).
+DEFAULT_INCIDENT_REF_PATTERN = r"[A-Z]{2,5}-[0-9]{4}-[0-9]{3,8}|[0-9]{1,3}/[0-9]{1,7}/[0-9]{2}"
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".evidence-pipeline"
@@ -62,6 +66,23 @@ class Settings(BaseSettings):
 
     ingest_workers: int = Field(default=2, ge=1, le=32)
 
+    user: str | None = None
+    """The acting person (``--user`` overrides); their role comes from ``users_file``."""
+    users_file: Path | None = None
+    """TOML: ``[users.<id>] role = "investigator"``; default ``<data_dir>/users.toml``."""
+
+    incident_ref_pattern: str = DEFAULT_INCIDENT_REF_PATTERN
+    """Regular expression a normalised incident reference must match in full (ASCII only)."""
+
+    catalog_url: str = ""
+    """SQLAlchemy URL of the query index; empty means SQLite at ``<data_dir>/catalog.sqlite``."""
+
+    link_tolerance_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    """Feed linking: how far outside an incident's window a recording may start and still match."""
+
+    retention_policy: Path | None = None
+    """Retention policy TOML; default: the policy shipped in ``evidence/default_policy.toml``."""
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         # frozen model: derived defaults are set once, here, so every reader sees the same paths
@@ -71,6 +92,14 @@ class Settings(BaseSettings):
             object.__setattr__(self, "keys_dir", self.data_dir / "keys")
         if self.device_registry is None:
             object.__setattr__(self, "device_registry", self.data_dir / "devices.toml")
+        if self.users_file is None:
+            object.__setattr__(self, "users_file", self.data_dir / "users.toml")
+        if not self.catalog_url:
+            object.__setattr__(
+                self, "catalog_url", f"sqlite:///{(self.data_dir / 'catalog.sqlite').resolve()}"
+            )
+        if self.retention_policy is None:
+            object.__setattr__(self, "retention_policy", Path(__file__).with_name("default_policy.toml"))
         return self
 
     @property

@@ -9,17 +9,22 @@ from evidence.errors import AccessDenied, InvalidInput
 from evidence.ids import generate_id_key
 from evidence.keyring import generate_identity
 from evidence.settings import Settings
+from evidence.signing import SIGNING_KEY_FILE, generate_signing_key
 from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE, Vault
 
 
 def init_keys(settings: Settings) -> list[Path]:
-    """Create the X25519 identity and the id key unless present. Idempotent."""
+    """Create the X25519 identity, the id key and this machine's signing key unless present.
+    Idempotent; on a station holding a key bundle it adds only the signing key."""
     keys = settings.keys_path
     created: list[Path] = []
     if not (keys / IDENTITY_FILE).exists() and not (keys / RECIPIENT_FILE).exists():
         created.extend(generate_identity(keys))
     if not (keys / ID_KEY_FILE).exists():
         created.append(generate_id_key(keys / ID_KEY_FILE))
+    if not (keys / SIGNING_KEY_FILE).exists():
+        # every machine signs its own custody records with its own key, so this one is never copied
+        created.extend(generate_signing_key(keys))
     return created
 
 

@@ -36,7 +36,9 @@ from evidence.manifest import (
 )
 from evidence.media import MediaInfo
 from evidence.settings import Settings
+from evidence.signing import SIGNING_KEY_FILE, SigningKey
 from storage.base import ObjectInfo, ObjectStore, ObjectUpload, Retention
+from storage.custody import CustodyLog
 from storage.open import open_store
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Vault:
         recipients: Sequence[Keyring],
         identities: Sequence[Keyring] = (),
         journal: UploadJournal | None = None,
+        signer: SigningKey | None = None,
     ) -> None:
         if not recipients:
             raise ConfigError("a vault needs at least one recipient key: run `evidence keys init`")
@@ -102,6 +105,9 @@ class Vault:
         self._recipients = tuple(recipients)
         self._identities = tuple(identities)
         self._journal = journal
+        self.custody = CustodyLog(
+            store, station_id=settings.station_id, signer=signer, retention=self.retention_for_new_objects
+        )
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -120,6 +126,7 @@ class Vault:
             kms = KmsKeyring(settings.kms_key_id)
             recipients.append(kms)
             identities.append(kms)
+        signing_key = keys / SIGNING_KEY_FILE
         vault = cls(
             open_store(settings),
             settings=settings,
@@ -127,6 +134,7 @@ class Vault:
             recipients=recipients,
             identities=identities,
             journal=journal,
+            signer=SigningKey.from_file(signing_key) if signing_key.exists() else None,
         )
         if check:
             vault.check_descriptor()
@@ -265,8 +273,28 @@ class Vault:
             return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
         self._note("upload_settled", content_key)
         self.verify_stored(manifest)
+        self.record_ingest(manifest)
         return StoredItem(
             item_id, digests.plaintext_sha256, digests.plaintext_size, media.media_type, False, manifest
+        )
+
+    def record_ingest(self, manifest: Manifest) -> None:
+        """Custody event 0 of an item, written once: a re-run after a crash between manifest and
+        this event finds the chain empty and writes it then."""
+        if self.custody.stored(manifest.evidence_id):
+            return
+        self.custody.append(
+            manifest.evidence_id,
+            "ingest",
+            actor=manifest.station_id,
+            role="ingest-station",
+            details={
+                "manifest_sha256": hashlib.sha256(encode_manifest(manifest)).hexdigest(),
+                "content_sha256": manifest.content.sha256,
+                "size": manifest.size,
+                "device": manifest.device_serial,
+                "officer": manifest.officer_id,
+            },
         )
 
     def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
@@ -274,6 +302,7 @@ class Vault:
         self.verify_stored(manifest)
         # a run killed between manifest and journal update left this object marked unsettled
         self._note("upload_settled", manifest.content.key)
+        self.record_ingest(manifest)
         if manifest.size != size:
             raise IntegrityError(
                 f"{item_id} exists with size {manifest.size}, but this original has {size} bytes"

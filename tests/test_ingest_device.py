@@ -12,7 +12,7 @@ import pytest
 from evidence.errors import AccessDenied, IntegrityError, LockedError
 from evidence.layout import OBJECTS_PREFIX
 from evidence.media import extract_media_info
-from flows.keys import station_bundle
+from flows.keys import init_keys, station_bundle
 from storage.vault import Provenance, Vault
 from tests.factories import make_device, make_jpeg, make_mp4, random_file
 from tests.station import Station, make_station
@@ -225,7 +225,10 @@ def test_registered_device_gives_the_officer(tmp_path: Path) -> None:
 def test_station_without_private_key_can_store_but_not_read(station: Station, tmp_path: Path) -> None:
     bundle = station_bundle(station.settings, tmp_path / "bundle")
     assert sorted(p.name for p in bundle) == ["vault-id.key", "vault-recipient.pub"]
-    ingest_only = Vault.open(station.settings.model_copy(update={"keys_dir": tmp_path / "bundle"}))
+    station_settings = station.settings.model_copy(update={"keys_dir": tmp_path / "bundle"})
+    added = init_keys(station_settings)  # the station's own custody signing key, and nothing that decrypts
+    assert sorted(p.name for p in added) == ["signing.key", "signing.pub"]
+    ingest_only = Vault.open(station_settings)
     device = tmp_path / "dev"
     make_jpeg(device / "a.jpg", seed=11)
     with (device / "a.jpg").open("rb") as source:

@@ -53,10 +53,11 @@ def make_thumbnail(path: Path, info: MediaInfo, *, max_side: int = 320) -> bytes
         return None
     with path.open("rb") as handle:
         try:
-            if info.kind == "photo":
-                picture = _photo_picture(handle, info, max_side)
-            else:
-                picture = _video_picture(handle, info)
+            picture = (
+                _photo_picture(handle, info, max_side)
+                if info.kind == "photo"
+                else _video_picture(handle, info)
+            )
             if picture is None:
                 return None
             return _encode(picture, max_side)

@@ -1,0 +1,95 @@
+"""Who may do what. The application enforces these roles; storage credentials enforce the rest
+(``docs/access.md``): a role check here stops honest mistakes and records intent, while only IAM
+policies stop someone who bypasses this program and talks to the bucket directly.
+
+Users file (``Settings.users_file``)::
+
+    [users.alice]
+    role = "investigator"          # or roles = ["officer", "investigator"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from evidence.devices import require_identifier
+from evidence.errors import AccessDenied, ConfigError, InvalidInput
+
+Role = Literal["officer", "investigator", "storage-admin"]
+ROLES: tuple[Role, ...] = ("officer", "investigator", "storage-admin")
+
+Action = Literal[
+    "get", "export", "thumbs", "list", "link", "unlink", "hold", "release", "retention", "fixity"
+]
+
+PERMITTED: Mapping[Action, frozenset[Role]] = {
+    "get": frozenset({"investigator"}),
+    "export": frozenset({"investigator"}),
+    "thumbs": frozenset({"investigator"}),
+    "list": frozenset({"officer", "investigator", "storage-admin"}),
+    "link": frozenset({"officer", "investigator"}),
+    "unlink": frozenset({"officer", "investigator"}),
+    "hold": frozenset({"investigator", "storage-admin"}),
+    "release": frozenset({"investigator", "storage-admin"}),
+    "retention": frozenset({"storage-admin"}),
+    "fixity": frozenset({"storage-admin"}),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: str
+    roles: frozenset[Role]
+
+    @property
+    def role(self) -> str:
+        """The roles as one field for records (``investigator`` or ``officer+investigator``)."""
+        return "+".join(sorted(self.roles))
+
+    def require(self, action: Action) -> None:
+        allowed = PERMITTED[action]
+        if not self.roles & allowed:
+            raise AccessDenied(
+                f"user {self.user_id} ({self.role}) may not {action}: that needs the "
+                f"{' or '.join(sorted(allowed))} role"
+            )
+
+
+class UserDirectory:
+    def __init__(self, users: Mapping[str, frozenset[Role]]) -> None:
+        self._users = dict(users)
+
+    @classmethod
+    def load(cls, path: Path | None) -> UserDirectory:
+        if path is None or not path.exists():
+            return cls({})
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"users file {path} cannot be read: {err}") from err
+        users: dict[str, frozenset[Role]] = {}
+        for user_id, entry in doc.get("users", {}).items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"users file {path}: [users.{user_id}] must be a table")
+            named = entry.get("roles", [entry["role"]] if "role" in entry else [])
+            unknown = [r for r in named if r not in ROLES]
+            if unknown or not named:
+                raise ConfigError(f"users file {path}: user {user_id!r} needs roles from {', '.join(ROLES)}")
+            users[require_identifier(user_id, "user id")] = frozenset(cast(list[Role], named))
+        return cls(users)
+
+    def resolve(self, user_id: str | None) -> Actor:
+        if not user_id:
+            raise AccessDenied("no user given: pass --user or set EVIDENCE_USER")
+        try:
+            require_identifier(user_id, "user id")
+        except InvalidInput as err:
+            raise AccessDenied(str(err)) from None
+        roles = self._users.get(user_id)
+        if roles is None:
+            raise AccessDenied(f"user {user_id!r} is not in the users file; ask a storage admin to add them")
+        return Actor(user_id, roles)

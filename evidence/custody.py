@@ -1,0 +1,247 @@
+"""Chain of custody, format v1 (``docs/custody.md``): append-only, hash-chained, signed events per item.
+
+Each event names the previous event's SHA-256, so removing, reordering or altering any event breaks
+the chain at that point; each is signed (Ed25519) by the station or workstation key that wrote it, so a
+third party holding only public keys can check who recorded what. Pure functions; storage is
+``storage.custody``.
+
+What a chain cannot show on its own: that events were cut off its *end*. Object Lock prevents that
+deletion; ``verify_chain`` also takes the length a catalog or an earlier report saw (``expected_length``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from evidence.errors import IntegrityError
+from evidence.ids import require_evidence_id
+from evidence.signing import SigningKey, VerifyingKey
+
+CUSTODY_FORMAT = "evidence-pipeline/custody/v1"
+
+EventType = Literal[
+    "ingest", "link", "unlink", "access", "export", "hold", "release", "retention", "disposal", "fixity"
+]
+EVENT_TYPES: tuple[str, ...] = (
+    "ingest",
+    "link",
+    "unlink",
+    "access",
+    "export",
+    "hold",
+    "release",
+    "retention",
+    "disposal",
+    "fixity",
+)
+
+
+@dataclass(frozen=True)
+class CustodyEvent:
+    evidence_id: str
+    seq: int
+    prev: str | None
+    """Hex SHA-256 of the previous event's stored bytes; None only for event 0."""
+    type: str
+    at: datetime
+    actor: str
+    """The person (user id) or, for ingest, the station that acted."""
+    role: str
+    station: str
+    details: Mapping[str, Any]
+    signer: str = ""
+    """Key id of the Ed25519 key that signed (``evidence.signing``)."""
+    signature: str = ""
+    format: str = field(default=CUSTODY_FORMAT)
+
+    def to_document(self, *, signed: bool = True) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "format": self.format,
+            "evidence_id": self.evidence_id,
+            "seq": self.seq,
+            "prev": self.prev,
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "role": self.role,
+            "station": self.station,
+            "details": dict(self.details),
+            "signer": self.signer,
+        }
+        if signed:
+            doc["signature"] = self.signature
+        return doc
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def signed_payload(event: CustodyEvent) -> bytes:
+    """What the signature covers: every field but the signature itself, canonically encoded."""
+    return b"evidence-pipeline/custody/v1\x00" + _canonical(event.to_document(signed=False))
+
+
+def encode_event(event: CustodyEvent) -> bytes:
+    return _canonical(event.to_document())
+
+
+def event_hash(encoded: bytes) -> str:
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def new_event(
+    previous: bytes | None,
+    *,
+    evidence_id: str,
+    seq: int,
+    type: str,
+    at: datetime,
+    actor: str,
+    role: str,
+    station: str,
+    details: Mapping[str, Any],
+    signer: SigningKey,
+) -> CustodyEvent:
+    """The next event after ``previous`` (its stored bytes), signed."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown custody event type {type!r}")
+    if at.tzinfo is None:
+        raise ValueError("custody times must be timezone-aware")
+    unsigned = CustodyEvent(
+        evidence_id=require_evidence_id(evidence_id),
+        seq=seq,
+        prev=None if previous is None else event_hash(previous),
+        type=type,
+        at=at,
+        actor=actor,
+        role=role,
+        station=station,
+        details=dict(details),
+        signer=signer.key_id,
+    )
+    signature = base64.b64encode(signer.sign(signed_payload(unsigned))).decode("ascii")
+    return replace(unsigned, signature=signature)
+
+
+def decode_event(data: bytes) -> CustodyEvent:
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != CUSTODY_FORMAT:
+            raise IntegrityError(f"unsupported custody record format {doc.get('format')!r}")
+        return CustodyEvent(
+            evidence_id=str(doc["evidence_id"]),
+            seq=int(doc["seq"]),
+            prev=doc["prev"],
+            type=str(doc["type"]),
+            at=datetime.fromisoformat(doc["at"]),
+            actor=str(doc["actor"]),
+            role=str(doc["role"]),
+            station=str(doc["station"]),
+            details=dict(doc["details"]),
+            signer=str(doc["signer"]),
+            signature=str(doc["signature"]),
+        )
+    except IntegrityError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise IntegrityError(f"custody record is damaged or not a custody record: {err}") from err
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    position: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    evidence_id: str
+    events: tuple[CustodyEvent, ...]
+    problems: tuple[ChainProblem, ...]
+    signers: tuple[str, ...]
+    """Key ids whose signatures were checked and held."""
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+    def raise_if_broken(self) -> None:
+        if self.problems:
+            listed = "; ".join(f"event {p.position}: {p.message}" for p in self.problems[:5])
+            raise IntegrityError(f"custody chain of {self.evidence_id} is broken: {listed}")
+
+
+def verify_chain(
+    evidence_id: str,
+    stored: Sequence[tuple[int, bytes]],
+    public_keys: Mapping[str, VerifyingKey],
+    *,
+    expected_length: int | None = None,
+) -> ChainVerification:
+    """Check a chain given as ``(position from the object key, stored bytes)`` pairs.
+
+    Names every event that is missing (a gap), out of place (its own ``seq`` differs from where it
+    is stored), altered (signature fails), not following its predecessor (``prev`` mismatch), signed
+    by an unknown key, or about another item.
+    """
+    problems: list[ChainProblem] = []
+    events: list[CustodyEvent] = []
+    signers: set[str] = set()
+    ordered = sorted(stored, key=lambda pair: pair[0])
+    previous_bytes: bytes | None = None
+    expected_position = 0
+    for position, data in ordered:
+        while expected_position < position:
+            problems.append(ChainProblem(expected_position, "missing: the record was removed"))
+            expected_position += 1
+            previous_bytes = None  # what followed a gap cannot be checked against it
+        expected_position = position + 1
+        try:
+            event = decode_event(data)
+        except IntegrityError as err:
+            problems.append(ChainProblem(position, str(err)))
+            previous_bytes = data
+            continue
+        events.append(event)
+        if event.evidence_id != evidence_id:
+            problems.append(ChainProblem(position, f"belongs to another item ({event.evidence_id})"))
+        if event.seq != position:
+            problems.append(ChainProblem(position, f"is event {event.seq} stored out of place: reordered"))
+        if position == 0:
+            if event.prev is not None:
+                problems.append(ChainProblem(position, "first event names a predecessor"))
+            if event.type != "ingest":
+                problems.append(ChainProblem(position, f"first event is {event.type!r}, not the ingest"))
+        elif previous_bytes is not None and event.prev != event_hash(previous_bytes):
+            problems.append(
+                ChainProblem(position, "does not follow the event before it: altered, removed or reordered")
+            )
+        key = public_keys.get(event.signer)
+        if key is None:
+            problems.append(ChainProblem(position, f"signed by unknown key {event.signer!r}"))
+        else:
+            try:
+                signature = base64.b64decode(event.signature, validate=True)
+            except ValueError:
+                signature = b""
+            if key.verify(signature, signed_payload(event)):
+                signers.add(event.signer)
+            else:
+                problems.append(ChainProblem(position, "signature does not match: the record was altered"))
+        previous_bytes = data
+    if not ordered:
+        problems.append(ChainProblem(0, "no custody records at all"))
+    if expected_length is not None and expected_length > expected_position:
+        problems.append(
+            ChainProblem(
+                expected_position, f"chain ends early: {expected_length} events were recorded before"
+            )
+        )
+    return ChainVerification(evidence_id, tuple(events), tuple(problems), tuple(sorted(signers)))

@@ -1,0 +1,153 @@
+"""Custody chains kept in the vault (``docs/custody.md``): append, read back, verify.
+
+Appending is optimistic: read the chain's end, sign the next event, write it create-only at the next
+position. Two writers racing for one position cannot both win, and the loser re-reads and tries the
+next one, so the chain never forks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from evidence import layout
+from evidence.custody import (
+    ChainProblem,
+    ChainVerification,
+    CustodyEvent,
+    decode_event,
+    encode_event,
+    new_event,
+    verify_chain,
+)
+from evidence.errors import AlreadyExists, ConfigError, StorageUnavailable
+from evidence.signing import SigningKey, VerifyingKey
+from storage.base import ObjectStore, Retention
+
+log = logging.getLogger(__name__)
+APPEND_ATTEMPTS = 16
+
+
+class CustodyLog:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        station_id: str,
+        signer: SigningKey | None,
+        retention: Callable[[], Retention | None],
+    ) -> None:
+        self.store = store
+        self.station_id = station_id
+        self._signer = signer
+        self._retention = retention
+        self._published = False
+
+    @property
+    def signer(self) -> SigningKey:
+        if self._signer is None:
+            raise ConfigError("this machine has no custody signing key: run `evidence keys init`")
+        return self._signer
+
+    def publish_signer(self) -> None:
+        """Put this machine's public key in the vault once, so verifiers can find it."""
+        if self._published:
+            return
+        key = self.signer.verifying_key
+        with contextlib.suppress(AlreadyExists):
+            self.store.put_bytes(
+                layout.signer_key(key.key_id), key.to_text().encode("ascii"), retention=None, if_absent=True
+            )
+        self._published = True
+
+    def stored(self, evidence_id: str) -> list[tuple[int, bytes]]:
+        """The chain as stored: (position, bytes) of each record's current version, in order."""
+        records = []
+        for info in self.store.list(layout.custody_prefix(evidence_id)):
+            data = b"".join(self.store.get(info.key, version_id=info.version_id))
+            records.append((layout.custody_position(info.key), data))
+        return sorted(records, key=lambda r: r[0])
+
+    def events(self, evidence_id: str) -> list[CustodyEvent]:
+        return [decode_event(data) for _, data in self.stored(evidence_id)]
+
+    def append(
+        self,
+        evidence_id: str,
+        type: str,
+        *,
+        actor: str,
+        role: str,
+        details: Mapping[str, Any],
+        at: datetime | None = None,
+    ) -> CustodyEvent:
+        self.publish_signer()
+        for _ in range(APPEND_ATTEMPTS):
+            chain = self.stored(evidence_id)
+            position = chain[-1][0] + 1 if chain else 0
+            event = new_event(
+                chain[-1][1] if chain else None,
+                evidence_id=evidence_id,
+                seq=position,
+                type=type,
+                at=at or datetime.now(UTC),
+                actor=actor,
+                role=role,
+                station=self.station_id,
+                details=details,
+                signer=self.signer,
+            )
+            try:
+                self.store.put_bytes(
+                    layout.custody_key(evidence_id, position),
+                    encode_event(event),
+                    retention=self._retention(),
+                    if_absent=True,
+                )
+            except AlreadyExists:
+                continue  # another writer took this position; re-read and follow it
+            log.info("custody event", extra={"evidence_id": evidence_id, "type": type, "seq": position})
+            return event
+        raise StorageUnavailable(f"custody chain of {evidence_id} is busy; try again")
+
+    def public_keys(self, trusted: Mapping[str, VerifyingKey] | None = None) -> dict[str, VerifyingKey]:
+        """Keys published in the vault, overridden by any the caller trusts from elsewhere. A court
+        should pass the force's published keys as ``trusted`` and compare the reported signers."""
+        keys: dict[str, VerifyingKey] = {}
+        for info in self.store.list(layout.SIGNERS_PREFIX):
+            text = b"".join(self.store.get(info.key)).decode("ascii", "replace")
+            try:
+                key = VerifyingKey.from_text(text, source=info.key)
+            except (ConfigError, ValueError):
+                log.warning("unreadable signer record %s", info.key)
+                continue
+            if layout.signer_key(key.key_id) == info.key:  # a key filed under another id is ignored
+                keys[key.key_id] = key
+        keys.update(trusted or {})
+        return keys
+
+    def verify(
+        self,
+        evidence_id: str,
+        *,
+        trusted: Mapping[str, VerifyingKey] | None = None,
+        trusted_only: bool = False,
+        expected_length: int | None = None,
+    ) -> ChainVerification:
+        keys = dict(trusted or {}) if trusted_only else self.public_keys(trusted)
+        result = verify_chain(evidence_id, self.stored(evidence_id), keys, expected_length=expected_length)
+        # a second version over a record means someone wrote where the chain is append-only
+        overwritten: dict[str, int] = {}
+        for info in self.store.list_versions(layout.custody_prefix(evidence_id)):
+            overwritten[info.key] = overwritten.get(info.key, 0) + 1
+        extra = tuple(
+            ChainProblem(layout.custody_position(key), f"has {count} versions: a record was overwritten")
+            for key, count in sorted(overwritten.items())
+            if count > 1
+        )
+        if not extra:
+            return result
+        return ChainVerification(result.evidence_id, result.events, result.problems + extra, result.signers)
