@@ -7,7 +7,6 @@ flow, so reading an item back does not pay for it.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,34 +15,8 @@ import typer
 from rich.table import Table
 
 from evidence.errors import EvidenceError
-from evidence.settings import Settings, load_settings
+from flows.cli_app import JsonOption, app, dock_app, keys_app, print_json, settings_now, vault_app
 from flows.console import err, out
-
-app = typer.Typer(
-    name="evidence",
-    help="Body-worn video and scene photos into encrypted, WORM-locked, verified evidence storage.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-keys_app = typer.Typer(help="Key pairs and the vault id key.", no_args_is_help=True)
-vault_app = typer.Typer(help="Create and check the vault (bucket or directory).", no_args_is_help=True)
-dock_app = typer.Typer(help="Docking-station automation.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-app.add_typer(vault_app, name="vault")
-app.add_typer(dock_app, name="dock")
-
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")]
-
-
-def _settings() -> Settings:
-    return load_settings()
-
-
-def _print_json(doc: object) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
-
 
 # -- keys and vault -------------------------------------------------------------------------------
 
@@ -53,7 +26,7 @@ def keys_init() -> None:
     """Create the vault key pair and id key in the keys directory (once per vault)."""
     from flows.keys import init_keys
 
-    created = init_keys(_settings())
+    created = init_keys(settings_now())
     for path in created:
         out.print(f"created {path}")
     if not created:
@@ -67,7 +40,7 @@ def keys_station_bundle(
     """Copy what an ingest station needs (recipient public key, id key) and nothing that decrypts."""
     from flows.keys import station_bundle
 
-    for path in station_bundle(_settings(), out_dir):
+    for path in station_bundle(settings_now(), out_dir):
         out.print(f"wrote {path}")
 
 
@@ -76,7 +49,7 @@ def vault_init() -> None:
     """Create or check the vault: versioning on, Object Lock enabled, public access blocked."""
     from flows.keys import open_vault_for_init
 
-    vault = open_vault_for_init(_settings())
+    vault = open_vault_for_init(settings_now())
     created = vault.initialise()
     problems = vault.store.check()
     out.print(f"vault {'created' if created else 'already initialised'} at {vault.store.url}")
@@ -91,7 +64,7 @@ def vault_check() -> None:
     """Report anything that makes the vault unfit for evidence."""
     from storage.open import open_store
 
-    store = open_store(_settings())
+    store = open_store(settings_now())
     problems = store.check()
     for problem in problems:
         err.print(f"problem: {problem}")
@@ -122,7 +95,7 @@ def ingest(
 
     report = run_ingest(device_dir, device_serial=device, officer_id=officer, wipe=wipe, quiet=as_json)
     if as_json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
         _render_report(report)
     if not report.complete:
@@ -165,7 +138,7 @@ def get(
 
     from storage.vault import Vault
 
-    vault = Vault.open(_settings())
+    vault = Vault.open(settings_now())
     manifest = vault.manifest(evidence_id)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("decrypting and verifying", total=manifest.size)
@@ -178,9 +151,9 @@ def show(evidence_id: str, as_json: JsonOption = False) -> None:
     """Show an item's manifest, and its sealed details when this machine holds the key."""
     from flows.keys import describe_item
 
-    doc = describe_item(_settings(), evidence_id)
+    doc = describe_item(settings_now(), evidence_id)
     if as_json:
-        _print_json(doc)
+        print_json(doc)
         return
     for key, value in doc.items():
         out.print(f"[bold]{key}[/]: {value}")
@@ -207,10 +180,12 @@ def demo() -> None:
     """Simulate a dock (generated photos and a video), ingest it, and show what was stored where."""
     from flows.demo import run_demo
 
-    run_demo(_settings(), out)
+    run_demo(settings_now(), out)
 
 
 def main() -> None:
+    import flows.commands  # noqa: F401 - registers the commands of every area on the shared app
+
     try:
         app()
     except EvidenceError as error:
@@ -219,7 +194,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted; re-run the same command to finish (nothing is lost or duplicated)")
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.commands import app
 from tests.factories import make_device
 from tests.station import make_station
 
@@ -76,7 +76,7 @@ def test_cli_errors_are_one_line_with_exit_code(data_dir: Path, tmp_path: Path) 
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "get", "../../etc/passwd", "--out", str(tmp_path / "x")],
+        [sys.executable, "-m", "flows", "get", "../../etc/passwd", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         check=False,

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from evidence.errors import AccessDenied, ConfigError
 from evidence.settings import Settings
-from flows.cli import app
+from flows.commands import app
 from flows.keys import init_keys, open_vault_for_init
 from storage.vault import IDENTITY_FILE, Vault
 from tests.factories import make_device

@@ -1,0 +1,9 @@
+"""Every module that adds commands to the ``evidence`` app; importing this registers them all.
+
+``flows.cli.main`` imports it before running; tests that drive the CLI import ``app`` from here.
+"""
+
+from flows import cli  # noqa: F401 - keys, vault, ingest, get, show, dock, demo
+from flows.cli_app import app
+
+__all__ = ["app"]
