@@ -9,6 +9,7 @@ reports committed-but-unreferenced objects (a kill between commit and manifest) 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -25,9 +26,33 @@ create table if not exists uploads (
     key text primary key,
     state text not null check (state in ('open', 'committed', 'settled')),
     started_at text not null,
-    updated_at text not null
+    updated_at text not null,
+    owner text not null default ''
 )
 """
+
+
+def process_identity(pid: int) -> str | None:
+    """pid plus the process's start time, so a recycled pid is not mistaken for the original owner.
+    None when the process does not exist."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return f"{pid}:{fields[19]}"  # field 22 of stat(5): start time in clock ticks since boot
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (not Linux): fall back to whether the pid is alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"{pid}:"
+
+
+def _owner_alive(owner: str) -> bool:
+    pid, _, _ = owner.partition(":")
+    return bool(pid.isdigit()) and process_identity(int(pid)) == owner
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,10 @@ class IngestJournal:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=full")  # the journal must survive the same crash it recovers
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("pragma table_info(uploads)")}
+        if "owner" not in columns:  # journals written before uploads had owners
+            self._db.execute("alter table uploads add column owner text not null default ''")
+        self._owner = process_identity(os.getpid()) or f"{os.getpid()}:"
 
     @classmethod
     def for_station(cls, journal_dir: Path) -> IngestJournal:
@@ -56,9 +85,10 @@ class IngestJournal:
         now = datetime.now(UTC).isoformat()
         with self._lock:
             self._db.execute(
-                "insert into uploads(key, state, started_at, updated_at) values (?, ?, ?, ?) "
-                "on conflict(key) do update set state = excluded.state, updated_at = excluded.updated_at",
-                (key, state, now, now),
+                "insert into uploads(key, state, started_at, updated_at, owner) values (?, ?, ?, ?, ?) "
+                "on conflict(key) do update set state = excluded.state, updated_at = excluded.updated_at, "
+                "owner = excluded.owner",
+                (key, state, now, now, self._owner),
             )
 
     def upload_started(self, key: str) -> None:
@@ -71,15 +101,24 @@ class IngestJournal:
         self._set(key, "settled")
 
     def unsettled(self) -> list[tuple[str, str]]:
+        return [(key, state) for key, state, _ in self._unsettled_with_owner()]
+
+    def _unsettled_with_owner(self) -> list[tuple[str, str, str]]:
         with self._lock:
-            rows = self._db.execute("select key, state from uploads where state != 'settled' order by key")
-            return [(str(k), str(s)) for k, s in rows]
+            rows = self._db.execute(
+                "select key, state, owner from uploads where state != 'settled' order by key"
+            )
+            return [(str(k), str(s), str(o)) for k, s, o in rows]
 
     def recover(self, store: ObjectStore) -> Recovery:
-        """Abort this station's interrupted uploads; list its orphaned objects. Safe to repeat."""
+        """Abort the interrupted uploads of runs that died; list their orphaned objects. Uploads whose
+        owning process is still alive (this one, or another ingest on the same station, such as
+        several devices docked at once) are in flight, not interrupted, and are left alone."""
         aborted: list[str] = []
         orphaned: list[str] = []
-        for key, state in self.unsettled():
+        for key, state, owner in self._unsettled_with_owner():
+            if _owner_alive(owner):
+                continue
             if state == "committed":
                 orphaned.append(key)
                 continue

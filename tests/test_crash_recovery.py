@@ -131,3 +131,30 @@ def test_repeated_kills_at_random_moments_converge(
     assert kills_while_running >= 3, "the kills must interrupt live runs for this test to mean anything"
     doc = finish_ingest(device, cli_env)
     assert_converged(station, device, doc, tmp_path)
+
+
+def test_recovery_leaves_uploads_of_live_runs_alone(tmp_path: Path) -> None:
+    """Several devices docked at once run several ingests in one process: one run's recovery must
+    not abort another's upload in flight, while a dead run's leftovers are cleaned up."""
+    import sqlite3
+
+    from flows.journal import IngestJournal
+
+    station = make_station(tmp_path / "station")
+    store = station.vault.store
+    live = store.begin_upload("objects/aa/" + "a" * 32, retention=None)
+    live.write(b"x" * 1024)
+    station.journal.upload_started(live.key)
+    dead = store.begin_upload("objects/bb/" + "b" * 32, retention=None)
+    dead.write(b"y" * 1024)
+    station.journal.upload_started(dead.key)
+    with sqlite3.connect(station.settings.journal_dir / "ingest.sqlite") as db:
+        db.execute("update uploads set owner = '999999999:1' where key = ?", (dead.key,))
+
+    another_run = IngestJournal.for_station(station.settings.journal_dir)
+    recovery = another_run.recover(store)
+
+    assert recovery.aborted == (dead.key,)
+    assert [u.key for u in store.list_incomplete_uploads("")] == [live.key]
+    live.commit()
+    assert store.head(live.key).size == 1024
