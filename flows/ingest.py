@@ -20,6 +20,8 @@ from evidence.devices import DeviceRegistry, require_identifier
 from evidence.errors import EvidenceError, InvalidInput
 from evidence.media import extract_media_info, make_thumbnail
 from evidence.settings import Settings
+from flows.records import note_item
+from storage.catalog import Catalog
 from storage.vault import Provenance, Vault, original_name_fields
 
 Status = Literal["ingested", "duplicate", "rejected", "deferred", "failed"]
@@ -122,9 +124,13 @@ def skipped_outcomes(scan: DeviceScan) -> list[FileOutcome]:
     ]
 
 
-def ingest_file(vault: Vault, item: DeviceFile, context: DeviceContext) -> FileOutcome:
+def ingest_file(
+    vault: Vault, item: DeviceFile, context: DeviceContext, catalog: Catalog | None = None
+) -> FileOutcome:
     """Store one device file and verify it; wipe it only after that. Storage errors propagate (the
-    caller retries or reports the file failed, and it stays on the device)."""
+    caller retries or reports the file failed, and it stays on the device). The catalog is told
+    about the item (new or duplicate) but cannot fail its ingest: the vault already holds it, and
+    ``evidence catalog rebuild`` indexes what a failing catalog missed."""
     try:
         fd = open_device_file(item)
     except FileChanged as err:
@@ -166,6 +172,7 @@ def ingest_file(vault: Vault, item: DeviceFile, context: DeviceContext) -> FileO
         media_type=stored.media_type,
         flags=stored.manifest.flags,
     )
+    note_item(vault, catalog, stored.manifest)
     if context.wipe:
         return wipe_verified(item, outcome)
     return outcome

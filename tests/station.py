@@ -11,6 +11,7 @@ from evidence.settings import Settings
 from flows.ingest import IngestReport, build_report, ingest_file, resolve_device, skipped_outcomes
 from flows.journal import IngestJournal
 from flows.keys import init_keys, open_vault_for_init
+from storage.catalog import Catalog
 from storage.vault import Vault
 
 
@@ -19,6 +20,11 @@ class Station:
     settings: Settings
     vault: Vault
     journal: IngestJournal = field(repr=False)
+    catalog: Catalog = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.catalog is None:
+            self.catalog = Catalog.open(self.settings)
 
     def ingest(
         self,
@@ -32,7 +38,9 @@ class Station:
         context = resolve_device(self.settings, device_dir, serial=serial, officer=officer, wipe=wipe)
         recovery = self.journal.recover(self.vault.store)
         scan = scan_device(device_dir, settle_seconds=self.settings.settle_seconds)
-        outcomes = skipped_outcomes(scan) + [ingest_file(self.vault, item, context) for item in scan.files]
+        outcomes = skipped_outcomes(scan) + [
+            ingest_file(self.vault, item, context, self.catalog) for item in scan.files
+        ]
         return build_report(
             context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
         )

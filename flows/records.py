@@ -1,0 +1,110 @@
+"""Recording what happens to an item: a custody event in the vault first, then the catalog kept in step.
+
+The vault is the source of truth and the catalog only an index of it, so the order is fixed: the event
+is appended (signed, chained, locked) and only then folded into the catalog. A catalog that cannot
+be written to (database down, disk full) does not undo or fail what was done: the failure is logged,
+and ``evidence catalog rebuild`` brings the index back in step from the vault alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from evidence.custody import CustodyEvent
+from evidence.manifest import Manifest
+from evidence.settings import Settings
+from storage.catalog import Catalog
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+APPEND_WORKERS = 8
+"""Chains appended to at once when one action touches many items (a listing records an access on each)."""
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    return Catalog.open(settings)
+
+
+def record(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_id: str,
+    type: str,
+    *,
+    actor: str,
+    role: str,
+    details: Mapping[str, Any],
+) -> CustodyEvent:
+    """Append one custody event to the item's chain, then fold it into the catalog."""
+    event = vault.custody.append(evidence_id, type, actor=actor, role=role, details=details)
+    note_events(catalog, [event])
+    return event
+
+
+def record_each(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_ids: Sequence[str],
+    type: str,
+    *,
+    actor: str,
+    role: str,
+    details: Mapping[str, Any],
+    workers: int = APPEND_WORKERS,
+) -> list[CustodyEvent]:
+    """The same event on many items: chains appended in parallel (each chain is its own sequence of
+    writes), the catalog updated in one transaction. If any append fails, the events that were
+    written are still put in the catalog and the first failure is raised."""
+    if not evidence_ids:
+        return []
+
+    def append(evidence_id: str) -> CustodyEvent | BaseException:
+        try:
+            return vault.custody.append(evidence_id, type, actor=actor, role=role, details=details)
+        except Exception as err:  # raised below, after the successful ones are indexed
+            return err
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(evidence_ids)))) as pool:
+        results = list(pool.map(append, evidence_ids))
+    events = [r for r in results if isinstance(r, CustodyEvent)]
+    note_events(catalog, events)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return events
+
+
+def note_events(catalog: Catalog | None, events: Iterable[CustodyEvent]) -> None:
+    """Fold events that are already in the vault into the catalog; never fails the caller."""
+    if catalog is None:
+        return
+    events = list(events)
+    try:
+        catalog.record_events(events)
+    except Exception:
+        log.warning(
+            "catalog not updated; run `evidence catalog rebuild` to bring it in step",
+            extra={"evidence_ids": sorted({e.evidence_id for e in events})[:20]},
+            exc_info=True,
+        )
+
+
+def note_item(vault: Vault, catalog: Catalog | None, manifest: Manifest) -> bool:
+    """Index a stored item with its whole chain as the vault has it now (catches up anything a
+    previous run failed to index). Returns False, having logged why, if the catalog failed."""
+    if catalog is None:
+        return False
+    try:
+        catalog.record_item(manifest, vault.custody.events(manifest.evidence_id))
+    except Exception:
+        log.warning(
+            "item not indexed; run `evidence catalog rebuild` to bring the catalog in step",
+            extra={"evidence_id": manifest.evidence_id},
+            exc_info=True,
+        )
+        return False
+    return True

@@ -1,0 +1,816 @@
+"""The catalog: an index for fast questions over the vault (by incident, officer, device, time, media
+type, category), SQLite beside the station by default, PostgreSQL by URL when stations share one.
+
+It is only an index. Every row is a fold over the clear part of manifests and over custody events
+(``docs/custody.md`` §4), so it can be lost and rebuilt from the vault alone (:meth:`Catalog.rebuild`);
+anything that must stand in court is checked against the vault, never taken from here. Values such
+as incident references only ever reach SQL as bound parameters (SQLAlchemy Core).
+
+Times are stored as naive UTC. A recording time a device stated without an offset is taken as UTC:
+the same rule the feed matcher applies to naive times in a records-system export, so a force whose
+cameras and records system both keep local time still lines the two up.
+
+Events can reach the catalog out of order (two machines append to one chain, each records its own
+event), so the state of an item is re-folded from the state-changing events the catalog keeps
+(links, unlinks, holds, releases, retention, disposal), never patched incrementally. Access, export,
+fixity and ingest events only move the chain length the catalog has seen.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from evidence import layout
+from evidence.custody import CustodyEvent, decode_event
+from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
+from evidence.manifest import Manifest
+
+if TYPE_CHECKING:
+    from evidence.settings import Settings
+    from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+STATE_EVENT_TYPES = frozenset({"link", "unlink", "hold", "release", "retention", "disposal"})
+"""Events that change what the catalog answers; the rest only lengthen the chain."""
+QUERY_CHUNK = 500
+"""Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
+REBUILD_BATCH = 500
+REBUILD_READERS = 8
+
+metadata = sa.MetaData()
+
+catalog_info = sa.Table(
+    "catalog_info",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(64), nullable=False),
+)
+
+items_table = sa.Table(
+    "items",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("ingested_at", sa.DateTime, nullable=False),
+    sa.Column("recorded_at", sa.DateTime, nullable=True),
+    sa.Column("seen_at", sa.DateTime, nullable=False),
+    # recorded_at, else ingested_at: the one time range queries filter and sort on
+    sa.Column("station_id", sa.String(64), nullable=False),
+    sa.Column("device_serial", sa.String(64), nullable=False),
+    sa.Column("officer_id", sa.String(64), nullable=True),
+    sa.Column("media_type", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("flags", sa.Text, nullable=False),
+    sa.Index("items_by_officer", "officer_id", "seen_at"),
+    sa.Index("items_by_device", "device_serial", "seen_at"),
+    sa.Index("items_by_time", "seen_at"),
+    sa.Index("items_by_media_type", "media_type", "seen_at"),
+)
+
+chains_table = sa.Table(
+    "chains",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("length", sa.Integer, nullable=False),
+    sa.Column("retain_until", sa.DateTime, nullable=True),
+    sa.Column("retention_category", sa.String(64), nullable=True),
+    sa.Column("linked_at", sa.DateTime, nullable=True),
+    sa.Column("disposed_at", sa.DateTime, nullable=True),
+)
+
+state_events_table = sa.Table(
+    "state_events",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("incident", sa.String(64), nullable=True),
+    sa.Column("category", sa.String(64), nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Index("state_events_by_incident", "incident", "type"),
+)
+
+links_table = sa.Table(
+    "links",
+    metadata,
+    sa.Column("incident", sa.String(64), primary_key=True),
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("category", sa.String(64), nullable=True),
+    sa.Column("linked_at", sa.DateTime, nullable=False),
+    sa.Index("links_by_item", "evidence_id"),
+    sa.Index("links_by_category", "category"),
+)
+
+holds_table = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("hold_id", sa.String(128), primary_key=True),
+    sa.Column("incident", sa.String(64), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    evidence_id: str
+    ingested_at: datetime
+    """UTC."""
+    recorded_at: datetime | None
+    """UTC-normalised capture time (a device time without offset is taken as UTC)."""
+    station_id: str
+    device_serial: str
+    officer_id: str | None
+    media_type: str
+    kind: str
+    size: int
+    flags: tuple[str, ...]
+    incidents: tuple[str, ...]
+    """Incident references currently linked (links minus unlinks)."""
+    categories: tuple[str, ...]
+    """Categories the item's current link events named (e.g. ``domestic-abuse``)."""
+    holds: tuple[str, ...]
+    """Hold ids in force (holds minus releases)."""
+    retain_until: datetime | None
+    """From the latest ``retention`` event; None while retention was never extended."""
+    retention_category: str | None
+    linked_at: datetime | None
+    """Time of the earliest link still in force."""
+    disposed_at: datetime | None
+    custody_length: int
+    """Events the catalog has seen for the item: a chain found shorter lost events off its end."""
+
+    def operational(self) -> dict[str, Any]:
+        """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
+        return {
+            "evidence_id": self.evidence_id,
+            "recorded_at": _iso(self.recorded_at),
+            "ingested_at": _iso(self.ingested_at),
+            "officer_id": self.officer_id,
+            "device_serial": self.device_serial,
+            "station_id": self.station_id,
+            "media_type": self.media_type,
+            "kind": self.kind,
+            "size": self.size,
+            "flags": list(self.flags),
+            "incidents": list(self.incidents),
+            "categories": list(self.categories),
+            "holds": list(self.holds),
+            "retain_until": _iso(self.retain_until),
+            "retention_category": self.retention_category,
+            "linked_at": _iso(self.linked_at),
+            "disposed_at": _iso(self.disposed_at),
+        }
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    items: int
+    """Items indexed (with a manifest, or known only from the chain of a disposed item)."""
+    events: int
+    seconds: float
+    problems: tuple[str, ...] = ()
+    """Records that could not be read (damaged manifests or custody records); skipped, not indexed."""
+
+
+# -- the fold: pure ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    """What the fold needs from one custody event."""
+
+    seq: int
+    type: str
+    at: datetime
+    details: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, event: CustodyEvent) -> StateEvent:
+        return cls(event.seq, event.type, event.at, event.details)
+
+
+@dataclass(frozen=True)
+class ItemState:
+    links: Mapping[str, tuple[datetime, str | None]] = field(default_factory=dict)
+    """incident -> (when linked, category) for every link in force."""
+    holds: Mapping[str, str | None] = field(default_factory=dict)
+    """hold id -> incident (or None) for every hold in force."""
+    retain_until: datetime | None = None
+    retention_category: str | None = None
+    disposed_at: datetime | None = None
+
+    @property
+    def linked_at(self) -> datetime | None:
+        return min((at for at, _ in self.links.values()), default=None)
+
+
+def fold_events(events: Iterable[StateEvent]) -> ItemState:
+    """Current links, holds, retention and disposal of one item from its events in chain order.
+    Re-linking an incident already linked keeps the first link (and its time); an unlink ends it."""
+    links: dict[str, tuple[datetime, str | None]] = {}
+    holds: dict[str, str | None] = {}
+    retain_until: datetime | None = None
+    retention_category: str | None = None
+    disposed_at: datetime | None = None
+    for event in sorted(events, key=lambda e: e.seq):
+        details = event.details
+        if event.type == "link":
+            incident = _text(details.get("incident"))
+            if incident and incident not in links:
+                links[incident] = (event.at, _text(details.get("category")))
+        elif event.type == "unlink":
+            links.pop(_text(details.get("incident")) or "", None)
+        elif event.type == "hold":
+            hold_id = _text(details.get("hold_id"))
+            if hold_id:
+                holds[hold_id] = _text(details.get("incident"))
+        elif event.type == "release":
+            holds.pop(_text(details.get("hold_id")) or "", None)
+        elif event.type == "retention":
+            retain_until = _parse_time(details.get("retain_until"))
+            retention_category = _text(details.get("category"))
+        elif event.type == "disposal":
+            disposed_at = event.at
+    return ItemState(links, holds, retain_until, retention_category, disposed_at)
+
+
+# -- the catalog --------------------------------------------------------------------------------
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _engine_for(url)
+        self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
+        with self._translated_errors():
+            metadata.create_all(self._engine)
+            self._check_schema()
+
+    @classmethod
+    def open(cls, settings: Settings) -> Catalog:
+        return cls(settings.catalog_url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def record_manifest(self, manifest: Manifest) -> None:
+        """Index an item's manifest (clear part only). Idempotent."""
+        with self._translated_errors(), self._engine.begin() as conn:
+            self._upsert_items(conn, [_item_row(manifest)])
+
+    def record_event(self, event: CustodyEvent) -> None:
+        self.record_events([event])
+
+    def record_events(self, events: Iterable[CustodyEvent]) -> None:
+        """Fold custody events in, in one transaction. Idempotent on (evidence id, position)."""
+        events = list(events)
+        if not events:
+            return
+        with self._translated_errors(), self._engine.begin() as conn:
+            self._apply_events(conn, events)
+
+    def record_item(self, manifest: Manifest | None, events: Sequence[CustodyEvent]) -> None:
+        """A manifest and its chain (or what the chain alone says, for a disposed item), together."""
+        with self._translated_errors(), self._engine.begin() as conn:
+            row = _item_row(manifest) if manifest is not None else _item_row_from_chain(events)
+            if row is not None:
+                self._upsert_items(conn, [row])
+            self._apply_events(conn, events)
+
+    # -- questions ------------------------------------------------------------------------------
+
+    def item(self, evidence_id: str) -> CatalogItem | None:
+        found = self._select([items_table.c.evidence_id == evidence_id], include_disposed=True)
+        return found[0] if found else None
+
+    def items(
+        self,
+        *,
+        incident: str | None = None,
+        officer: str | None = None,
+        device: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        media_type: str | None = None,
+        category: str | None = None,
+        include_disposed: bool = False,
+    ) -> list[CatalogItem]:
+        """Items matching every filter given, in time order. ``since``/``until`` bound the recording
+        time (the ingest time for items with none) as ``since <= t < until``."""
+        where: list[sa.ColumnElement[bool]] = []
+        if incident is not None:
+            linked = sa.select(links_table.c.evidence_id).where(links_table.c.incident == str(incident))
+            where.append(items_table.c.evidence_id.in_(linked))
+        if category is not None:
+            of_category = sa.select(links_table.c.evidence_id).where(links_table.c.category == category)
+            where.append(items_table.c.evidence_id.in_(of_category))
+        if officer is not None:
+            where.append(items_table.c.officer_id == officer)
+        if device is not None:
+            where.append(items_table.c.device_serial == device)
+        if media_type is not None:
+            where.append(items_table.c.media_type == media_type)
+        if since is not None:
+            where.append(items_table.c.seen_at >= _to_db(since))
+        if until is not None:
+            where.append(items_table.c.seen_at < _to_db(until))
+        return self._select(where, include_disposed=include_disposed)
+
+    def iter_items(self, *, include_disposed: bool = False, batch_size: int = 2000) -> Iterator[CatalogItem]:
+        """Every item, in evidence id order, a batch at a time (constant memory over any catalog)."""
+        after = ""
+        while True:
+            batch = self._select(
+                [items_table.c.evidence_id > after],
+                include_disposed=include_disposed,
+                order_by_id=True,
+                limit=batch_size,
+            )
+            yield from batch
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].evidence_id
+
+    def incident_category(self, incident: str) -> str | None:
+        """The category the latest link event naming one gave this incident, if any did."""
+        stmt = (
+            sa.select(state_events_table.c.category)
+            .where(
+                state_events_table.c.incident == str(incident),
+                state_events_table.c.type == "link",
+                state_events_table.c.category.is_not(None),
+            )
+            .order_by(state_events_table.c.at.desc())
+            .limit(1)
+        )
+        with self._translated_errors(), self._engine.connect() as conn:
+            return conn.execute(stmt).scalar_one_or_none()
+
+    def unlinked(self, evidence_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(evidence id, incident) pairs a person has ever unlinked: a feed must not undo that."""
+        found: set[tuple[str, str]] = set()
+        with self._translated_errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(evidence_ids), QUERY_CHUNK):
+                stmt = sa.select(state_events_table.c.evidence_id, state_events_table.c.incident).where(
+                    state_events_table.c.evidence_id.in_(chunk), state_events_table.c.type == "unlink"
+                )
+                found.update((row[0], row[1]) for row in conn.execute(stmt) if row[1])
+        return found
+
+    def count(self) -> int:
+        with self._translated_errors(), self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(items_table)).scalar_one())
+
+    # -- rebuilding -------------------------------------------------------------------------------
+
+    def rebuild(self, vault: Vault, *, readers: int = REBUILD_READERS) -> RebuildReport:
+        """Forget everything and index the vault again from its manifests and custody chains alone.
+        One transaction: until it commits, readers keep getting the previous answers."""
+        started = time.monotonic()
+        problems: list[str] = []
+        item_count = event_count = 0
+        with_manifest: set[str] = set()
+        with (
+            self._translated_errors(),
+            ThreadPoolExecutor(max_workers=readers) as pool,
+            self._engine.begin() as conn,
+        ):
+            for table in (links_table, holds_table, state_events_table, chains_table, items_table):
+                conn.execute(sa.delete(table))
+            for batch in _chunks(vault.list_items(), REBUILD_BATCH):
+                rows = []
+                for evidence_id, manifest in zip(
+                    batch, pool.map(_reader(vault.manifest), batch), strict=True
+                ):
+                    if isinstance(manifest, Exception):
+                        problems.append(f"{evidence_id}: manifest unreadable: {manifest}")
+                        continue
+                    rows.append(_item_row(manifest))
+                    with_manifest.add(evidence_id)
+                self._upsert_items(conn, rows)
+                item_count += len(rows)
+            for chain_batch in _chunks(_chains_listed(vault), REBUILD_BATCH):
+                read = pool.map(lambda chain: _read_chain(vault, chain), chain_batch)
+                events: list[CustodyEvent] = []
+                orphan_rows = []
+                for evidence_id, (chain, damaged) in zip((c[0] for c in chain_batch), read, strict=True):
+                    problems.extend(damaged)
+                    events.extend(chain)
+                    if evidence_id not in with_manifest:
+                        row = _item_row_from_chain(chain)
+                        if row is not None:
+                            orphan_rows.append(row)
+                self._upsert_items(conn, orphan_rows)
+                item_count += len(orphan_rows)
+                self._apply_events(conn, events)
+                event_count += len(events)
+        report = RebuildReport(item_count, event_count, time.monotonic() - started, tuple(problems))
+        log.info(
+            "catalog rebuilt",
+            extra={"items": report.items, "events": report.events, "problems": len(report.problems)},
+        )
+        return report
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _check_schema(self) -> None:
+        with self._engine.begin() as conn:
+            stored = conn.execute(
+                sa.select(catalog_info.c.value).where(catalog_info.c.name == "schema_version")
+            ).scalar_one_or_none()
+            if stored is None:
+                conn.execute(sa.insert(catalog_info).values(name="schema_version", value=str(SCHEMA_VERSION)))
+            elif stored != str(SCHEMA_VERSION):
+                raise ConfigError(
+                    f"catalog at {self._shown_url} has schema version {stored}, this program expects "
+                    f"{SCHEMA_VERSION}: point catalog_url at a new database and run `evidence catalog rebuild`"
+                )
+
+    def _translated_errors(self) -> _CatalogErrors:
+        return _CatalogErrors(self._shown_url)
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self._engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        if self._engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table)
+        raise ConfigError(f"catalog_url {self._shown_url}: only SQLite and PostgreSQL are supported")
+
+    def _upsert_items(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        stmt = self._insert(items_table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[items_table.c.evidence_id],
+            set_={c.name: stmt.excluded[c.name] for c in items_table.c if c.name != "evidence_id"},
+        )
+        conn.execute(stmt, list(rows))
+
+    def _apply_events(self, conn: Connection, events: Sequence[CustodyEvent]) -> None:
+        if not events:
+            return
+        lengths: dict[str, int] = {}
+        state_rows = []
+        for event in events:
+            lengths[event.evidence_id] = max(lengths.get(event.evidence_id, 0), event.seq + 1)
+            if event.type in STATE_EVENT_TYPES:
+                state_rows.append(_state_row(event))
+        chains = self._insert(chains_table)
+        chains = chains.on_conflict_do_update(
+            index_elements=[chains_table.c.evidence_id],
+            set_={
+                "length": sa.case(
+                    (chains_table.c.length > chains.excluded.length, chains_table.c.length),
+                    else_=chains.excluded.length,
+                )
+            },
+        )
+        conn.execute(chains, [{"evidence_id": key, "length": n} for key, n in lengths.items()])
+        if not state_rows:
+            return
+        conn.execute(
+            self._insert(state_events_table).on_conflict_do_nothing(
+                index_elements=[state_events_table.c.evidence_id, state_events_table.c.seq]
+            ),
+            state_rows,
+        )
+        self._refold(conn, sorted({row["evidence_id"] for row in state_rows}))
+
+    def _refold(self, conn: Connection, evidence_ids: Sequence[str]) -> None:
+        stored: dict[str, list[StateEvent]] = {key: [] for key in evidence_ids}
+        for chunk in _chunks(evidence_ids, QUERY_CHUNK):
+            rows = conn.execute(
+                sa.select(
+                    state_events_table.c.evidence_id,
+                    state_events_table.c.seq,
+                    state_events_table.c.type,
+                    state_events_table.c.at,
+                    state_events_table.c.details,
+                ).where(state_events_table.c.evidence_id.in_(chunk))
+            )
+            for row in rows:
+                stored[row.evidence_id].append(
+                    StateEvent(row.seq, row.type, _from_db(row.at), json.loads(row.details))
+                )
+            conn.execute(sa.delete(links_table).where(links_table.c.evidence_id.in_(chunk)))
+            conn.execute(sa.delete(holds_table).where(holds_table.c.evidence_id.in_(chunk)))
+        link_rows: list[dict[str, Any]] = []
+        hold_rows: list[dict[str, Any]] = []
+        chain_updates: list[dict[str, Any]] = []
+        for evidence_id, events in stored.items():
+            state = fold_events(events)
+            link_rows.extend(
+                {"incident": ref, "evidence_id": evidence_id, "category": category, "linked_at": _to_db(at)}
+                for ref, (at, category) in state.links.items()
+            )
+            hold_rows.extend(
+                {"evidence_id": evidence_id, "hold_id": hold_id, "incident": ref}
+                for hold_id, ref in state.holds.items()
+            )
+            chain_updates.append(
+                {
+                    "key": evidence_id,
+                    "retain_until": _to_db_or_none(state.retain_until),
+                    "retention_category": state.retention_category,
+                    "linked_at": _to_db_or_none(state.linked_at),
+                    "disposed_at": _to_db_or_none(state.disposed_at),
+                }
+            )
+        if link_rows:
+            conn.execute(sa.insert(links_table), link_rows)
+        if hold_rows:
+            conn.execute(sa.insert(holds_table), hold_rows)
+        conn.execute(
+            sa.update(chains_table)
+            .where(chains_table.c.evidence_id == sa.bindparam("key"))
+            .values(
+                retain_until=sa.bindparam("retain_until"),
+                retention_category=sa.bindparam("retention_category"),
+                linked_at=sa.bindparam("linked_at"),
+                disposed_at=sa.bindparam("disposed_at"),
+            ),
+            chain_updates,
+        )
+
+    def _select(
+        self,
+        where: Sequence[sa.ColumnElement[bool]],
+        *,
+        include_disposed: bool,
+        order_by_id: bool = False,
+        limit: int | None = None,
+    ) -> list[CatalogItem]:
+        joined = items_table.outerjoin(chains_table, chains_table.c.evidence_id == items_table.c.evidence_id)
+        stmt = sa.select(
+            items_table,
+            chains_table.c.length,
+            chains_table.c.retain_until,
+            chains_table.c.retention_category,
+            chains_table.c.linked_at,
+            chains_table.c.disposed_at,
+        ).select_from(joined)
+        for clause in where:
+            stmt = stmt.where(clause)
+        if not include_disposed:
+            stmt = stmt.where(chains_table.c.disposed_at.is_(None))
+        if order_by_id:
+            stmt = stmt.order_by(items_table.c.evidence_id)
+        else:
+            stmt = stmt.order_by(items_table.c.seen_at, items_table.c.evidence_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._translated_errors(), self._engine.connect() as conn:
+            rows = list(conn.execute(stmt))
+            links: dict[str, list[tuple[str, str | None]]] = {}
+            holds: dict[str, list[str]] = {}
+            for chunk in _chunks([row.evidence_id for row in rows], QUERY_CHUNK):
+                for link in conn.execute(
+                    sa.select(
+                        links_table.c.evidence_id, links_table.c.incident, links_table.c.category
+                    ).where(links_table.c.evidence_id.in_(chunk))
+                ):
+                    links.setdefault(link.evidence_id, []).append((link.incident, link.category))
+                for hold in conn.execute(
+                    sa.select(holds_table.c.evidence_id, holds_table.c.hold_id).where(
+                        holds_table.c.evidence_id.in_(chunk)
+                    )
+                ):
+                    holds.setdefault(hold.evidence_id, []).append(hold.hold_id)
+        return [
+            _catalog_item(row, links.get(row.evidence_id, []), holds.get(row.evidence_id, [])) for row in rows
+        ]
+
+
+class _CatalogErrors:
+    """Database failures become the project's errors: a person sees what to do, not a driver trace."""
+
+    def __init__(self, shown_url: str) -> None:
+        self._shown_url = shown_url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        if error is None or isinstance(error, EvidenceError):
+            return
+        if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+            raise StorageUnavailable(
+                f"catalog at {self._shown_url} is unavailable ({_first_line(error)}); try again"
+            ) from error
+        if isinstance(error, sa.exc.SQLAlchemyError):
+            raise ConfigError(
+                f"catalog at {self._shown_url} cannot be used ({_first_line(error)}); "
+                "check catalog_url, or point it at a new database and run `evidence catalog rebuild`"
+            ) from error
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _engine_for(url: str) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as err:
+        raise ConfigError(f"catalog_url {url!r} is not a database URL: {err}") from err
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"catalog_url uses {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://HOST/DB"
+        )
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, sa.exc.NoSuchModuleError) as err:
+        raise ConfigError(
+            f"catalog_url needs a database driver that is not installed ({err}); for PostgreSQL "
+            "install psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://..."
+        ) from err
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers (a listing) never wait for a writer (an ingest recording its items), and the
+    # other way round; several ingest workers then share one file safely
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _item_row(manifest: Manifest) -> dict[str, Any]:
+    ingested_at = _to_db(manifest.ingested_at)
+    recorded_at = _parse_time(manifest.recorded_at)
+    return {
+        "evidence_id": manifest.evidence_id,
+        "ingested_at": ingested_at,
+        "recorded_at": _to_db_or_none(recorded_at),
+        "seen_at": _to_db(recorded_at) if recorded_at is not None else ingested_at,
+        "station_id": manifest.station_id,
+        "device_serial": manifest.device_serial,
+        "officer_id": manifest.officer_id,
+        "media_type": manifest.media_type,
+        "kind": manifest.kind,
+        "size": manifest.size,
+        "flags": json.dumps(list(manifest.flags)),
+    }
+
+
+def _item_row_from_chain(events: Sequence[CustodyEvent]) -> dict[str, Any] | None:
+    """A disposed item's manifest is gone; its chain still says when, from which device and officer."""
+    ingest = next((e for e in events if e.seq == 0 and e.type == "ingest"), None)
+    if ingest is None:
+        return None
+    details = ingest.details
+    at = _to_db(ingest.at)
+    return {
+        "evidence_id": ingest.evidence_id,
+        "ingested_at": at,
+        "recorded_at": None,
+        "seen_at": at,
+        "station_id": ingest.actor,
+        "device_serial": _text(details.get("device")) or "",
+        "officer_id": _text(details.get("officer")),
+        "media_type": "",
+        "kind": "",
+        "size": int(details.get("size") or 0),
+        "flags": "[]",
+    }
+
+
+def _state_row(event: CustodyEvent) -> dict[str, Any]:
+    return {
+        "evidence_id": event.evidence_id,
+        "seq": event.seq,
+        "type": event.type,
+        "at": _to_db(event.at),
+        "incident": _text(event.details.get("incident")),
+        "category": _text(event.details.get("category")),
+        "details": json.dumps(dict(event.details), sort_keys=True),
+    }
+
+
+def _catalog_item(row: Any, links: list[tuple[str, str | None]], holds: list[str]) -> CatalogItem:
+    return CatalogItem(
+        evidence_id=row.evidence_id,
+        ingested_at=_from_db(row.ingested_at),
+        recorded_at=_from_db_or_none(row.recorded_at),
+        station_id=row.station_id,
+        device_serial=row.device_serial,
+        officer_id=row.officer_id,
+        media_type=row.media_type,
+        kind=row.kind,
+        size=int(row.size),
+        flags=tuple(json.loads(row.flags)),
+        incidents=tuple(sorted(ref for ref, _ in links)),
+        categories=tuple(sorted({category for _, category in links if category})),
+        holds=tuple(sorted(holds)),
+        retain_until=_from_db_or_none(row.retain_until),
+        retention_category=row.retention_category,
+        linked_at=_from_db_or_none(row.linked_at),
+        disposed_at=_from_db_or_none(row.disposed_at),
+        custody_length=int(row.length or 0),
+    )
+
+
+def _chains_listed(vault: Vault) -> Iterator[tuple[str, list[Any]]]:
+    """(evidence id, its custody records' listing) for every chain, from one listing of the vault."""
+    listed = vault.store.list(layout.CUSTODY_PREFIX)
+    for evidence_id, infos in itertools.groupby(listed, key=lambda info: info.key.split("/")[1]):
+        yield evidence_id, list(infos)
+
+
+def _read_chain(vault: Vault, chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str]]:
+    evidence_id, infos = chain
+    events: list[CustodyEvent] = []
+    damaged: list[str] = []
+    for info in infos:
+        try:
+            event = decode_event(b"".join(vault.store.get(info.key, version_id=info.version_id)))
+        except EvidenceError as err:
+            damaged.append(f"{info.key}: {err}")
+            continue
+        if event.evidence_id != evidence_id:
+            damaged.append(f"{info.key}: names another item ({event.evidence_id})")
+            continue
+        events.append(event)
+    return events, damaged
+
+
+def _reader(read: Callable[[str], Manifest]) -> Callable[[str], Manifest | Exception]:
+    def guarded(evidence_id: str) -> Manifest | Exception:
+        try:
+            return read(evidence_id)
+        except EvidenceError as err:
+            return err
+
+    return guarded
+
+
+def _chunks(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _to_db(value: datetime) -> datetime:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).replace(tzinfo=None)
+
+
+def _to_db_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _to_db(value)
+
+
+def _from_db(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _from_db_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _from_db(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return text.splitlines()[0][:200] if text else type(error).__name__
