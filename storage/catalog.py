@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 STATE_EVENT_TYPES = frozenset({"link", "unlink", "hold", "release", "retention", "disposal"})
 """Events that change what the catalog answers; the rest only lengthen the chain."""
+KEPT_EVENT_TYPES = STATE_EVENT_TYPES | {"ingest"}
+"""Kept in the catalog: the state events, and the ingest event, which is what remains of a disposed item."""
 QUERY_CHUNK = 500
 """Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
 REBUILD_BATCH = 500
@@ -99,6 +101,7 @@ state_events_table = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("incident", sa.String(64), nullable=True),
     sa.Column("category", sa.String(64), nullable=True),
     sa.Column("details", sa.Text, nullable=False),
@@ -198,10 +201,11 @@ class StateEvent:
     type: str
     at: datetime
     details: Mapping[str, Any]
+    actor: str = ""
 
     @classmethod
     def of(cls, event: CustodyEvent) -> StateEvent:
-        return cls(event.seq, event.type, event.at, event.details)
+        return cls(event.seq, event.type, event.at, event.details, event.actor)
 
 
 @dataclass(frozen=True)
@@ -474,7 +478,7 @@ class Catalog:
         state_rows = []
         for event in events:
             lengths[event.evidence_id] = max(lengths.get(event.evidence_id, 0), event.seq + 1)
-            if event.type in STATE_EVENT_TYPES:
+            if event.type in KEPT_EVENT_TYPES:
                 state_rows.append(_state_row(event))
         chains = self._insert(chains_table)
         chains = chains.on_conflict_do_update(
@@ -495,9 +499,13 @@ class Catalog:
             ),
             state_rows,
         )
-        self._refold(conn, sorted({row["evidence_id"] for row in state_rows}))
+        self._refold(
+            conn, sorted({row["evidence_id"] for row in state_rows if row["type"] in STATE_EVENT_TYPES})
+        )
 
     def _refold(self, conn: Connection, evidence_ids: Sequence[str]) -> None:
+        if not evidence_ids:
+            return
         stored: dict[str, list[StateEvent]] = {key: [] for key in evidence_ids}
         for chunk in _chunks(evidence_ids, QUERY_CHUNK):
             rows = conn.execute(
@@ -507,19 +515,24 @@ class Catalog:
                     state_events_table.c.type,
                     state_events_table.c.at,
                     state_events_table.c.details,
+                    state_events_table.c.actor,
                 ).where(state_events_table.c.evidence_id.in_(chunk))
             )
             for row in rows:
                 stored[row.evidence_id].append(
-                    StateEvent(row.seq, row.type, _from_db(row.at), json.loads(row.details))
+                    StateEvent(row.seq, row.type, _from_db(row.at), json.loads(row.details), row.actor)
                 )
             conn.execute(sa.delete(links_table).where(links_table.c.evidence_id.in_(chunk)))
             conn.execute(sa.delete(holds_table).where(holds_table.c.evidence_id.in_(chunk)))
         link_rows: list[dict[str, Any]] = []
         hold_rows: list[dict[str, Any]] = []
         chain_updates: list[dict[str, Any]] = []
+        remains: list[dict[str, Any]] = []
         for evidence_id, events in stored.items():
             state = fold_events(events)
+            if state.disposed_at is not None:
+                # what a rebuild can know of a disposed item is what its chain says: index only that
+                remains.extend(row for row in [_item_row_from_ingest(evidence_id, events)] if row is not None)
             link_rows.extend(
                 {"incident": ref, "evidence_id": evidence_id, "category": category, "linked_at": _to_db(at)}
                 for ref, (at, category) in state.links.items()
@@ -537,6 +550,7 @@ class Catalog:
                     "disposed_at": _to_db_or_none(state.disposed_at),
                 }
             )
+        self._upsert_items(conn, remains)
         if link_rows:
             conn.execute(sa.insert(links_table), link_rows)
         if hold_rows:
@@ -680,6 +694,12 @@ def _item_row(manifest: Manifest) -> dict[str, Any]:
 
 
 def _item_row_from_chain(events: Sequence[CustodyEvent]) -> dict[str, Any] | None:
+    if not events:
+        return None
+    return _item_row_from_ingest(events[0].evidence_id, [StateEvent.of(e) for e in events])
+
+
+def _item_row_from_ingest(evidence_id: str, events: Iterable[StateEvent]) -> dict[str, Any] | None:
     """A disposed item's manifest is gone; its chain still says when, from which device and officer."""
     ingest = next((e for e in events if e.seq == 0 and e.type == "ingest"), None)
     if ingest is None:
@@ -687,7 +707,7 @@ def _item_row_from_chain(events: Sequence[CustodyEvent]) -> dict[str, Any] | Non
     details = ingest.details
     at = _to_db(ingest.at)
     return {
-        "evidence_id": ingest.evidence_id,
+        "evidence_id": evidence_id,
         "ingested_at": at,
         "recorded_at": None,
         "seen_at": at,
@@ -707,6 +727,7 @@ def _state_row(event: CustodyEvent) -> dict[str, Any]:
         "seq": event.seq,
         "type": event.type,
         "at": _to_db(event.at),
+        "actor": event.actor,
         "incident": _text(event.details.get("incident")),
         "category": _text(event.details.get("category")),
         "details": json.dumps(dict(event.details), sort_keys=True),

@@ -289,6 +289,7 @@ def test_rebuild_from_the_vault_gives_the_same_answers(station: Station, tmp_pat
     act(third, "hold", hold_id="H-7", incident="KNT-2026-000002", reason="appeal")
     act(fourth, "hold", hold_id="H-8", reason="review")
     act(fourth, "release", hold_id="H-8", reason="done")
+    act(fourth, "disposal", rule="r", policy="p", reason="expired", objects_deleted=0)
     act(fifth, "retention", category="serious", rule="r", retain_until="2036-03-14T00:00:00+00:00")
     record_each(
         station.vault,
@@ -307,6 +308,7 @@ def test_rebuild_from_the_vault_gives_the_same_answers(station: Station, tmp_pat
     assert all(i.custody_length >= 2 for i in before["all"])
 
     fresh = Catalog(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    assert fourth not in ids(before["live"]) and fourth in ids(before["all"])
     report = fresh.rebuild(station.vault)
     assert report.items == 5 and not report.problems
     assert report.events == sum(i.custody_length for i in before["all"])
