@@ -129,24 +129,6 @@ def _render_report(report: Any) -> None:
 
 
 @app.command()
-def get(
-    evidence_id: Annotated[str, typer.Argument(help="The item's evidence id (ev-...).")],
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the original.")],
-) -> None:
-    """Decrypt one item, verify it against the SHA-256 taken at ingest, and write it out."""
-    from rich.progress import Progress
-
-    from storage.vault import Vault
-
-    vault = Vault.open(settings_now())
-    manifest = vault.manifest(evidence_id)
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("decrypting and verifying", total=manifest.size)
-        vault.export_original(manifest, out_path, on_bytes=lambda n: bar.advance(task, n))
-    out.print(f"{evidence_id} -> {out_path} ({manifest.size} bytes, SHA-256 verified)")
-
-
-@app.command()
 def show(evidence_id: str, as_json: JsonOption = False) -> None:
     """Show an item's manifest, and its sealed details when this machine holds the key."""
     from flows.keys import describe_item

@@ -3,7 +3,10 @@
 ``flows.cli.main`` imports it before running; tests that drive the CLI import ``app`` from here.
 """
 
-from flows import cli  # noqa: F401 - keys, vault, ingest, get, show, dock, demo
+from flows import (
+    cli,  # noqa: F401 - keys, vault, ingest, show, dock, demo
+    cli_retrieval,  # noqa: F401 - get, export, thumbs
+)
 from flows.cli_app import app
 
 __all__ = ["app"]

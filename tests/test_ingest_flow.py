@@ -65,8 +65,9 @@ def test_cli_ingest_json_document(prefect_harness: None, data_dir: Path, tmp_pat
     second = json.loads(runner.invoke(app, ["ingest", str(device), "--device", "BWC-CLI01", "--json"]).stdout)
     assert second["ingested"] == [] and len(second["duplicates"]) == 2
 
+    (data_dir / "users.toml").write_text('[users.ivy]\nrole = "investigator"\n', encoding="utf-8")
     out = tmp_path / "back.jpg"
-    got = runner.invoke(app, ["get", doc["ingested"][0]["evidence_id"], "--out", str(out)])
+    got = runner.invoke(app, ["--user", "ivy", "get", doc["ingested"][0]["evidence_id"], "--out", str(out)])
     assert got.exit_code == 0, got.output
     assert out.read_bytes() == (device / doc["ingested"][0]["source_path"]).read_bytes()
 
