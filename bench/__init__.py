@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.run_all`` (``make bench``). See ``bench/README.md``."""

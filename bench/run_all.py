@@ -1,0 +1,656 @@
+"""Large-file ingest benchmark: ``python -m bench.run_all`` (``make bench``).
+
+Writes random files of each size, runs every measured operation in a child process of its own
+(``bench.large_file``) against a fresh moto S3 server process on 127.0.0.1, and reports throughput,
+the ratios the issue asks for, and peak RSS per operation and size. Results go to stdout and to
+``bench/results/large_file.{json,md}`` (other sizes: ``large_file-<sizes>.{json,md}``). What each figure
+means is in ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.large_file import INGEST_MODES, MODES, S3_MODES, Measurement
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+DEFAULT_SIZES = (1 * GiB, 4 * GiB)
+QUICK_SIZES = (256 * MiB, 512 * MiB)
+REGION = "eu-west-2"
+BUCKET = "evidence-bench"
+RSS_TOLERANCE_MIB = 32
+"""Peak RSS may differ this much between sizes and still count as not growing (allocator noise)."""
+CHILD_TIMEOUT_SECONDS = 3600
+SERVER_START_SECONDS = 60
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not run or produced an unusable result; the message says what to do."""
+
+
+# -- sizes and resources ----------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*([0-9]+)\s*(GiB|MiB|KiB|G|M|K)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 512MiB or 1GiB")
+    unit = (match.group(2) or "").upper()[:1]
+    return int(match.group(1)) * {"": 1, "K": 1024, "M": MiB, "G": GiB}[unit]
+
+
+def format_size(size: int) -> str:
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def disk_needed(sizes: Sequence[int]) -> int:
+    # One input at a time, plus one stored copy of it: the local vault's, or moto's spill file of the
+    # assembled object (moto keeps objects over 128 MiB in a temporary file).
+    return 2 * max(sizes) + 512 * MiB
+
+
+def memory_needed(sizes: Sequence[int]) -> int:
+    # moto's server holds every part in memory, then joins them into a bytearray and copies that to
+    # bytes when the multipart upload completes: about three copies of the largest object at once.
+    return 3 * max(sizes) + 1 * GiB
+
+
+def available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_resources(workdir: Path, sizes: Sequence[int]) -> None:
+    """Refuse to start, with a clear message, rather than fill the disk or memory half-way through."""
+    free = shutil.disk_usage(workdir).free
+    if free < disk_needed(sizes):
+        raise BenchmarkError(
+            f"{workdir} has {free / GiB:.1f} GiB free; sizes up to {format_size(max(sizes))} need "
+            f"{disk_needed(sizes) / GiB:.1f} GiB. Free space, pass --workdir on a larger disk, or use "
+            "--quick / smaller --sizes"
+        )
+    memory = available_memory()
+    if memory is not None and memory < memory_needed(sizes):
+        raise BenchmarkError(
+            f"{memory / GiB:.1f} GiB of memory available; moto's S3 server needs about "
+            f"{memory_needed(sizes) / GiB:.1f} GiB to hold a {format_size(max(sizes))} object. "
+            "Use --quick or smaller --sizes"
+        )
+
+
+# -- the S3 endpoint ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """moto's S3 server as a separate process on 127.0.0.1, so its memory and CPU are not the
+    measured process's (its CPU time and peak RSS are read from /proc and reported separately)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log_path = workdir / f"moto-{self.port}.log"
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = _base_environment(self._workdir) | {"TMPDIR": str(self._workdir)}
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self._workdir,
+            )
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BenchmarkError(f"moto's server exited at start-up:\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise BenchmarkError(f"moto's server did not listen on port {self.port} in {SERVER_START_SECONDS}s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+    def create_bucket(self) -> None:
+        import boto3
+
+        # moto accepts any credentials; explicit ones keep a real AWS profile out of it
+        session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+            region_name=REGION,
+        )
+        client = session.client("s3", endpoint_url=self.endpoint)
+        client.create_bucket(
+            Bucket=BUCKET,
+            ObjectLockEnabledForBucket=True,
+            CreateBucketConfiguration={"LocationConstraint": REGION},
+        )
+
+    def cpu_seconds(self) -> float:
+        fields = self._proc_file("stat").rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_kib(self) -> int:
+        for line in self._proc_file("status").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _proc_file(self, name: str) -> str:
+        assert self._process is not None
+        return Path(f"/proc/{self._process.pid}/{name}").read_text()
+
+
+@contextmanager
+def moto_server(workdir: Path) -> Iterator[MotoServer]:
+    server = MotoServer(workdir)
+    try:
+        server.start()
+        server.create_bucket()
+        yield server
+    finally:
+        server.stop()
+
+
+# -- child processes ----------------------------------------------------------------------------------
+
+
+def _base_environment(workdir: Path) -> dict[str, str]:
+    """This process's environment without the station's or AWS settings (so neither a real account
+    nor a local evidence.toml can leak in), plus moto's dummy credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVIDENCE_", "AWS_"))}
+    return env | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+
+
+def child_environment(workdir: Path, endpoint: str | None = None) -> dict[str, str]:
+    env = _base_environment(workdir) | {"EVIDENCE_DATA_DIR": str(workdir / "unused-station")}
+    if endpoint is not None:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    return env
+
+
+def run_child(
+    mode: str,
+    path: Path,
+    *,
+    workdir: Path,
+    endpoint: str | None = None,
+    bucket: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Measurement:
+    """``python -m bench.large_file`` in a fresh process; its last line of output is the result."""
+    command = [sys.executable, "-m", "bench.large_file", mode, str(path), "--workdir", str(workdir)]
+    if bucket is not None:
+        command += ["--bucket", bucket]
+    command += list(extra_args)
+    try:
+        finished = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            env=child_environment(workdir, endpoint),
+            timeout=CHILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise BenchmarkError(f"{mode} on {path} took over {CHILD_TIMEOUT_SECONDS}s") from err
+    if finished.returncode != 0:
+        raise BenchmarkError(
+            f"{mode} on {path} failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}"
+        )
+    lines = finished.stdout.strip().splitlines()
+    try:
+        measurement = Measurement.from_json(json.loads(lines[-1]))
+    except (IndexError, ValueError, TypeError) as err:
+        raise BenchmarkError(f"{mode} printed no result line:\n{finished.stdout[-2000:]}") from err
+    if mode in INGEST_MODES and measurement.status != "ingested":
+        raise BenchmarkError(
+            f"{mode} reported {measurement.status!r}, not 'ingested': the run did not store the file"
+        )
+    return measurement
+
+
+# -- a benchmark run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    measurement: Measurement
+    server_cpu_seconds: float | None = None
+    server_peak_rss_kib: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.measurement.to_json()
+        if self.server_cpu_seconds is not None:
+            record |= {
+                "server_cpu_seconds": round(self.server_cpu_seconds, 3),
+                "server_peak_rss_kib": self.server_peak_rss_kib,
+            }
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Sample:
+        return cls(
+            Measurement.from_json(record), record.get("server_cpu_seconds"), record.get("server_peak_rss_kib")
+        )
+
+
+def measure_once(mode: str, path: Path, workdir: Path) -> Sample:
+    warm_page_cache(path)  # every mode starts from the same cache state: the file in memory
+    if mode not in S3_MODES:
+        return Sample(run_child(mode, path, workdir=workdir))
+    with moto_server(workdir) as server:  # fresh per operation: empty, and its figures are this run's
+        cpu_before = server.cpu_seconds()
+        measurement = run_child(mode, path, workdir=workdir, endpoint=server.endpoint, bucket=BUCKET)
+        return Sample(measurement, server.cpu_seconds() - cpu_before, server.peak_rss_kib())
+
+
+def warm_page_cache(path: Path) -> None:
+    with path.open("rb", buffering=0) as source:
+        while source.read(8 * MiB):
+            pass
+
+
+def plan(sizes: Sequence[int]) -> list[tuple[int, tuple[str, ...]]]:
+    """Every mode at the first size (the ratios come from one run at one size); the ingest modes at
+    every other size (peak RSS must not grow with size)."""
+    return [(size, MODES if index == 0 else INGEST_MODES) for index, size in enumerate(sizes)]
+
+
+def run_benchmark(
+    sizes: Sequence[int], workdir: Path, *, repeat: int = 1, log: Any = print
+) -> dict[tuple[str, int], list[Sample]]:
+    from flows.simulate import random_file
+
+    samples: dict[tuple[str, int], list[Sample]] = {}
+    for index, (size, modes) in enumerate(plan(sizes)):
+        device = workdir / f"device-{index}"
+        path = device / f"bench-{size}.bin"
+        log(f"writing {format_size(size)} of random data to {path} ...")
+        random_file(path, size, seed=index)
+        try:
+            rounds = repeat if index == 0 else 1
+            for round_number in range(rounds):
+                for mode in modes:
+                    sample = measure_once(mode, path, workdir)
+                    samples.setdefault((mode, size), []).append(sample)
+                    m = sample.measurement
+                    label = f" (round {round_number + 1}/{rounds})" if rounds > 1 else ""
+                    log(
+                        f"  {mode:<15} {format_size(size):>8}: {m.seconds:7.2f} s  {m.mb_per_s:7.1f} MB/s  "
+                        f"peak RSS {m.peak_rss_kib / 1024:6.1f} MiB{label}"
+                    )
+        finally:
+            shutil.rmtree(device, ignore_errors=True)
+    return samples
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+
+def median_sample(samples: Sequence[Sample]) -> Sample:
+    ordered = sorted(samples, key=lambda s: s.measurement.seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def machine_description() -> dict[str, Any]:
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    with suppress(ValueError, OSError):
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1)
+    versions = {}
+    for package in ("boto3", "botocore", "moto", "cryptography"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu_model,
+        "memory_gib": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def ingest_settings() -> dict[str, Any]:
+    """The defaults the ingest modes ran with (children ignore EVIDENCE_* variables)."""
+    from evidence.settings import Settings
+
+    fields = Settings.model_fields
+    return {name: fields[name].default for name in ("part_size", "upload_concurrency", "segment_size")}
+
+
+def build_report(
+    samples: dict[tuple[str, int], list[Sample]], sizes: Sequence[int], *, date: datetime | None = None
+) -> dict[str, Any]:
+    ratio_size, largest = sizes[0], max(sizes)
+    chosen = {key: median_sample(group) for key, group in samples.items()}
+
+    def rate(mode: str) -> float | None:
+        sample = chosen.get((mode, ratio_size))
+        return sample.measurement.mb_per_s if sample else None
+
+    def ratio(numerator: str, denominator: str) -> float | None:
+        top, bottom = rate(numerator), rate(denominator)
+        return round(top / bottom, 3) if top is not None and bottom else None
+
+    def seconds_without_complete(mode: str) -> float | None:
+        # moto joins every part in memory and writes the object to a temporary file when a multipart
+        # upload completes, a cost real S3 does not put on the client's clock
+        sample = chosen.get((mode, ratio_size))
+        complete = sample and sample.measurement.s3_calls.get("CompleteMultipartUpload")
+        if not sample or not complete:
+            return None
+        return sample.measurement.seconds - complete["seconds"]
+
+    without_complete: dict[str, float | None] = {}
+    ingest_s3, boto3_upload = seconds_without_complete("ingest-s3"), seconds_without_complete("boto3-upload")
+    if ingest_s3 and boto3_upload:
+        without_complete["ingest-s3 / boto3-upload"] = round(boto3_upload / ingest_s3, 3)
+
+    peak_rss: dict[str, dict[str, float]] = {}
+    for (mode, size), sample in sorted(
+        chosen.items(), key=lambda item: (MODES.index(item[0][0]), item[0][1])
+    ):
+        peak_rss.setdefault(mode, {})[format_size(size)] = round(sample.measurement.peak_rss_kib / 1024, 1)
+    growth: dict[str, float] = {}
+    for mode in INGEST_MODES:
+        small, large = chosen.get((mode, ratio_size)), chosen.get((mode, largest))
+        if small and large and largest != ratio_size:
+            growth[mode] = round((large.measurement.peak_rss_kib - small.measurement.peak_rss_kib) / 1024, 1)
+    return {
+        "benchmark": "large-file ingest",
+        "date": (date or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "ingest_settings": ingest_settings(),
+        "sizes": [format_size(size) for size in sizes],
+        "ratio_size": format_size(ratio_size),
+        "figures": {
+            "throughput_mb_s": {mode: round(value, 1) for mode in MODES if (value := rate(mode)) is not None},
+            "ratios": {
+                "ingest-s3 / boto3-upload": ratio("ingest-s3", "boto3-upload"),
+                "ingest-s3 / one-pass-limit": ratio("ingest-s3", "one-pass-limit"),
+                "ingest-local / one-pass-limit": ratio("ingest-local", "one-pass-limit"),
+                "boto3-upload / one-pass-limit": ratio("boto3-upload", "one-pass-limit"),
+            },
+            "ratios_without_moto_complete": without_complete,
+            "peak_rss_mib": peak_rss,
+            "rss_growth_mib": growth,
+            "rss_flat": all(abs(value) <= RSS_TOLERANCE_MIB for value in growth.values()),
+            "rss_tolerance_mib": RSS_TOLERANCE_MIB,
+        },
+        "runs": [
+            {
+                "mode": mode,
+                "size": format_size(size),
+                "median": chosen[(mode, size)].to_json(),
+                "samples": [sample.to_json() for sample in group],
+            }
+            for (mode, size), group in samples.items()
+        ],
+    }
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(row) for row in rows)]
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def runs_section(report: dict[str, Any]) -> list[str]:
+    header = ["mode", "size", "seconds", "MB/s", "CPU s", "S3 server CPU s", "peak RSS MiB"]
+    header += ["RSS before op MiB", "status", "samples (s)"]
+    rows = []
+    for run in report["runs"]:
+        m = run["median"]
+        server_cpu = m.get("server_cpu_seconds")
+        rows.append(
+            [
+                run["mode"],
+                run["size"],
+                f"{m['seconds']:.2f}",
+                f"{m['mb_per_s']:.1f}",
+                f"{m['cpu_seconds']:.2f}",
+                "" if server_cpu is None else f"{server_cpu:.2f}",
+                f"{m['peak_rss_kib'] / 1024:.1f}",
+                f"{m['setup_rss_kib'] / 1024:.1f}",
+                m.get("status") or "",
+                ", ".join(f"{sample['seconds']:.2f}" for sample in run["samples"]),
+            ]
+        )
+    return _table(header, rows)
+
+
+def ratios_section(report: dict[str, Any]) -> list[str]:
+    figures = report["figures"]
+    rows = [[name, _number(value, 3)] for name, value in figures["ratios"].items()]
+    without = figures.get("ratios_without_moto_complete") or {}
+    rows += [
+        [f"{name}, leaving out moto's CompleteMultipartUpload", _number(v, 3)] for name, v in without.items()
+    ]
+    return _table(["throughput ratio", "value"], rows)
+
+
+def rss_section(report: dict[str, Any]) -> list[str]:
+    figures, sizes = report["figures"], report["sizes"]
+    rows = []
+    for mode, by_size in figures["peak_rss_mib"].items():
+        growth = figures["rss_growth_mib"].get(mode)
+        rows.append(
+            [
+                mode,
+                *[str(by_size.get(size, "")) for size in sizes],
+                "" if growth is None else f"{growth:+.1f}",
+            ]
+        )
+    verdict = "does not grow" if figures["rss_flat"] else "GROWS"
+    return [
+        *_table(["peak RSS MiB", *sizes, "growth"], rows),
+        "",
+        f"Peak RSS of the ingest {verdict} with file size (tolerance ±{figures['rss_tolerance_mib']} MiB).",
+    ]
+
+
+def phases_section(report: dict[str, Any]) -> list[str]:
+    runs = [run for run in report["runs"] if run["median"].get("phases")]
+    if not runs:
+        return []
+    names = sorted({name for run in runs for name in run["median"]["phases"]})
+    rows = [[name, *[f"{run['median']['phases'].get(name, 0.0):.2f}" for run in runs]] for name in names]
+    rest = [run["median"]["seconds"] - sum(run["median"]["phases"].values()) for run in runs]
+    rows.append(["reading the file + glue (the rest)", *[f"{value:.2f}" for value in rest]])
+    rows.append(["total", *[f"{run['median']['seconds']:.2f}" for run in runs]])
+    return _table(["phase (exclusive wall s)", *[f"{run['mode']} {run['size']}" for run in runs]], rows)
+
+
+def s3_calls_section(report: dict[str, Any]) -> list[str]:
+    rows = []
+    for run in report["runs"]:
+        for operation, call in (run["median"].get("s3_calls") or {}).items():
+            rows.append(
+                [
+                    f"{run['mode']} {run['size']}",
+                    operation,
+                    f"{call['count']:.0f}",
+                    f"{call['seconds']:.2f}",
+                    f"{call['cpu_seconds']:.2f}",
+                ]
+            )
+    if not rows:
+        return []
+    return _table(["run", "S3 operation", "calls", "wall s (summed over threads)", "client CPU s"], rows)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    machine, settings = report["machine"], report["ingest_settings"]
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    lines = [
+        "# Large-file ingest benchmark",
+        "",
+        f"Run {report['date']} by `python -m bench.run_all`; what each figure means: `bench/README.md`.",
+        "",
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB memory, "
+        f"Python {machine['python']}, {machine['platform']}; {packages}.",
+        "",
+        f"Ingest settings: part size {format_size(settings['part_size'])}, upload concurrency "
+        f"{settings['upload_concurrency']}, segment size {format_size(settings['segment_size'])}. S3 is "
+        "moto's server, a separate process on 127.0.0.1 sharing the same CPUs. MB = 10^6 bytes.",
+        "",
+        "## Runs (median of the samples)",
+        "",
+        *runs_section(report),
+        "",
+        f"## Ratios (throughput at {report['ratio_size']}, same run)",
+        "",
+        *ratios_section(report),
+        "",
+        "## Peak RSS by size",
+        "",
+        *rss_section(report),
+        "",
+    ]
+    phases = phases_section(report)
+    if phases:
+        lines += ["## Where ingest time goes", "", *phases, ""]
+    calls = s3_calls_section(report)
+    if calls:
+        lines += ["## S3 calls", "", *calls, ""]
+    return "\n".join(lines)
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """What a run prints at the end: the runs, the ratios and peak RSS."""
+    return "\n".join([*runs_section(report), "", *ratios_section(report), "", *rss_section(report)])
+
+
+def results_stem(sizes: Sequence[int]) -> str:
+    if tuple(sizes) == DEFAULT_SIZES:
+        return "large_file"
+    return "large_file-" + "-".join(format_size(size).replace(" ", "") for size in sizes)
+
+
+def write_results(report: dict[str, Any], results_dir: Path, stem: str) -> tuple[Path, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md_path.write_text(render_markdown(report))
+    return json_path, md_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [parse_size(part) for part in text.split(",")],
+        help="comma-separated sizes, the first for the ratios (default 1GiB,4GiB)",
+    )
+    parser.add_argument("--quick", action="store_true", help="256MiB,512MiB: a smoke run in about a minute")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds at the first size; the median counts")
+    parser.add_argument("--workdir", type=Path, help="where inputs and temporary vaults go (default: /tmp)")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where to write the result files")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or (list(QUICK_SIZES) if args.quick else list(DEFAULT_SIZES))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    base = args.workdir or Path(tempfile.gettempdir())
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        check_resources(base, sizes)
+        workdir = Path(tempfile.mkdtemp(prefix="evidence-bench-", dir=base))
+        try:
+            samples = run_benchmark(sizes, workdir, repeat=args.repeat)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    except BenchmarkError as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        return 2
+    report = build_report(samples, sizes)
+    json_path, md_path = write_results(report, args.results, results_stem(sizes))
+    print()
+    print(render_summary(report))
+    if report["figures"]["rss_growth_mib"]:
+        print("(phases and S3 calls: see the markdown file)")
+    print(f"\nwritten: {json_path}, {md_path}")
+    return 0 if report["figures"]["rss_flat"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The large-file benchmark keeps working: a small file through the modes that need no S3 server, the
+report built from them, and the checks that stop a run before it starts. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run_all import (
+    BenchmarkError,
+    Sample,
+    build_report,
+    check_resources,
+    parse_size,
+    render_markdown,
+    results_stem,
+    run_child,
+    write_results,
+)
+from flows.simulate import random_file
+
+SIZE = 8 * 1024 * 1024
+
+
+@pytest.fixture
+def bench_file(tmp_path: Path) -> Path:
+    return random_file(tmp_path / "device" / "bench.bin", SIZE, seed=1)
+
+
+def test_local_modes_measure_the_file_and_report_ratios(tmp_path: Path, bench_file: Path) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    limit = run_child("one-pass-limit", bench_file, workdir=workdir)
+    local = run_child("ingest-local", bench_file, workdir=workdir)
+
+    for measurement in (limit, local):
+        assert measurement.size == SIZE
+        assert measurement.seconds > 0
+        assert 0 < measurement.setup_rss_kib <= measurement.peak_rss_kib
+    assert limit.status is None
+    assert local.status == "ingested"
+    assert {"hash + encrypt", "upload write", "upload commit", "verify"} <= local.phases.keys()
+    assert sum(local.phases.values()) <= local.seconds
+    assert list(workdir.iterdir()) == [], "the station and local vault are removed after the run"
+
+    samples = {("one-pass-limit", SIZE): [Sample(limit)], ("ingest-local", SIZE): [Sample(local)]}
+    report = build_report(samples, [SIZE])
+    ratios = report["figures"]["ratios"]
+    assert ratios["ingest-local / one-pass-limit"] == round(local.mb_per_s / limit.mb_per_s, 3)
+    assert ratios["ingest-s3 / boto3-upload"] is None
+    assert report["figures"]["peak_rss_mib"]["ingest-local"] == {"8 MiB": round(local.peak_rss_kib / 1024, 1)}
+
+    json_path, md_path = write_results(report, tmp_path / "results", results_stem([SIZE]))
+    assert json_path.name == "large_file-8MiB.json"
+    assert json.loads(json_path.read_text()) == report
+    assert md_path.read_text() == render_markdown(report)
+    assert "| ingest-local | 8 MiB |" in md_path.read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_peak_rss_is_the_child_own_not_the_parent(tmp_path: Path, bench_file: Path) -> None:
+    # Linux carries a parent's peak RSS into a child's ru_maxrss across exec; the figure must not.
+    ballast = b"\x01" * (400 * 1024 * 1024)
+    measurement = run_child("one-pass-limit", bench_file, workdir=tmp_path)
+    assert len(ballast) and measurement.peak_rss_kib < 200 * 1024
+
+
+def test_an_ingest_refuses_a_folder_holding_other_files(tmp_path: Path, bench_file: Path) -> None:
+    random_file(bench_file.parent / "other.bin", 1024, seed=2)
+    with pytest.raises(BenchmarkError, match=r"must hold only bench\.bin"):
+        run_child("ingest-local", bench_file, workdir=tmp_path)
+
+
+def test_a_run_too_big_for_the_disk_stops_before_writing_anything(tmp_path: Path) -> None:
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(BenchmarkError, match="--workdir"):
+        check_resources(tmp_path, [parse_size("1GiB"), free])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sizes_are_read_the_way_they_are_printed() -> None:
+    assert parse_size("4GiB") == 4 * 1024**3
+    assert parse_size("256MiB") == parse_size("256M") == 256 * 1024**2
+    assert results_stem([parse_size("256MiB"), parse_size("512MiB")]) == "large_file-256MiB-512MiB"
+    assert results_stem([parse_size("1GiB"), parse_size("4GiB")]) == "large_file"
