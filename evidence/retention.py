@@ -1,0 +1,496 @@
+"""Retention policy and retention decisions (``docs/retention.md``). Pure: no I/O but reading the policy.
+
+Two failures matter and they pull opposite ways: evidence deleted before its time cannot be brought
+back, and footage kept past its time is personal data held without a reason (Data Protection Act 2018,
+Part 3). So every rule here errs towards keeping, but only by a bounded, stated amount, and nothing is
+ever kept "indefinitely" without a date on which a person must look at it again:
+
+- an item with a legal hold is kept, whatever its dates;
+- an item linked to any incident is disposed of automatically only if *every* rule that applies to it
+  says ``dispose``; otherwise its date is a review date, listed for a person;
+- an item linked to an incident whose category the policy does not know gets the policy's category
+  for unclassified evidential material;
+- a recording's time never counts from later than its ingest (a camera clock set in the future would
+  otherwise keep footage for decades), and nothing is disposed of sooner than
+  ``minimum_after_ingest`` after it reached the vault (a camera clock set in the past, or a device
+  docked weeks late, would otherwise lose footage before anyone could link it).
+
+:func:`decide` is what the retention flow runs for every catalogued item; :func:`facts_from_events`
+derives the same facts from an item's custody chain, which the flow re-reads before it changes
+anything in storage (the catalog is an index and may lag behind the vault).
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from evidence.errors import ConfigError
+
+Action = Literal["keep", "dispose", "review"]
+Anchor = Literal["recording", "link"]
+EndAction = Literal["dispose", "review"]
+
+ANCHORS: tuple[Anchor, ...] = ("recording", "link")
+END_ACTIONS: tuple[EndAction, ...] = ("dispose", "review")
+
+_CATEGORY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_PERIOD_PART = re.compile(r"\s*([0-9]{1,4})\s*(day|week|month|year)s?\s*(?:,|and)?", re.IGNORECASE)
+_POLICY_KEYS = frozenset(
+    {
+        "name",
+        "version",
+        "default_category",
+        "unclassified_category",
+        "minimum_after_ingest",
+        "records_after_disposal",
+        "categories",
+        "incident_categories",
+    }
+)
+_CATEGORY_KEYS = frozenset({"period", "from", "action", "description"})
+
+
+# -- periods --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A calendar period: "31 days", "7 years", "1 year 6 months", "2 weeks"."""
+
+    years: int = 0
+    months: int = 0
+    days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        if not isinstance(text, str):
+            raise ConfigError(f'a period is text such as "31 days" or "7 years", not {text!r}')
+        position, years, months, days = 0, 0, 0, 0
+        stripped = text.strip()
+        while position < len(stripped):
+            match = _PERIOD_PART.match(stripped, position)
+            if match is None or match.end() == position:
+                raise ConfigError(
+                    f"period {text!r} is not understood: write a number and days, weeks, months or years, "
+                    'for example "31 days", "7 years" or "1 year 6 months"'
+                )
+            amount, unit = int(match.group(1)), match.group(2).lower()
+            if unit == "day":
+                days += amount
+            elif unit == "week":
+                days += 7 * amount
+            elif unit == "month":
+                months += amount
+            else:
+                years += amount
+            position = match.end()
+        period = cls(years, months, days)
+        if period == cls():
+            raise ConfigError(f"period {text!r} is empty: a retention period must be longer than nothing")
+        return period
+
+    def after(self, moment: datetime) -> datetime:
+        """``moment`` plus this period, by the calendar. A day that does not exist in the target month
+        (31 January + 1 month) moves forward to the 1st of the next month, never back: a period is
+        never shorter than it says."""
+        month_index = moment.month - 1 + self.months + 12 * self.years
+        year, month = moment.year + month_index // 12, month_index % 12 + 1
+        if moment.day <= calendar.monthrange(year, month)[1]:
+            shifted = moment.replace(year=year, month=month)
+        else:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+            shifted = moment.replace(year=year, month=month, day=1)
+        return shifted + timedelta(days=self.days)
+
+    def __str__(self) -> str:
+        parts = [
+            f"{amount} {unit}{'' if amount == 1 else 's'}"
+            for amount, unit in ((self.years, "year"), (self.months, "month"), (self.days, "day"))
+            if amount
+        ]
+        return " ".join(parts)
+
+
+# -- the policy -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """One category: how long, counted from what, and what happens when the time is up."""
+
+    category: str
+    period: Period
+    anchor: Anchor
+    action: EndAction
+    description: str = ""
+
+    def describe(self) -> str:
+        return f"{self.category}: {self.period} from {self.anchor}, then {self.action}"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    name: str
+    version: int
+    default_category: str
+    """Category of every item not linked to any incident (counted from recording)."""
+    unclassified_category: str
+    """Category of an item linked to an incident whose category is missing or unknown to the policy."""
+    minimum_after_ingest: Period
+    records_after_disposal: Period
+    """How long a disposed item's custody chain (the record of the disposal) stays locked."""
+    categories: Mapping[str, RetentionRule]
+    incident_categories: Mapping[str, str]
+    """Incident (link, feed) category -> retention category."""
+    digest: str = ""
+    """SHA-256 of the policy file's bytes: which exact policy a disposal ran under."""
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        """How records name this policy: name, version and the first 16 hex of its file's SHA-256."""
+        return f"{self.name} v{self.version} sha256:{self.digest[:16]}"
+
+    def rule(self, category: str) -> RetentionRule:
+        return self.categories[category]
+
+    def category_for_incident(self, incident_category: str | None) -> str:
+        """A link's category, mapped; a link category that already names a retention category is
+        taken as it is; anything else is unclassified evidential material."""
+        if incident_category is None:
+            return self.unclassified_category
+        wanted = incident_category.strip().lower()
+        if wanted in self.incident_categories:
+            return self.incident_categories[wanted]
+        if wanted in self.categories:
+            return wanted
+        return self.unclassified_category
+
+
+def load_policy(path: Path) -> RetentionPolicy:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(
+            f"retention policy {path} cannot be read: {err.strerror or err}; set EVIDENCE_RETENTION_POLICY "
+            "to the policy file, or leave it unset for the shipped default"
+        ) from err
+    return parse_policy(data, source=str(path))
+
+
+def parse_policy(data: bytes, *, source: str = "<policy>") -> RetentionPolicy:
+    """Read and check a policy document. Every mistake is a ``ConfigError`` naming the file and the
+    entry: a misspelt key must never fall back silently to a default and delete evidence."""
+
+    def problem(message: str) -> ConfigError:
+        return ConfigError(f"retention policy {source}: {message}")
+
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise problem(f"not valid TOML: {err}") from err
+    unknown = sorted(set(doc) - _POLICY_KEYS)
+    if unknown:
+        raise problem(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_POLICY_KEYS))}")
+    categories_doc = doc.get("categories")
+    if not isinstance(categories_doc, dict) or not categories_doc:
+        raise problem("no [categories.<name>] tables: a policy needs at least one category")
+    rules = {name: _parse_rule(name, entry, problem) for name, entry in categories_doc.items()}
+
+    def category_setting(key: str) -> str:
+        value = doc.get(key)
+        if not isinstance(value, str) or value not in rules:
+            raise problem(f"{key} = {value!r} must name one of the categories ({', '.join(sorted(rules))})")
+        return value
+
+    default_category = category_setting("default_category")
+    if rules[default_category].anchor != "recording":
+        # an item that is not linked has no link time to count from
+        raise problem(f'default category {default_category!r} must count from "recording"')
+    unclassified = category_setting("unclassified_category")
+    if rules[unclassified].action != "review":
+        # evidential material of an unknown kind is never destroyed without a person deciding
+        raise problem(f'unclassified category {unclassified!r} must end in action = "review"')
+    mapping_doc = doc.get("incident_categories", {})
+    if not isinstance(mapping_doc, dict):
+        raise problem("[incident_categories] must be a table of incident category = retention category")
+    mapping: dict[str, str] = {}
+    for incident_category, category in mapping_doc.items():
+        if category not in rules:
+            raise problem(
+                f"incident category {incident_category!r} maps to {category!r}, which is not a category"
+            )
+        mapping[str(incident_category).strip().lower()] = category
+    name = doc.get("name", "unnamed")
+    version = doc.get("version", 1)
+    if not isinstance(name, str) or not isinstance(version, int) or isinstance(version, bool):
+        raise problem("name must be text and version a whole number")
+    return RetentionPolicy(
+        name=name,
+        version=version,
+        default_category=default_category,
+        unclassified_category=unclassified,
+        minimum_after_ingest=_period_setting(doc, "minimum_after_ingest", "7 days", problem),
+        records_after_disposal=_period_setting(doc, "records_after_disposal", "7 years", problem),
+        categories=rules,
+        incident_categories=mapping,
+        digest=hashlib.sha256(data).hexdigest(),
+        source=source,
+    )
+
+
+class _Problem(Protocol):
+    def __call__(self, message: str) -> ConfigError: ...
+
+
+def _period_setting(doc: Mapping[str, Any], key: str, default: str, problem: _Problem) -> Period:
+    try:
+        return Period.parse(doc.get(key, default))
+    except ConfigError as err:
+        raise problem(f"{key}: {err}") from None
+
+
+def _parse_rule(name: str, entry: object, problem: _Problem) -> RetentionRule:
+    if not _CATEGORY_NAME.fullmatch(name):
+        raise problem(f"category name {name!r} must be lower-case letters, digits and '-'")
+    if not isinstance(entry, dict):
+        raise problem(f"[categories.{name}] must be a table")
+    unknown = sorted(set(entry) - _CATEGORY_KEYS)
+    if unknown:
+        raise problem(f"[categories.{name}] has unknown key(s) {', '.join(unknown)}")
+    if "period" not in entry:
+        raise problem(f'[categories.{name}] needs a period, e.g. period = "31 days"')
+    try:
+        period = Period.parse(entry["period"])
+    except ConfigError as err:
+        raise problem(f"[categories.{name}]: {err}") from None
+    anchor = entry.get("from", "recording")
+    if anchor == "closure":
+        raise problem(
+            f'[categories.{name}] counts from "closure", which is not supported: nothing in the vault '
+            'records when a case closed. Use from = "link" with action = "review", and set a legal hold '
+            "while proceedings are open"
+        )
+    if anchor not in ANCHORS:
+        raise problem(f"[categories.{name}] from = {anchor!r}; use one of {', '.join(ANCHORS)}")
+    action = entry.get("action", "review")
+    if action not in END_ACTIONS:
+        raise problem(f"[categories.{name}] action = {action!r}; use one of {', '.join(END_ACTIONS)}")
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        raise problem(f"[categories.{name}] description must be text")
+    return RetentionRule(name, period, anchor, action, description)
+
+
+# -- what is known about an item ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkFact:
+    incident: str
+    category: str | None
+    """The incident's category as the link recorded it (e.g. ``domestic-abuse``), if any."""
+    linked_at: datetime
+
+
+@dataclass(frozen=True)
+class RetentionFacts:
+    """Everything a retention decision depends on. Built from the catalog for the nightly pass and
+    from the item's custody chain before anything in storage changes."""
+
+    evidence_id: str
+    ingested_at: datetime
+    recorded_at: datetime | None
+    links: tuple[LinkFact, ...] = ()
+    holds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    evidence_id: str
+    action: Action
+    keep_until: datetime
+    """Until when the policy keeps the item (the review date for ``review`` rules)."""
+    category: str
+    rule: str
+    """The rule that set ``keep_until`` (``RetentionRule.describe()``)."""
+    reason: str
+    held: bool = False
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Times without a zone are taken as UTC (device clocks often carry none; see docs/retention.md)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_recorded_at(text: str | None) -> datetime | None:
+    """A manifest's ``recorded_at`` (ISO 8601, offset when the device gave one) as UTC, or None."""
+    if not text:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def recording_anchor(facts: RetentionFacts) -> tuple[datetime, str]:
+    """When "from recording" counts from, and why. Nothing is recorded after it was ingested, so a
+    later capture time is a wrong camera clock and the ingest time is used instead."""
+    ingested = as_utc(facts.ingested_at)
+    if facts.recorded_at is None:
+        return ingested, f"no capture time; counted from ingest {_day(ingested)}"
+    recorded = as_utc(facts.recorded_at)
+    if recorded > ingested:
+        return (
+            ingested,
+            f"capture time {_day(recorded)} is after ingest; counted from ingest {_day(ingested)}",
+        )
+    return recorded, f"recorded {_day(recorded)}"
+
+
+def decide(facts: RetentionFacts, policy: RetentionPolicy, now: datetime) -> Decision:
+    """Keep until a date, dispose, or hand to a person for review; with the rule and the reason."""
+    now = as_utc(now)
+    candidates = _candidate_dates(facts, policy)
+    # the latest date wins; on a tie, a review rule wins over a dispose rule (a person looks first)
+    until, rule, why = max(candidates, key=lambda c: (c[0], c[1].action == "review"))
+    end: EndAction = "dispose" if all(r.action == "dispose" for _, r, _ in candidates) else "review"
+    floor = as_utc(policy.minimum_after_ingest.after(as_utc(facts.ingested_at)))
+    if floor > until:
+        until = floor
+        why += f"; kept at least {policy.minimum_after_ingest} after ingest"
+    reason = f"{rule.describe()} ({why}) -> {_day(until)}"
+    if facts.holds:
+        return Decision(
+            facts.evidence_id,
+            "keep",
+            until,
+            rule.category,
+            rule.describe(),
+            f"legal hold {', '.join(sorted(facts.holds))}: kept whatever its dates; policy: {reason}",
+            held=True,
+        )
+    if now < until:
+        return Decision(facts.evidence_id, "keep", until, rule.category, rule.describe(), reason)
+    if end == "review":
+        return Decision(
+            facts.evidence_id, "review", until, rule.category, rule.describe(), f"review due: {reason}"
+        )
+    return Decision(facts.evidence_id, "dispose", until, rule.category, rule.describe(), f"elapsed: {reason}")
+
+
+def _candidate_dates(
+    facts: RetentionFacts, policy: RetentionPolicy
+) -> list[tuple[datetime, RetentionRule, str]]:
+    recorded, recorded_why = recording_anchor(facts)
+    default = policy.rule(policy.default_category)
+    # the unlinked default is a floor for linked items too: linking never shortens retention
+    candidates = [(as_utc(default.period.after(recorded)), default, recorded_why)]
+    for link in facts.links:
+        category = policy.category_for_incident(link.category)
+        rule = policy.rule(category)
+        if rule.anchor == "link":
+            linked = as_utc(link.linked_at)
+            start, why = linked, f"linked to {link.incident} {_day(linked)}"
+        else:
+            start, why = recorded, f"{recorded_why}; linked to {link.incident}"
+        if link.category is None:
+            why += ", incident category unknown"
+        elif category == policy.unclassified_category and link.category != category:
+            why += f", incident category {link.category!r} not in the policy"
+        candidates.append((as_utc(rule.period.after(start)), rule, why))
+    return candidates
+
+
+def _day(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+# -- facts from a custody chain -------------------------------------------------------------------
+
+
+class EventLike(Protocol):
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """An item's retention-relevant state folded from its custody chain (``docs/custody.md`` §4)."""
+
+    facts: RetentionFacts
+    hold_incidents: Mapping[str, str | None] = field(default_factory=dict)
+    """Hold id -> incident (if the hold named one), for holds in force."""
+    retain_until: datetime | None = None
+    """From the latest ``retention`` event: the lock the item's objects were last extended to."""
+    disposed_at: datetime | None = None
+    disposal_rule: str | None = None
+
+
+def facts_from_events(
+    evidence_id: str, ingested_at: datetime, recorded_at: datetime | None, events: Iterable[EventLike]
+) -> ChainState:
+    """Fold link/unlink, hold/release, retention and disposal events, in chain order. A re-link of
+    an incident counts from the latest link (longer, never shorter) and keeps its category unless
+    the new link names one."""
+    links: dict[str, LinkFact] = {}
+    holds: dict[str, str | None] = {}
+    retain_until: datetime | None = None
+    disposed_at: datetime | None = None
+    disposal_rule: str | None = None
+    for event in events:
+        details = event.details
+        if event.type == "link":
+            incident = str(details.get("incident", ""))
+            category = details.get("category") or None
+            earlier = links.get(incident)
+            if category is None and earlier is not None:
+                category = earlier.category
+            links[incident] = LinkFact(incident, None if category is None else str(category), event.at)
+        elif event.type == "unlink":
+            links.pop(str(details.get("incident", "")), None)
+        elif event.type == "hold":
+            held_for = details.get("incident")
+            holds[str(details.get("hold_id", ""))] = None if held_for is None else str(held_for)
+        elif event.type == "release":
+            holds.pop(str(details.get("hold_id", "")), None)
+        elif event.type == "retention":
+            until = details.get("retain_until")
+            if isinstance(until, str):
+                retain_until = as_utc(datetime.fromisoformat(until))
+        elif event.type == "disposal" and disposed_at is None:
+            disposed_at = as_utc(event.at)
+            disposal_rule = str(details.get("rule", ""))
+    facts = RetentionFacts(
+        evidence_id=evidence_id,
+        ingested_at=as_utc(ingested_at),
+        recorded_at=None if recorded_at is None else as_utc(recorded_at),
+        links=tuple(links.values()),
+        holds=tuple(sorted(holds)),
+    )
+    return ChainState(facts, dict(holds), retain_until, disposed_at, disposal_rule)
+
+
+def lock_extension(decision: Decision, locked_until: datetime | None, now: datetime) -> datetime | None:
+    """The retain-until the item's objects must be extended to, or None when their lock already
+    reaches the policy date (or the date has passed). Storage locks only ever move later."""
+    target = as_utc(decision.keep_until)
+    if target <= as_utc(now):
+        return None
+    if locked_until is not None and as_utc(locked_until) >= target:
+        return None
+    return target
