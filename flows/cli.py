@@ -15,7 +15,16 @@ import typer
 from rich.table import Table
 
 from evidence.errors import EvidenceError
-from flows.cli_app import JsonOption, app, dock_app, keys_app, print_json, settings_now, vault_app
+from flows.cli_app import (
+    JsonOption,
+    acting_user,
+    app,
+    dock_app,
+    keys_app,
+    print_json,
+    settings_now,
+    vault_app,
+)
 from flows.console import err, out
 
 # -- keys and vault -------------------------------------------------------------------------------
@@ -88,12 +97,34 @@ def ingest(
     wipe: Annotated[
         bool, typer.Option(help="Remove each file from the device once its copy is verified.")
     ] = False,
+    incident: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--incident",
+            help="Link every file to this incident (repeatable); needs the officer or investigator role.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest every file on a docked device into the vault."""
     from flows.run import run_ingest
 
-    report = run_ingest(device_dir, device_serial=device, officer_id=officer, wipe=wipe, quiet=as_json)
+    links = None
+    if incident:
+        from evidence.incident import parse_incident_ref
+
+        settings = settings_now()
+        refs = tuple(parse_incident_ref(raw, settings.incident_ref_pattern).value for raw in incident)
+        actor = acting_user(settings)
+        actor.require("link")
+        from flows.ingest_flow import ingest_links  # until run_ingest takes incidents as parameters
+
+        links = ingest_links.set((refs, actor.user_id))
+    try:
+        report = run_ingest(device_dir, device_serial=device, officer_id=officer, wipe=wipe, quiet=as_json)
+    finally:
+        if links is not None:
+            links.var.reset(links)
     if as_json:
         print_json(report.as_json())
     else:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from evidence.access import UserDirectory
 from evidence.device import DeviceFile, DeviceScan, FileChanged, ensure_unchanged, open_device_file
 from evidence.devices import DeviceRegistry, require_identifier
 from evidence.errors import EvidenceError, InvalidInput
+from evidence.incident import parse_incident_ref
 from evidence.media import extract_media_info, make_thumbnail
 from evidence.settings import Settings
+from flows.linking import link_at_ingest
 from flows.records import note_item
 from storage.catalog import Catalog
 from storage.vault import Provenance, Vault, original_name_fields
@@ -35,6 +38,11 @@ class DeviceContext:
     officer_id: str | None
     flags: tuple[str, ...] = ()
     wipe: bool = False
+    incidents: tuple[str, ...] = ()
+    """Validated incident references every stored file is linked to (``--incident``)."""
+    linked_by: str | None = None
+    """The person who named the incidents, and their role(s), as the link events record them."""
+    linked_by_role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,25 @@ class IngestReport:
 
 
 def resolve_device(
-    settings: Settings, device_dir: Path, *, serial: str | None, officer: str | None, wipe: bool = False
+    settings: Settings,
+    device_dir: Path,
+    *,
+    serial: str | None,
+    officer: str | None,
+    wipe: bool = False,
+    incidents: Sequence[str] = (),
+    linked_by: str | None = None,
 ) -> DeviceContext:
     """Serial from the option, else the folder name the dock mounted the device under; officer from
-    the option, else the registry. An unregistered device is still ingested, flagged for a person."""
+    the option, else the registry. An unregistered device is still ingested, flagged for a person.
+    Incidents to link are validated, and the linking person's role checked, before any file is read."""
+    refs = tuple(
+        dict.fromkeys(parse_incident_ref(raw, settings.incident_ref_pattern).value for raw in incidents)
+    )
+    actor = None
+    if refs:
+        actor = UserDirectory.load(settings.users_file).resolve(linked_by or settings.user)
+        actor.require("link")
     registry = DeviceRegistry.load(settings.device_registry)
     flags: list[str] = []
     if serial is None:
@@ -114,7 +137,16 @@ def resolve_device(
         require_identifier(officer, "officer id")
     elif record is not None:
         officer = record.officer_id
-    return DeviceContext(settings.station_id, serial, officer, tuple(flags), wipe)
+    return DeviceContext(
+        settings.station_id,
+        serial,
+        officer,
+        tuple(flags),
+        wipe,
+        incidents=refs,
+        linked_by=actor.user_id if actor else None,
+        linked_by_role=actor.role if actor else None,
+    )
 
 
 def skipped_outcomes(scan: DeviceScan) -> list[FileOutcome]:
@@ -130,7 +162,9 @@ def ingest_file(
     """Store one device file and verify it; wipe it only after that. Storage errors propagate (the
     caller retries or reports the file failed, and it stays on the device). The catalog is told
     about the item (new or duplicate) but cannot fail its ingest: the vault already holds it, and
-    ``evidence catalog rebuild`` indexes what a failing catalog missed."""
+    ``evidence catalog rebuild`` indexes what a failing catalog missed. Links to the incidents named
+    at ingest are written first; if one cannot be (storage failure), the file is reported failed and
+    stays on the device, and the re-run finds it stored and links it then."""
     try:
         fd = open_device_file(item)
     except FileChanged as err:
@@ -172,6 +206,15 @@ def ingest_file(
         media_type=stored.media_type,
         flags=stored.manifest.flags,
     )
+    if context.incidents:
+        link_at_ingest(
+            vault,
+            catalog,
+            stored.evidence_id,
+            context.incidents,
+            actor=context.linked_by or context.station_id,
+            role=context.linked_by_role or "ingest-station",
+        )
     note_item(vault, catalog, stored.manifest)
     if context.wipe:
         return wipe_verified(item, outcome)

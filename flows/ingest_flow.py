@@ -9,6 +9,7 @@ name: names can identify victims and Prefect's database is not encrypted.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -34,16 +35,34 @@ from flows.ingest import (
     skipped_outcomes,
 )
 from flows.journal import IngestJournal
+from storage.catalog import Catalog
 from storage.vault import Vault
 
 ingest_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("ingest_progress", default=None)
 """Set by an interactive caller to hear ``(files done, files in total)`` as the flow goes."""
+ingest_links: ContextVar[tuple[tuple[str, ...], str | None] | None] = ContextVar("ingest_links", default=None)
+"""``(incident references, linking user)`` from ``evidence ingest --incident``, for as long as
+``flows.run.run_ingest`` has no parameters for them; the flow's own parameters take precedence."""
 
 
 @functools.cache
 def _station(settings: Settings) -> tuple[Vault, IngestJournal]:
     journal = IngestJournal.for_station(settings.journal_dir)
     return Vault.open(settings, journal=journal), journal
+
+
+@functools.cache
+def _catalog(settings: Settings) -> Catalog | None:
+    """The station's catalog, or None if it cannot be opened: an index failing must not stop an ingest
+    (``evidence catalog rebuild`` catches up)."""
+    try:
+        return Catalog.open(settings)
+    except Exception:
+        logging.getLogger(__name__).warning(
+            "catalog cannot be opened; items are stored but not indexed: run `evidence catalog rebuild`",
+            exc_info=True,
+        )
+        return None
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -69,7 +88,7 @@ def ingest_file_task(
     item: DeviceFile, context: DeviceContext, settings: Settings, position: int
 ) -> FileOutcome:
     vault, _ = _station(settings)
-    return ingest_file(vault, item, context)
+    return ingest_file(vault, item, context, _catalog(settings))
 
 
 @flow(name="ingest-device", persist_result=False, log_prints=False)
@@ -79,11 +98,26 @@ def ingest_device(
     officer_id: str | None = None,
     wipe: bool = False,
     settings_overrides: dict[str, Any] | None = None,
+    incidents: list[str] | None = None,
+    linked_by: str | None = None,
 ) -> IngestReport:
+    """Ingest a device; with ``incidents``, link every stored file to each (as ``linked_by``, who needs
+    the officer or investigator role)."""
     settings = load_settings(**(settings_overrides or {}))
     logger = get_run_logger()
     root = Path(device_dir)
-    context = resolve_device(settings, root, serial=device_serial, officer=officer_id, wipe=wipe)
+    pending = ingest_links.get()
+    if incidents is None and pending is not None:
+        incidents, linked_by = list(pending[0]), pending[1]
+    context = resolve_device(
+        settings,
+        root,
+        serial=device_serial,
+        officer=officer_id,
+        wipe=wipe,
+        incidents=incidents or (),
+        linked_by=linked_by,
+    )
     vault, journal = _station(settings)
     recovery = journal.recover(vault.store)
     if recovery.aborted:

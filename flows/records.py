@@ -108,3 +108,25 @@ def note_item(vault: Vault, catalog: Catalog | None, manifest: Manifest) -> bool
         )
         return False
     return True
+
+
+def record_listing(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_ids: Sequence[str],
+    *,
+    actor: str,
+    role: str,
+    purpose: str,
+) -> list[CustodyEvent]:
+    """A listing is an access: one ``access`` event (action ``list``) on every item shown, written
+    before the listing is shown, so nothing is seen that is not recorded."""
+    return record_each(
+        vault,
+        catalog,
+        evidence_ids,
+        "access",
+        actor=actor,
+        role=role,
+        details={"action": "list", "purpose": purpose},
+    )

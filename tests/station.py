@@ -33,9 +33,19 @@ class Station:
         serial: str | None = "BWC-TEST01",
         officer: str | None = "PC-1",
         wipe: bool = False,
+        incidents: tuple[str, ...] = (),
+        user: str | None = None,
     ) -> IngestReport:
         """The flow's steps as plain calls (the flow itself is tested in test_ingest_flow.py)."""
-        context = resolve_device(self.settings, device_dir, serial=serial, officer=officer, wipe=wipe)
+        context = resolve_device(
+            self.settings,
+            device_dir,
+            serial=serial,
+            officer=officer,
+            wipe=wipe,
+            incidents=incidents,
+            linked_by=user,
+        )
         recovery = self.journal.recover(self.vault.store)
         scan = scan_device(device_dir, settle_seconds=self.settings.settle_seconds)
         outcomes = skipped_outcomes(scan) + [

@@ -1,0 +1,338 @@
+"""Incident feeds from the records system: reading an export, and matching items to incidents.
+
+A feed is a CSV (header row) or JSON (a list of objects) export with one row per incident and officer:
+``incident_ref``, ``officer_id``, ``start``, ``end`` and optionally ``category`` (``domestic-abuse``).
+Every row is hostile input: a row whose reference, officer, times or category cannot be accepted is
+reported as rejected with its row number, and the rest of the feed goes on.
+
+Matching rules (``match_feed``), chosen so that a feed never guesses:
+
+- the item's officer must be the row's officer, exactly;
+- the item's *recording* time must fall in ``[start - tolerance, end + tolerance]``. Only the start of a
+  recording is in the clear manifest (its duration is sealed), so the start is what is compared; the
+  tolerance covers a camera switched on just before the call was logged. An item without a recording
+  time is never matched by its ingest time, which is usually the end of a shift and would link it to
+  whatever incident was open then: it is reported as ``undated`` for a person to link by hand;
+- times without an offset, in a feed as on a device, are taken as UTC (``storage.catalog`` does the
+  same), so a force whose cameras and records system both keep local time still lines them up;
+- an item that fits two or more incidents is ambiguous: reported with every candidate, never linked;
+- an item already linked to an incident that fits is left as it is (a person or an earlier run decided),
+  and an incident a person unlinked an item from is never linked to it again by a feed.
+
+Pure: no I/O beyond reading the text handed in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from evidence.devices import require_identifier
+from evidence.errors import EvidenceError, InvalidInput
+from evidence.incident import IncidentRef, parse_incident_ref
+from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
+
+FeedFormat = Literal["csv", "json"]
+REQUIRED_COLUMNS = ("incident_ref", "officer_id", "start", "end")
+MAX_WINDOW = timedelta(days=31)
+"""Longer windows are refused: a mistyped year would otherwise link months of an officer's video."""
+MAX_FEED_BYTES = 256 * 1024 * 1024
+_CATEGORY = re.compile(r"[a-z0-9][a-z0-9-]{0,63}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class FeedIncident:
+    row: int
+    """CSV: the line the row ends on (header is line 1); JSON: the object's position, from 1."""
+    incident: IncidentRef
+    officer_id: str
+    start: datetime
+    """UTC."""
+    end: datetime
+    category: str | None
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    row: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Feed:
+    incidents: tuple[FeedIncident, ...]
+    rejected: tuple[RejectedRow, ...]
+
+    def categories(self) -> dict[str, str]:
+        """Incident -> category, for incidents the feed gives one (rows never disagree: see parse_rows)."""
+        known: dict[str, str] = {}
+        for incident in self.incidents:
+            if incident.category:
+                known.setdefault(incident.incident.value, incident.category)
+        return known
+
+
+@dataclass(frozen=True)
+class DatedItem:
+    """What matching needs to know about one catalogued item."""
+
+    evidence_id: str
+    officer_id: str | None
+    recorded_at: datetime | None
+    linked: frozenset[str] = frozenset()
+    """Incidents the item is linked to now."""
+    unlinked: frozenset[str] = frozenset()
+    """Incidents a person has unlinked the item from."""
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    evidence_id: str
+    incident: str
+    category: str | None
+    row: int
+
+
+@dataclass(frozen=True)
+class AmbiguousItem:
+    evidence_id: str
+    incidents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeedMatch:
+    to_link: tuple[FeedLink, ...]
+    already_linked: tuple[tuple[str, str], ...]
+    """(evidence id, incident): fits and is linked already; nothing to do."""
+    ambiguous: tuple[AmbiguousItem, ...]
+    kept_unlinked: tuple[tuple[str, str], ...]
+    """(evidence id, incident): fits, but a person unlinked it from that incident; left alone."""
+    undated: tuple[str, ...]
+    """Items of a feed officer with no recording time: cannot be matched, for a person to look at."""
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def feed_format(name: str, text: str) -> FeedFormat:
+    lowered = name.lower()
+    if lowered.endswith(".json"):
+        return "json"
+    if lowered.endswith(".csv"):
+        return "csv"
+    return "json" if text.lstrip().startswith("[") else "csv"
+
+
+def parse_feed(
+    data: bytes,
+    *,
+    name: str = "feed",
+    pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
+    fmt: FeedFormat | None = None,
+) -> Feed:
+    """Read a whole export. Raises ``InvalidInput`` only when the file as a whole is unusable (not
+    text, not CSV/JSON, a required column missing); bad rows are returned as rejected."""
+    if len(data) > MAX_FEED_BYTES:
+        raise InvalidInput(f"{name} is {len(data)} bytes; a feed may be at most {MAX_FEED_BYTES} bytes")
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheet exports often start with a byte-order mark
+    except UnicodeDecodeError as err:
+        raise InvalidInput(f"{name} is not UTF-8 text (byte {err.start}); export the feed as UTF-8") from None
+    chosen = fmt or feed_format(name, text)
+    rows = _json_rows(text, name) if chosen == "json" else _csv_rows(text, name)
+    return parse_rows(rows, pattern=pattern)
+
+
+def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDENT_REF_PATTERN) -> Feed:
+    incidents: list[FeedIncident] = []
+    rejected: list[RejectedRow] = []
+    categories: dict[str, tuple[str, int]] = {}
+    seen: set[tuple[str, str, datetime, datetime]] = set()
+    for number, row in rows:
+        try:
+            incident = _incident(number, row, pattern)
+        except EvidenceError as err:
+            rejected.append(RejectedRow(number, str(err)))
+            continue
+        ref = incident.incident.value
+        if incident.category is not None:
+            known = categories.setdefault(ref, (incident.category, number))
+            if known[0] != incident.category:
+                rejected.append(
+                    RejectedRow(
+                        number,
+                        f"category {incident.category!r} conflicts with {known[0]!r} given for {ref} "
+                        f"in row {known[1]}",
+                    )
+                )
+                continue
+        key = (ref, incident.officer_id, incident.start, incident.end)
+        if key not in seen:
+            seen.add(key)
+            incidents.append(incident)
+    return Feed(tuple(incidents), tuple(rejected))
+
+
+def _csv_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames
+    except csv.Error as err:
+        raise InvalidInput(f"{name} is not a CSV file: {err}") from None
+    columns = [str(c).strip().lower() for c in header or []]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InvalidInput(
+            f"{name} has no column {', '.join(missing)}: a feed needs a header row with "
+            f"{', '.join(REQUIRED_COLUMNS)} (and optionally category)"
+        )
+    reader.fieldnames = columns
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield reader.line_num, err  # a broken row is rejected; the rest is still read
+            continue
+        yield reader.line_num, row
+
+
+def _json_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    try:
+        doc = json.loads(text)
+    except ValueError as err:
+        raise InvalidInput(f"{name} is not JSON: {err}") from None
+    if not isinstance(doc, list):
+        raise InvalidInput(f"{name} must hold a JSON list of incident objects")
+    yield from enumerate(doc, start=1)
+
+
+def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
+    if isinstance(row, csv.Error):
+        raise InvalidInput(f"not a CSV row: {row}")
+    if not isinstance(row, Mapping):
+        raise InvalidInput("not an object with incident_ref, officer_id, start and end")
+    fields = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    missing = [c for c in REQUIRED_COLUMNS if fields.get(c) in (None, "")]
+    if missing:
+        raise InvalidInput(f"missing {', '.join(missing)}")
+    incident = parse_incident_ref(_as_text(fields["incident_ref"], "incident_ref"), pattern)
+    officer = require_identifier(_as_text(fields["officer_id"], "officer_id").strip(), "officer id")
+    start = parse_time(fields["start"], "start")
+    end = parse_time(fields["end"], "end")
+    if end < start:
+        raise InvalidInput(f"end {end.isoformat()} is before start {start.isoformat()}")
+    if end - start > MAX_WINDOW:
+        raise InvalidInput(f"window of {end - start} is longer than {MAX_WINDOW.days} days; check the dates")
+    return FeedIncident(number, incident, officer, start, end, _category(fields.get("category")))
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """ISO 8601; a time without an offset is taken as UTC (see the module docstring)."""
+    text = _as_text(value, what).strip()
+    if len(text) > 40:
+        raise InvalidInput(f"{what} is not an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-03-14T20:05:00Z)") from None
+    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _category(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = _as_text(value, "category").strip().lower()
+    if not text:
+        return None
+    if not _CATEGORY.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidInput(f"category {shown!r} is not valid: use lower-case letters, digits and '-'")
+    return text
+
+
+def _as_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text, not {type(value).__name__}")
+    return value
+
+
+# -- matching ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """One officer's incident windows (tolerance applied), sorted by opening time."""
+
+    opens: list[datetime]
+    windows: list[tuple[datetime, datetime, FeedIncident]]
+    longest: timedelta
+
+    def fitting(self, moment: datetime) -> list[FeedIncident]:
+        # every window that opens no later than the moment and no earlier than the longest window
+        # before it; of those, the ones still open. A bisect, not a scan over every incident.
+        first = bisect_left(self.opens, moment - self.longest)
+        last = bisect_right(self.opens, moment)
+        return [incident for opens, closes, incident in self.windows[first:last] if closes >= moment]
+
+
+def _index(incidents: Iterable[FeedIncident], tolerance: timedelta) -> dict[str, _Windows]:
+    by_officer: dict[str, list[tuple[datetime, datetime, FeedIncident]]] = {}
+    for incident in incidents:
+        by_officer.setdefault(incident.officer_id, []).append(
+            (incident.start - tolerance, incident.end + tolerance, incident)
+        )
+    index = {}
+    for officer, windows in by_officer.items():
+        windows.sort(key=lambda w: (w[0], w[1], w[2].row))
+        longest = max(closes - opens for opens, closes, _ in windows)
+        index[officer] = _Windows([w[0] for w in windows], windows, longest)
+    return index
+
+
+def match_feed(feed: Feed, items: Iterable[DatedItem], tolerance: timedelta) -> FeedMatch:
+    """Decide, for every item, what the feed says about it (rules in the module docstring)."""
+    if tolerance < timedelta(0):
+        raise InvalidInput("the link tolerance cannot be negative")
+    index = _index(feed.incidents, tolerance)
+    categories = feed.categories()
+    to_link: list[FeedLink] = []
+    already: list[tuple[str, str]] = []
+    ambiguous: list[AmbiguousItem] = []
+    kept_unlinked: list[tuple[str, str]] = []
+    undated: list[str] = []
+    for item in items:
+        windows = index.get(item.officer_id or "")
+        if windows is None:
+            continue
+        if item.recorded_at is None:
+            undated.append(item.evidence_id)
+            continue
+        fitting: dict[str, FeedIncident] = {}
+        for incident in windows.fitting(item.recorded_at.astimezone(UTC)):
+            fitting.setdefault(incident.incident.value, incident)
+        if not fitting:
+            continue
+        decided = sorted(ref for ref in fitting if ref in item.linked)
+        if decided:
+            already.extend((item.evidence_id, ref) for ref in decided)
+            continue
+        refused = sorted(ref for ref in fitting if ref in item.unlinked)
+        kept_unlinked.extend((item.evidence_id, ref) for ref in refused)
+        candidates = sorted(ref for ref in fitting if ref not in item.unlinked)
+        if len(candidates) == 1:
+            chosen = fitting[candidates[0]]
+            to_link.append(
+                FeedLink(item.evidence_id, candidates[0], categories.get(candidates[0]), chosen.row)
+            )
+        elif candidates:
+            ambiguous.append(AmbiguousItem(item.evidence_id, tuple(candidates)))
+    return FeedMatch(tuple(to_link), tuple(already), tuple(ambiguous), tuple(kept_unlinked), tuple(undated))

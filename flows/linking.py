@@ -1,0 +1,362 @@
+"""Linking evidence to incidents: by hand, at ingest, and from a records-system feed.
+
+A link is a custody event in the item's chain (``docs/custody.md`` §4: ``incident``, ``category``,
+``reason``, ``source``), so who linked what, when and why is itself signed and tamper-evident; an
+unlink is another event, never a deletion, so the history stays. Whether an item is linked is decided
+from its chain in the vault, the source of truth, not from the catalog: a stale catalog cannot cause a
+second link event, nor let an unlink through that the chain does not support.
+
+Every function checks the acting user's role itself and validates everything (references, ids,
+items existing and not disposed) before it writes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from evidence.access import Actor
+from evidence.custody import CustodyEvent
+from evidence.errors import EvidenceError, InvalidInput, NotFound
+from evidence.feed import (
+    MAX_FEED_BYTES,
+    AmbiguousItem,
+    DatedItem,
+    Feed,
+    FeedLink,
+    RejectedRow,
+    match_feed,
+    parse_feed,
+)
+from evidence.ids import require_evidence_id
+from evidence.incident import IncidentRef
+from evidence.settings import Settings
+from flows.records import note_events, record
+from storage.catalog import Catalog, ItemState, StateEvent, fold_events
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+LinkSource = Literal["ingest", "manual", "feed"]
+MAX_REASON_LENGTH = 500
+FEED_WRITERS = 8
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    incident: str
+    changed: tuple[str, ...]
+    """Items a link (or unlink) event was written for."""
+    unchanged: tuple[str, ...] = ()
+    """Items already linked to the incident: nothing written."""
+
+
+def clean_reason(reason: str | None, *, required: bool, what: str = "reason") -> str | None:
+    """A reason as recorded forever in a chain: one printable line a court can read."""
+    if reason is None or not reason.strip():
+        if required:
+            raise InvalidInput(f"give a --{what}: it is recorded in each item's chain of custody")
+        return None
+    text = reason.strip()
+    if len(text) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"{what} is {len(text)} characters; keep it under {MAX_REASON_LENGTH}")
+    if not text.isprintable():
+        raise InvalidInput(f"{what} must be one line of printable text")
+    return text
+
+
+def item_state(vault: Vault, evidence_id: str) -> tuple[list[CustodyEvent], ItemState]:
+    """The item's chain and what it says now; refuses an item that does not exist or was disposed."""
+    events = vault.custody.events(require_evidence_id(evidence_id))
+    if not events:
+        raise NotFound(f"no evidence item {evidence_id} in {vault.store.url}")
+    state = fold_events(StateEvent.of(e) for e in events)
+    if state.disposed_at is not None:
+        raise NotFound(f"{evidence_id} was disposed of on {state.disposed_at:%Y-%m-%d}; it cannot be linked")
+    if not vault.has_item(evidence_id):
+        raise NotFound(f"no evidence item {evidence_id} in {vault.store.url} (its manifest is missing)")
+    return events, state
+
+
+def known_category(catalog: Catalog | None, incident: IncidentRef) -> str | None:
+    """The category already known for an incident (from a feed), so a manual link carries it too."""
+    if catalog is None:
+        return None
+    try:
+        return catalog.incident_category(incident.value)
+    except EvidenceError:
+        log.warning("catalog unavailable; link recorded without the incident's category", exc_info=True)
+        return None
+
+
+def link_items(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_ids: Sequence[str],
+    incident: IncidentRef,
+    actor: Actor,
+    *,
+    reason: str | None = None,
+    source: LinkSource = "manual",
+    category: str | None = None,
+) -> LinkResult:
+    """Link every item to ``incident``. An item already linked to it is left alone (no event).
+    Nothing is written unless every item exists and is not disposed."""
+    actor.require("link")
+    reason = clean_reason(reason, required=False)
+    wanted = list(dict.fromkeys(require_evidence_id(e) for e in evidence_ids))
+    if not wanted:
+        raise InvalidInput("name at least one evidence id to link")
+    states = {evidence_id: item_state(vault, evidence_id) for evidence_id in wanted}
+    note_events(catalog, (e for events, _ in states.values() for e in events))
+    todo = [e for e in wanted if incident.value not in states[e][1].links]
+    if todo and category is None:
+        category = known_category(catalog, incident)
+    details = {"incident": incident.value, "category": category, "reason": reason, "source": source}
+    for evidence_id in todo:
+        record(vault, catalog, evidence_id, "link", actor=actor.user_id, role=actor.role, details=details)
+        log.info("linked", extra={"evidence_id": evidence_id, "incident": incident.value, "source": source})
+    return LinkResult(incident.value, tuple(todo), tuple(e for e in wanted if e not in todo))
+
+
+def unlink_items(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_ids: Sequence[str],
+    incident: IncidentRef,
+    actor: Actor,
+    *,
+    reason: str | None,
+) -> LinkResult:
+    """Unlink every item from ``incident`` (the link stays in the chain's history). Refused, with
+    nothing written, if any item is not linked to it now."""
+    actor.require("unlink")
+    reason = clean_reason(reason, required=True)
+    wanted = list(dict.fromkeys(require_evidence_id(e) for e in evidence_ids))
+    if not wanted:
+        raise InvalidInput("name at least one evidence id to unlink")
+    states = {evidence_id: item_state(vault, evidence_id) for evidence_id in wanted}
+    note_events(catalog, (e for events, _ in states.values() for e in events))
+    not_linked = [e for e in wanted if incident.value not in states[e][1].links]
+    if not_linked:
+        listed = ", ".join(not_linked[:5]) + (
+            f" and {len(not_linked) - 5} more" if len(not_linked) > 5 else ""
+        )
+        raise InvalidInput(f"{listed} is not linked to {incident}; nothing was unlinked")
+    details = {"incident": incident.value, "reason": reason}
+    for evidence_id in wanted:
+        record(vault, catalog, evidence_id, "unlink", actor=actor.user_id, role=actor.role, details=details)
+        log.info("unlinked", extra={"evidence_id": evidence_id, "incident": incident.value})
+    return LinkResult(incident.value, tuple(wanted))
+
+
+# -- at ingest ------------------------------------------------------------------------------------
+
+
+def link_at_ingest(
+    vault: Vault,
+    catalog: Catalog | None,
+    evidence_id: str,
+    incidents: Iterable[str],
+    *,
+    actor: str,
+    role: str,
+) -> list[CustodyEvent]:
+    """Link a just-stored item (new or duplicate) to the incidents named at ingest, each once.
+    References were validated and the role checked before the ingest started (``resolve_device``)."""
+    incidents = list(incidents)
+    if not incidents:
+        return []
+    _, state = item_state(vault, evidence_id)
+    written = []
+    for ref in incidents:
+        if ref in state.links:
+            continue
+        details = {
+            "incident": ref,
+            "category": known_category(catalog, IncidentRef(ref)),
+            "reason": "named when the device was ingested",
+            "source": "ingest",
+        }
+        written.append(record(vault, catalog, evidence_id, "link", actor=actor, role=role, details=details))
+    return written
+
+
+# -- from a records-system feed -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkippedLink:
+    evidence_id: str
+    incident: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    incidents: int
+    """Feed rows accepted."""
+    rejected: tuple[RejectedRow, ...]
+    linked: tuple[FeedLink, ...]
+    already_linked: int
+    ambiguous: tuple[AmbiguousItem, ...]
+    kept_unlinked: tuple[tuple[str, str], ...]
+    undated: tuple[str, ...]
+    skipped: tuple[SkippedLink, ...] = ()
+    """Matches the vault refused (item gone or disposed since it was catalogued)."""
+    dry_run: bool = False
+    failed: tuple[SkippedLink, ...] = field(default=())
+    """Links that could not be written (storage failure); re-running the feed writes them."""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "incidents": self.incidents,
+            "linked": [
+                {"evidence_id": x.evidence_id, "incident": x.incident, "category": x.category, "row": x.row}
+                for x in self.linked
+            ],
+            "already_linked": self.already_linked,
+            "ambiguous": [
+                {"evidence_id": a.evidence_id, "incidents": list(a.incidents)} for a in self.ambiguous
+            ],
+            "kept_unlinked": [{"evidence_id": e, "incident": i} for e, i in self.kept_unlinked],
+            "undated": list(self.undated),
+            "rejected_rows": [{"row": r.row, "reason": r.reason} for r in self.rejected],
+            "skipped": [
+                {"evidence_id": s.evidence_id, "incident": s.incident, "reason": s.reason}
+                for s in self.skipped
+            ],
+            "failed": [
+                {"evidence_id": s.evidence_id, "incident": s.incident, "reason": s.reason}
+                for s in self.failed
+            ],
+        }
+
+
+def read_feed_file(path: Path, settings: Settings) -> Feed:
+    """Read and parse a feed export; bad rows come back as rejected, an unusable file is refused."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FEED_BYTES:
+            raise InvalidInput(f"{path} is {size} bytes; a feed may be at most {MAX_FEED_BYTES} bytes")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path} does not exist: give the records-system export to link from") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a folder: give the export file itself") from None
+    except OSError as err:
+        raise InvalidInput(f"{path} cannot be read: {err.strerror or err}") from None
+    return parse_feed(data, name=path.name, pattern=settings.incident_ref_pattern)
+
+
+def feed_candidates(catalog: Catalog, feed: Feed, tolerance: timedelta) -> list[DatedItem]:
+    """Catalogued items of the feed's officers within the feed's time span, one query per officer."""
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for incident in feed.incidents:
+        low, high = spans.get(incident.officer_id, (incident.start, incident.end))
+        spans[incident.officer_id] = (min(low, incident.start), max(high, incident.end))
+    found = []
+    for officer, (low, high) in sorted(spans.items()):
+        found.extend(
+            catalog.items(
+                officer=officer, since=low - tolerance, until=high + tolerance + timedelta(microseconds=1)
+            )
+        )
+    unlinked = catalog.unlinked(item.evidence_id for item in found)
+    refused: dict[str, set[str]] = {}
+    for evidence_id, ref in unlinked:
+        refused.setdefault(evidence_id, set()).add(ref)
+    return [
+        DatedItem(
+            item.evidence_id,
+            item.officer_id,
+            item.recorded_at,
+            frozenset(item.incidents),
+            frozenset(refused.get(item.evidence_id, ())),
+        )
+        for item in found
+    ]
+
+
+def link_feed(
+    vault: Vault,
+    catalog: Catalog,
+    feed: Feed,
+    actor: Actor,
+    *,
+    tolerance: timedelta,
+    dry_run: bool = False,
+) -> FeedReport:
+    """Link every unambiguous match of the feed (rules in ``evidence.feed``). Re-running the same
+    feed writes nothing: matches already linked are left alone, checked against each item's chain."""
+    actor.require("link")
+    plan = match_feed(feed, feed_candidates(catalog, feed, tolerance), tolerance)
+    linked: list[FeedLink] = []
+    skipped: list[SkippedLink] = []
+    failed: list[SkippedLink] = []
+    already = len(plan.already_linked)
+    if dry_run:
+        linked = list(plan.to_link)
+    else:
+        with ThreadPoolExecutor(max_workers=FEED_WRITERS) as pool:
+            outcomes = list(pool.map(lambda link: _feed_link(vault, catalog, link, actor), plan.to_link))
+        for link, outcome in zip(plan.to_link, outcomes, strict=True):
+            if outcome == "linked":
+                linked.append(link)
+            elif outcome == "already":
+                already += 1
+            elif isinstance(outcome, NotFound):
+                skipped.append(SkippedLink(link.evidence_id, link.incident, str(outcome)))
+            else:
+                failed.append(SkippedLink(link.evidence_id, link.incident, str(outcome)))
+    report = FeedReport(
+        incidents=len(feed.incidents),
+        rejected=feed.rejected,
+        linked=tuple(linked),
+        already_linked=already,
+        ambiguous=plan.ambiguous,
+        kept_unlinked=plan.kept_unlinked,
+        undated=plan.undated,
+        skipped=tuple(skipped),
+        dry_run=dry_run,
+        failed=tuple(failed),
+    )
+    log.info(
+        "feed linked",
+        extra={
+            "linked": len(report.linked),
+            "already": report.already_linked,
+            "ambiguous": len(report.ambiguous),
+            "rejected_rows": len(report.rejected),
+            "dry_run": dry_run,
+        },
+    )
+    return report
+
+
+def _feed_link(
+    vault: Vault, catalog: Catalog, link: FeedLink, actor: Actor
+) -> Literal["linked", "already"] | EvidenceError:
+    try:
+        events, state = item_state(vault, link.evidence_id)
+        if link.incident in state.links:
+            note_events(catalog, events)  # the catalog had missed it; now it has not
+            return "already"
+        details = {
+            "incident": link.incident,
+            "category": link.category or known_category(catalog, IncidentRef(link.incident)),
+            "reason": f"matched by officer and recording time to the records-system feed (row {link.row})",
+            "source": "feed",
+        }
+        record(
+            vault, catalog, link.evidence_id, "link", actor=actor.user_id, role=actor.role, details=details
+        )
+    except EvidenceError as err:
+        return err
+    return "linked"

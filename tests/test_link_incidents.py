@@ -1,0 +1,411 @@
+"""Linking evidence to incidents: references validated wherever they enter, links and unlinks as
+signed custody events with who, when and why, at ingest and by hand; listings recorded as accesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner, Result
+
+from evidence.errors import (
+    AccessDenied,
+    ConfigError,
+    InvalidInput,
+    InvalidReference,
+    NotFound,
+    StorageUnavailable,
+)
+from evidence.incident import parse_incident_ref
+from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
+from flows.commands import app
+from flows.ingest import ingest_file, resolve_device
+from flows.records import record
+from tests.factories import make_device, make_jpeg
+from tests.station import Station, make_station
+
+INC = "KNT-2026-000123"
+OTHER = "KNT-2026-000456"
+USERS = """
+[users.pc-1]
+role = "officer"
+[users.det-a]
+role = "investigator"
+[users.admin]
+role = "storage-admin"
+"""
+MALFORMED = [
+    "",
+    "   ",
+    "../x",
+    "a/b",
+    "KNT-2026-000123/../../etc",
+    "K" * 10_000,
+    "KNT-2026-000123'; DROP TABLE links; --",
+    "KNT-2026-000123' OR '1'='1",
+    "\u041aNT-2026-000123",  # Cyrillic capital KA
+    "KNT-\uff12\uff10\uff12\uff16-000123",  # full-width digits
+    "KNT-2026-000123\x00",
+    "KNT-2026-\n000123",
+    "knt 2026 000123",
+]
+
+
+# -- the reference format -------------------------------------------------------------------------
+
+
+def test_references_are_normalised() -> None:
+    assert parse_incident_ref("  knt-2026-000123 ").value == INC
+    assert parse_incident_ref("37/12345/26").value == "37/12345/26"
+
+
+@pytest.mark.parametrize("raw", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_references_are_refused_with_one_clear_line(raw: str) -> None:
+    with pytest.raises(InvalidReference) as caught:
+        parse_incident_ref(raw)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 200
+    assert "reference" in message
+
+
+def test_a_force_sets_its_own_reference_format() -> None:
+    pattern = r"MPS-[0-9]{6}"
+    assert parse_incident_ref("mps-123456", pattern).value == "MPS-123456"
+    with pytest.raises(InvalidReference):
+        parse_incident_ref(INC, pattern)
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        parse_incident_ref(INC, "[unclosed")
+
+
+@given(st.text(max_size=80))
+def test_whatever_is_accepted_is_a_plain_ascii_reference_in_the_format(raw: str) -> None:
+    try:
+        ref = parse_incident_ref(raw)
+    except InvalidReference:
+        return
+    assert ref.value.isascii() and ref.value.isprintable() and ref.value == ref.value.strip().upper()
+    assert ".." not in ref.value and "'" not in ref.value and not ref.value.startswith("/")
+    import re
+
+    assert re.fullmatch(DEFAULT_INCIDENT_REF_PATTERN, ref.value, re.ASCII)
+
+
+# -- a station with items -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def station(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Station:
+    data_dir = tmp_path / "station"
+    station = make_station(data_dir)
+    (data_dir / "users.toml").write_text(USERS)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("EVIDENCE_SETTLE_SECONDS", "0")
+    return station
+
+
+@pytest.fixture
+def items(station: Station, tmp_path: Path) -> list[str]:
+    device = make_device(tmp_path / "BWC-LINK01", photos=3, videos=0, seed=7)
+    stored = [str(o.evidence_id) for o in station.ingest(device).by_status("ingested")]
+    return [item.evidence_id for item in station.catalog.items()] if len(stored) == 3 else []
+
+
+def run(*args: str, user: str | None = "pc-1") -> Result:
+    argv = (["--user", user] if user else []) + list(args)
+    return CliRunner().invoke(app, argv)
+
+
+def chain_types(station: Station, evidence_id: str) -> list[str]:
+    return [e.type for e in station.vault.custody.events(evidence_id)]
+
+
+def catalog_lengths(station: Station, evidence_ids: list[str]) -> list[int]:
+    return [station.catalog.item(e).custody_length for e in evidence_ids]  # type: ignore[union-attr]
+
+
+# -- link and unlink by hand ----------------------------------------------------------------------
+
+
+def test_link_records_who_when_why_and_a_second_link_writes_nothing(
+    station: Station, items: list[str]
+) -> None:
+    result = run("link", items[0], items[1], "--incident", " knt-2026-000123", "--reason", "seen on CAD log")
+    assert result.exit_code == 0, result.output
+    assert f"{items[0]} linked to {INC}" in result.output
+    event = station.vault.custody.events(items[0])[-1]
+    assert event.type == "link" and event.actor == "pc-1" and event.role == "officer"
+    assert dict(event.details) == {
+        "incident": INC,
+        "category": None,
+        "reason": "seen on CAD log",
+        "source": "manual",
+    }
+    assert station.vault.custody.verify(items[0]).intact
+    assert [i.evidence_id for i in station.catalog.items(incident=INC)] == items[:2]
+
+    again = run("link", items[0], items[2], "--incident", INC, "--json", user="det-a")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == {"incident": INC, "changed": [items[2]], "unchanged": [items[0]]}
+    assert chain_types(station, items[0]) == ["ingest", "link"]
+
+
+def test_unlink_keeps_the_history_and_needs_a_reason(station: Station, items: list[str]) -> None:
+    assert run("link", items[0], "--incident", INC).exit_code == 0
+    missing_reason = run("unlink", items[0], "--incident", INC)
+    assert missing_reason.exit_code == 2  # usage error: --reason is required
+    blank = run("unlink", items[0], "--incident", INC, "--reason", "  ")
+    assert isinstance(blank.exception, InvalidInput)
+    result = run("unlink", items[0], "--incident", INC, "--reason", "wrong job", user="det-a")
+    assert result.exit_code == 0, result.output
+    assert chain_types(station, items[0]) == ["ingest", "link", "unlink"]
+    unlink = station.vault.custody.events(items[0])[-1]
+    assert dict(unlink.details) == {"incident": INC, "reason": "wrong job"} and unlink.actor == "det-a"
+    assert station.catalog.items(incident=INC) == []
+
+
+def test_unlinking_an_item_that_is_not_linked_is_refused_and_writes_nothing(
+    station: Station, items: list[str]
+) -> None:
+    assert run("link", items[0], "--incident", INC).exit_code == 0
+    result = run("unlink", items[0], items[1], "--incident", INC, "--reason", "tidy up")
+    assert isinstance(result.exception, InvalidInput)
+    assert f"{items[1]} is not linked to {INC}; nothing was unlinked" in str(result.exception)
+    assert chain_types(station, items[0]) == ["ingest", "link"]
+    assert chain_types(station, items[1]) == ["ingest"]
+
+
+@pytest.mark.parametrize("raw", MALFORMED[2:9], ids=range(7))
+def test_malformed_references_write_nothing_anywhere(station: Station, items: list[str], raw: str) -> None:
+    before = catalog_lengths(station, items)
+    for argv in (
+        ["link", items[0], "--incident", raw],
+        ["unlink", items[0], "--incident", raw, "--reason", "x"],
+        ["incident", "show", raw],
+    ):
+        result = run(*argv)
+        assert isinstance(result.exception, InvalidReference), (argv, result.output)
+    assert [len(station.vault.custody.events(e)) for e in items] == before == [1, 1, 1]
+    assert catalog_lengths(station, items) == before
+
+
+def test_who_may_link(station: Station, items: list[str]) -> None:
+    for user, error in (
+        ("admin", "may not link"),
+        ("stranger", "not in the users file"),
+        (None, "no user given"),
+    ):
+        result = run("link", items[0], "--incident", INC, user=user)
+        assert isinstance(result.exception, AccessDenied), result.output
+        assert error in str(result.exception)
+    assert chain_types(station, items[0]) == ["ingest"]
+
+
+def test_link_needs_every_item_to_exist_and_not_be_disposed(station: Station, items: list[str]) -> None:
+    missing = "ev-" + "a" * 26
+    result = run("link", items[0], missing, "--incident", INC)
+    assert isinstance(result.exception, NotFound) and missing in str(result.exception)
+    bad = run("link", items[0], "not-an-id", "--incident", INC)
+    assert isinstance(bad.exception, InvalidInput)
+    record(
+        station.vault,
+        station.catalog,
+        items[1],
+        "disposal",
+        actor="retention",
+        role="storage-admin",
+        details={"rule": "r", "policy": "p", "reason": "expired", "objects_deleted": 0},
+    )
+    disposed = run("link", items[0], items[1], "--incident", INC)
+    assert isinstance(disposed.exception, NotFound) and "disposed" in str(disposed.exception)
+    assert chain_types(station, items[0]) == ["ingest"]  # nothing written for the good one either
+
+
+def test_a_manual_link_carries_the_category_the_feed_gave_the_incident(
+    station: Station, items: list[str]
+) -> None:
+    record(
+        station.vault,
+        station.catalog,
+        items[0],
+        "link",
+        actor="feed",
+        role="investigator",
+        details={"incident": INC, "category": "domestic-abuse", "reason": "feed", "source": "feed"},
+    )
+    assert run("link", items[1], "--incident", INC).exit_code == 0
+    assert station.vault.custody.events(items[1])[-1].details["category"] == "domestic-abuse"
+    assert [i.evidence_id for i in station.catalog.items(category="domestic-abuse")] == items[:2]
+
+
+# -- listings -------------------------------------------------------------------------------------
+
+
+def test_incident_show_lists_operational_metadata_and_records_each_access(
+    station: Station, items: list[str]
+) -> None:
+    assert run("link", items[0], items[2], "--incident", INC).exit_code == 0
+    result = run("incident", "show", INC.lower(), "--json", "--purpose", "case review", user="admin")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["incident"] == INC
+    assert [item["evidence_id"] for item in doc["items"]] == [items[0], items[2]]
+    shown = doc["items"][0]
+    assert (
+        shown["officer_id"] == "PC-1" and shown["media_type"] == "image/jpeg" and shown["incidents"] == [INC]
+    )
+    text = result.output.lower()
+    for sealed in ("img_0001", "dcim", "original_name", "gps", "51.501", "sn123", "source_path"):
+        assert sealed not in text  # nothing sealed is in the catalog to show
+    access = station.vault.custody.events(items[0])[-1]
+    assert access.type == "access" and access.actor == "admin" and access.role == "storage-admin"
+    assert dict(access.details) == {"action": "list", "purpose": "case review"}
+    assert chain_types(station, items[1]) == ["ingest"]  # not listed, not recorded
+
+    table = run("incident", "show", INC)
+    assert table.exit_code == 0 and items[0] in table.output and "2 item(s)" in table.output
+    assert station.vault.custody.events(items[2])[-1].details == {"action": "list", "purpose": "listing"}
+
+
+def test_items_list_filters_by_officer_and_time_and_records_access(
+    station: Station, items: list[str]
+) -> None:
+    everything = json.loads(run("items", "list", "--json").output)["items"]
+    assert [i["evidence_id"] for i in everything] == items  # in recording order
+    first_time = everything[0]["recorded_at"]
+    later = run("items", "list", "--officer", "PC-1", "--since", everything[1]["recorded_at"], "--json")
+    assert [i["evidence_id"] for i in json.loads(later.output)["items"]] == [
+        i["evidence_id"] for i in everything[1:]
+    ]
+    none = run("items", "list", "--officer", "PC-2", "--json")
+    assert json.loads(none.output) == {"items": []}
+    until = run("items", "list", "--until", first_time, "--json")
+    assert json.loads(until.output) == {"items": []}
+    for item, listed in zip(everything, (1, 2, 2), strict=True):  # the first was not in the later listing
+        events = station.vault.custody.events(item["evidence_id"])
+        assert [e.details.get("action") for e in events if e.type == "access"] == ["list"] * listed
+    bad = run("items", "list", "--since", "last tuesday")
+    assert isinstance(bad.exception, InvalidInput)
+    stranger = run("items", "list", user="stranger")
+    assert isinstance(stranger.exception, AccessDenied)
+
+
+def test_catalog_rebuild_command_gives_the_same_answers(station: Station, items: list[str]) -> None:
+    assert run("link", items[0], "--incident", INC).exit_code == 0
+    before = json.loads(run("incident", "show", INC, "--json").output)
+    (station.settings.data_dir / "catalog.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (station.settings.data_dir / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    result = run("catalog", "rebuild", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["items"] == 3
+    after = json.loads(run("incident", "show", INC, "--json").output)
+    assert after == before
+
+
+# -- at ingest ------------------------------------------------------------------------------------
+
+
+def test_ingest_links_new_and_duplicate_items(station: Station, tmp_path: Path) -> None:
+    device = make_device(tmp_path / "BWC-LINK02", photos=2, videos=0, seed=9)
+    report = station.ingest(device, incidents=(INC, INC.lower()), user="pc-1")
+    stored = sorted(str(o.evidence_id) for o in report.by_status("ingested"))
+    for evidence_id in stored:
+        link = station.vault.custody.events(evidence_id)[-1]
+        assert chain_types(station, evidence_id) == ["ingest", "link"]
+        assert link.details["source"] == "ingest" and link.details["incident"] == INC and link.actor == "pc-1"
+    again = station.ingest(device, incidents=(INC, OTHER), user="det-a")
+    assert len(again.by_status("duplicate")) == 2
+    for evidence_id in stored:
+        assert chain_types(station, evidence_id) == ["ingest", "link", "link"]
+        assert station.vault.custody.events(evidence_id)[-1].details["incident"] == OTHER
+    assert [i.evidence_id for i in station.catalog.items(incident=OTHER)] == sorted(
+        stored,
+        key=lambda e: station.catalog.item(e).recorded_at,  # type: ignore[union-attr]
+    )
+
+
+def test_ingest_refuses_bad_references_and_users_before_reading_a_file(
+    station: Station, tmp_path: Path
+) -> None:
+    device = make_device(tmp_path / "BWC-LINK03", photos=1, videos=0, seed=11)
+    with pytest.raises(InvalidReference):
+        station.ingest(device, incidents=("../x",), user="pc-1")
+    with pytest.raises(AccessDenied):
+        station.ingest(device, incidents=(INC,), user="admin")
+    with pytest.raises(AccessDenied):
+        station.ingest(device, incidents=(INC,), user=None)
+    assert list(station.vault.list_items()) == []
+    cli = run("ingest", str(device), "--incident", "a/b")
+    assert isinstance(cli.exception, InvalidReference)
+    assert list(station.vault.list_items()) == []
+
+
+def test_a_failing_catalog_does_not_fail_the_ingest(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise StorageUnavailable("catalog unavailable")
+
+    monkeypatch.setattr(station.catalog, "record_item", down)
+    monkeypatch.setattr(station.catalog, "record_events", down)
+    device = make_device(tmp_path / "BWC-LINK04", photos=2, videos=0, seed=13)
+    report = station.ingest(device, incidents=(INC,), user="pc-1", wipe=True)
+    assert [o.status for o in report.outcomes] == ["ingested", "ingested"]
+    assert all(o.wiped for o in report.outcomes)
+    monkeypatch.undo()
+    assert station.catalog.count() == 0
+    station.catalog.rebuild(station.vault)
+    assert len(station.catalog.items(incident=INC)) == 2
+
+
+def test_a_link_that_cannot_be_written_keeps_the_file_on_the_device_until_a_rerun(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence.device import scan_device
+
+    device = tmp_path / "BWC-LINK05"
+    photo = make_jpeg(device / "IMG_0001.JPG", seed=15)
+    context = resolve_device(
+        station.settings,
+        device,
+        serial="BWC-LINK05",
+        officer="PC-1",
+        wipe=True,
+        incidents=[INC],
+        linked_by="pc-1",
+    )
+    [item] = scan_device(device, settle_seconds=0).files
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise StorageUnavailable("throttled")
+
+    monkeypatch.setattr("flows.ingest.link_at_ingest", refuse)
+    with pytest.raises(StorageUnavailable):
+        ingest_file(station.vault, item, context, station.catalog)
+    assert photo.exists()  # not wiped: the link the person asked for is not recorded yet
+    monkeypatch.undo()
+    [item] = scan_device(device, settle_seconds=0).files
+    outcome = ingest_file(station.vault, item, context, station.catalog)
+    assert outcome.status == "duplicate" and outcome.wiped
+    assert chain_types(station, str(outcome.evidence_id)) == ["ingest", "link"]
+
+
+@pytest.mark.slow
+def test_cli_ingest_with_incidents_links_through_the_flow(
+    station: Station, tmp_path: Path, prefect_harness: None
+) -> None:
+    device = make_device(tmp_path / "BWC-LINK06", photos=2, videos=0, seed=17)
+    result = run("ingest", str(device), "--incident", INC, "--incident", OTHER, "--json", user="det-a")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # Prefect logs to stderr
+    stored = [entry["evidence_id"] for entry in doc["ingested"]]
+    assert len(stored) == 2
+    for evidence_id in stored:
+        links = [e for e in station.vault.custody.events(evidence_id) if e.type == "link"]
+        assert sorted(e.details["incident"] for e in links) == [INC, OTHER]
+        assert {e.actor for e in links} == {"det-a"} and {e.details["source"] for e in links} == {"ingest"}
+    assert sorted(i.evidence_id for i in station.catalog.items(incident=OTHER)) == sorted(stored)
