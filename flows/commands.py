@@ -6,6 +6,7 @@
 from flows import (
     cli,  # noqa: F401 - keys, vault, ingest, show, dock, demo
     cli_incidents,  # noqa: F401 - link, unlink, link-feed, incident show, items list, catalog rebuild
+    cli_retention,  # noqa: F401 - hold set/release, retention run, custody, fixity
     cli_retrieval,  # noqa: F401 - get, export, thumbs
 )
 from flows.cli_app import app

@@ -1,0 +1,288 @@
+"""Commands for legal holds, retention, custody and fixity (``docs/retention.md``, ``docs/custody.md``).
+
+``hold set``/``hold release`` (investigators, storage admins), ``retention run`` and ``fixity``
+(storage admins; Prefect flows), ``custody`` (anyone in the users file; verification needs only public
+keys, and ``--trust`` restricts it to keys the verifier brought).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from evidence.errors import EvidenceError, IntegrityError, NotFound
+from flows.cli_app import JsonOption, acting_user, app, invocation, print_json, settings_now
+from flows.console import err, out
+
+hold_app = typer.Typer(help="Legal holds on the evidence of an incident.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention policy: lawful disposal and storage locks.", no_args_is_help=True)
+app.add_typer(hold_app, name="hold")
+app.add_typer(retention_app, name="retention")
+
+IncidentOption = Annotated[str, typer.Option("--incident", help="Incident reference, e.g. KNT-2026-000123.")]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why (court case, request); recorded in every item's custody chain.")
+]
+
+EXIT_SOME_FAILED = 9
+
+
+# -- holds ----------------------------------------------------------------------------------------
+
+
+@hold_app.command("set")
+def hold_set(incident: IncidentOption, reason: ReasonOption, as_json: JsonOption = False) -> None:
+    """Put a legal hold on every item linked to an incident: never disposed of while it stands."""
+    from flows.holds import set_hold
+
+    _run_hold(set_hold, incident, reason, as_json)
+
+
+@hold_app.command("release")
+def hold_release(incident: IncidentOption, reason: ReasonOption, as_json: JsonOption = False) -> None:
+    """Release an incident's legal hold; items under no other hold return to the retention policy."""
+    from flows.holds import release_hold
+
+    _run_hold(release_hold, incident, reason, as_json)
+
+
+def _run_hold(action: Any, incident: str, reason: str, as_json: bool) -> None:
+    from evidence.incident import parse_incident_ref
+    from flows.holds import clean_reason
+    from flows.records import open_catalog
+    from storage.vault import Vault
+
+    settings = settings_now()
+    ref = parse_incident_ref(incident, settings.incident_ref_pattern)
+    clean_reason(reason)
+    actor = acting_user(settings)
+    report = action(Vault.open(settings), open_catalog(settings), ref, reason, actor)
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table(title=f"Hold {report.hold_id}: {report.action}")
+        table.add_column("evidence id", no_wrap=True, min_width=29)
+        table.add_column("status")
+        table.add_column("versions changed", justify="right")
+        table.add_column("note", overflow="fold")
+        for outcome in report.outcomes:
+            table.add_row(outcome.evidence_id, outcome.status, str(outcome.versions_changed), outcome.note)
+        out.print(table)
+    if report.failed:
+        err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+
+@retention_app.command("run")
+def retention_run(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Dispose of elapsed items and extend locks (default: dry run).")
+    ] = False,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Decide as if it were this time (ISO 8601; for rehearsals and tests)."),
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Where to write the full report (default: data dir/reports).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the retention policy: what is disposed of, kept, extended or due for review, and why."""
+    from flows.retention import parse_now, resolve_actor
+    from flows.run import advise_on_prefect, quiet_prefect
+
+    settings = settings_now()
+    parse_now(now)  # a bad time is reported before a flow starts
+    actor = resolve_actor(settings, invocation.user)
+    actor.require("retention")
+    quiet_prefect()
+    advise_on_prefect(as_json)
+    from flows.retention import retention
+
+    report = retention(
+        apply=apply, now=now, user=actor.user_id, csv_path=None if csv_path is None else str(csv_path)
+    )
+    if as_json:
+        print_json(report.as_json())
+    else:
+        kind = "applied" if report.applied else "dry run (nothing changed; --apply to act)"
+        table = Table(title=f"Retention at {report.now.astimezone(UTC).isoformat()}: {kind}")
+        table.add_column("evidence id", no_wrap=True, min_width=29)
+        table.add_column("action")
+        table.add_column("until", no_wrap=True)
+        table.add_column("rule", overflow="fold")
+        table.add_column("outcome", overflow="fold")
+        for line in report.lines:
+            table.add_row(line.evidence_id, line.action, line.keep_until[:10], line.category, line.outcome)
+        out.print(table)
+        out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "the catalog is empty")
+        out.print(f"policy {report.policy}; full report: {report.csv_path}")
+    if report.failures:
+        err.print(f"{len(report.failures)} item(s) failed; the next run retries them")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# -- custody ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def custody(
+    evidence_id: Annotated[str, typer.Argument(help="The item's evidence id (ev-...).")],
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            help="Folder of the force's published .pub signing keys: only these are trusted, not the "
+            "keys the vault itself lists.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print an item's chain of custody and verify it: every removed, reordered or altered event is
+    named. Works for disposed items too: the chain outlives the evidence."""
+    from evidence.ids import require_evidence_id
+    from flows.records import open_catalog
+    from storage.vault import Vault
+
+    require_evidence_id(evidence_id)
+    settings = settings_now()
+    acting_user(settings).require("list")
+    trusted = _trusted_keys(trust) if trust is not None else None
+    vault = Vault.open(settings)
+    expected = None
+    try:
+        known = open_catalog(settings).item(evidence_id)
+        expected = known.custody_length if known is not None else None
+    except EvidenceError:
+        expected = None  # the catalog only adds the length check; the chain stands on its own
+    if not vault.custody.stored(evidence_id):
+        raise NotFound(f"no custody records for {evidence_id} in {vault.store.url}")
+    verification = vault.custody.verify(
+        evidence_id, trusted=trusted, trusted_only=trusted is not None, expected_length=expected
+    )
+    if as_json:
+        print_json(
+            {
+                "evidence_id": evidence_id,
+                "intact": verification.intact,
+                "trusted_only": trusted is not None,
+                "expected_length": expected,
+                "signers": list(verification.signers),
+                "problems": [{"position": p.position, "message": p.message} for p in verification.problems],
+                "events": [event.to_document() for event in verification.events],
+            }
+        )
+    else:
+        _render_chain(verification, trusted is not None)
+    if not verification.intact:
+        raise typer.Exit(IntegrityError.exit_code)
+
+
+def _trusted_keys(folder: Path) -> dict[str, Any]:
+    from evidence.errors import InvalidInput
+    from evidence.signing import VerifyingKey
+
+    if not folder.is_dir():
+        raise InvalidInput(f"--trust {folder} is not a folder of .pub signing keys")
+    keys = {}
+    for path in sorted(folder.glob("*.pub")):
+        key = VerifyingKey.from_file(path)
+        keys[key.key_id] = key
+    if not keys:
+        raise InvalidInput(f"--trust {folder} holds no .pub signing keys")
+    return keys
+
+
+def _render_chain(verification: Any, trusted_only: bool) -> None:
+    table = Table(title=f"Chain of custody: {verification.evidence_id}")
+    table.add_column("#", justify="right")
+    table.add_column("at (UTC)", no_wrap=True)
+    table.add_column("event")
+    table.add_column("by", overflow="fold")
+    table.add_column("station", overflow="fold")
+    table.add_column("details", overflow="fold")
+    table.add_column("signer", no_wrap=True)
+    for event in verification.events:
+        details = "; ".join(f"{k}={v}" for k, v in sorted(event.details.items()) if v is not None)
+        table.add_row(
+            str(event.seq),
+            event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            event.type,
+            f"{event.actor} ({event.role})",
+            event.station,
+            details,
+            event.signer,
+        )
+    out.print(table)
+    keys = "the keys given with --trust" if trusted_only else "the keys published in the vault"
+    if verification.intact:
+        out.print(
+            f"[green]intact[/]: {len(verification.events)} event(s), each signed and chained; "
+            f"signers {', '.join(verification.signers)} checked against {keys}"
+        )
+        return
+    for problem in verification.problems:
+        err.print(f"[red]event {problem.position}[/]: {problem.message}")
+    err.print(f"[red]BROKEN[/]: {len(verification.problems)} problem(s) found checking against {keys}")
+
+
+# -- fixity -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def fixity(
+    sample: Annotated[
+        int | None, typer.Option("--sample", help="Check this many items chosen at random (default 25).")
+    ] = None,
+    all_items: Annotated[bool, typer.Option("--all", help="Check every item.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Repeat an earlier sample.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-read stored objects and verify them against what was recorded at ingest (storage admins).
+    Each result is a custody event; any failure exits 3."""
+    from evidence.errors import InvalidInput
+    from flows.fixity import DEFAULT_SAMPLE
+    from flows.retention import resolve_actor
+    from flows.run import advise_on_prefect, quiet_prefect
+
+    if all_items and sample is not None:
+        raise InvalidInput("give either --sample N or --all, not both")
+    settings = settings_now()
+    actor = resolve_actor(settings, invocation.user)
+    actor.require("fixity")
+    quiet_prefect()
+    advise_on_prefect(as_json)
+    from flows.fixity import fixity as fixity_flow
+
+    report = fixity_flow(
+        sample=None if all_items else (sample or DEFAULT_SAMPLE),
+        all_items=all_items,
+        seed=seed,
+        user=actor.user_id,
+    )
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table(
+            title=f"Fixity: {report.chosen} item(s)" + (f", seed {report.seed}" if report.seed else "")
+        )
+        table.add_column("evidence id", no_wrap=True, min_width=29)
+        table.add_column("result")
+        table.add_column("level")
+        table.add_column("problem", overflow="fold")
+        for result in report.results:
+            colour = "green" if result.result == "ok" else "red"
+            table.add_row(
+                result.evidence_id, f"[{colour}]{result.result}[/]", result.level, result.problem or ""
+            )
+        out.print(table)
+        out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "nothing to check")
+    if report.failed:
+        raise typer.Exit(IntegrityError.exit_code)

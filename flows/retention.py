@@ -1,0 +1,582 @@
+"""The retention run (``evidence retention run``; Prefect flow ``retention``; ``docs/retention.md``).
+
+Two passes. The *decision pass* reads only the catalog: one pure decision per item
+(``evidence.retention.decide``), so 100,000 items take seconds and items that need nothing never touch
+the vault. The *action pass* takes the few items that need something (dispose, extend the lock, finish
+an interrupted disposal) and, for each, first re-reads the item's custody chain and stored objects and
+decides again from those: the catalog is an index that may lag behind the vault (a hold set on another
+machine), and nothing irreversible is done on an index's word.
+
+Without ``apply`` the action pass only reads, and the report says what would happen. With ``apply``:
+
+- dispose: the chain must verify; no legal hold in the chain or on any stored version; no COMPLIANCE
+  lock in force. Then the ``disposal`` event is appended (intent, rule, policy, who) *before* any
+  deletion, every version is deleted with the governance bypass, and the chain's own lock is extended
+  by ``records_after_disposal``: the record of the deletion outlives the evidence. A run interrupted
+  part-way is finished by the next (the event is not written twice).
+- extend: every version's Object Lock moves to the policy's date, then a ``retention`` event.
+
+One item's failure (storage error, broken chain) is reported and the run goes on. Review-due items are
+only listed: a person decides. The simulated clock (``now``) drives the policy; storage locks are
+always judged by the real clock, which is why disposal needs the governance bypass.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from evidence.access import Actor, UserDirectory
+from evidence.errors import EvidenceError, IntegrityError, InvalidInput, LockedError
+from evidence.retention import (
+    Decision,
+    LinkFact,
+    RetentionFacts,
+    RetentionPolicy,
+    as_utc,
+    decide,
+    load_policy,
+    lock_extension,
+)
+from evidence.settings import Settings, load_settings
+from flows.holds import chain_state
+from flows.records import open_catalog, record
+from storage import lifecycle
+from storage.catalog import Catalog, CatalogItem
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+ACTION_BATCH = 100
+UNFINISHED_WINDOW = timedelta(days=31)
+"""Disposed items whose disposal is this recent are checked for leftovers (an interrupted run)."""
+ARTIFACT_ROWS = 500
+ACTION_WORKERS = 4
+CSV_FIELDS = ("evidence_id", "action", "outcome", "category", "keep_until", "rule", "reason")
+
+
+# -- what the catalog says ------------------------------------------------------------------------
+
+
+class CatalogItemLike(Protocol):
+    @property
+    def evidence_id(self) -> str: ...
+    @property
+    def ingested_at(self) -> datetime: ...
+    @property
+    def recorded_at(self) -> datetime | None: ...
+    @property
+    def incidents(self) -> tuple[str, ...]: ...
+    @property
+    def categories(self) -> tuple[str, ...]: ...
+    @property
+    def holds(self) -> tuple[str, ...]: ...
+    @property
+    def linked_at(self) -> datetime | None: ...
+    @property
+    def retain_until(self) -> datetime | None: ...
+
+
+def facts_from_catalog(
+    item: CatalogItemLike, incident_category: Callable[[str], str | None] | None = None
+) -> RetentionFacts:
+    """The catalog gives an item's incidents, the set of categories its links named, and the time of
+    the earliest link. With one incident the pairing is exact; with several, each incident's category
+    is asked of ``incident_category`` (the catalog's answer for the incident), and an incident with
+    none counts as of unknown category: the conservative case. Actions re-decide from the chain."""
+    linked_at = item.linked_at or item.ingested_at
+    if len(item.incidents) == 1:
+        pairs = [(item.incidents[0], item.categories[0] if item.categories else None)]
+    else:
+        lookup = incident_category or (lambda incident: None)
+        pairs = [(incident, lookup(incident)) for incident in item.incidents]
+    links = tuple(LinkFact(incident, category, linked_at) for incident, category in pairs)
+    return RetentionFacts(item.evidence_id, item.ingested_at, item.recorded_at, links, tuple(item.holds))
+
+
+def catalog_lock(item: CatalogItemLike, settings: Settings) -> datetime:
+    """The lock the item's objects were last given: from its latest ``retention`` event, else the
+    lock every object gets at ingest."""
+    return item.retain_until or as_utc(item.ingested_at) + timedelta(days=settings.retention_days)
+
+
+# -- the decision pass ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    evidence_id: str
+    kind: str
+    """``dispose``, ``extend``, ``review``, ``held`` (kept past its date by a hold) or ``unfinished``."""
+    decision: Decision | None
+    lock_until: datetime | None = None
+    custody_length: int | None = None
+
+
+@dataclass(frozen=True)
+class RetentionLine:
+    evidence_id: str
+    action: str
+    outcome: str
+    category: str = ""
+    keep_until: str = ""
+    rule: str = ""
+    reason: str = ""
+
+    def row(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in CSV_FIELDS}
+
+
+@dataclass
+class DecisionPass:
+    counts: Counter[str] = field(default_factory=Counter)
+    planned: list[PlannedAction] = field(default_factory=list)
+
+
+def decide_catalog(
+    items: Iterator[CatalogItem],
+    policy: RetentionPolicy,
+    settings: Settings,
+    now: datetime,
+    *,
+    real_now: datetime | None = None,
+    on_kept: Callable[[RetentionLine], None] | None = None,
+    incident_category: Callable[[str], str | None] | None = None,
+) -> DecisionPass:
+    """One decision per catalogued item; collects the items that need the vault. ``on_kept`` hears
+    every item that needs nothing (for the CSV), so the pass holds only the actionable ones."""
+    real_now = real_now or datetime.now(UTC)
+    result = DecisionPass()
+    for item in items:
+        if item.disposed_at is not None:
+            if as_utc(item.disposed_at) >= real_now - UNFINISHED_WINDOW:
+                result.planned.append(PlannedAction(item.evidence_id, "unfinished", None))
+            else:
+                result.counts["disposed before"] += 1
+            continue
+        decision = decide(facts_from_catalog(item, incident_category), policy, now)
+        locked = catalog_lock(item, settings)
+        if decision.action == "dispose":
+            kind = "dispose"
+        elif decision.action == "review":
+            kind = "review"
+        elif lock_extension(decision, locked, max(real_now, as_utc(now))) is not None:
+            kind = "extend"
+        elif decision.held and as_utc(now) >= decision.keep_until:
+            kind = "held"
+        else:
+            result.counts["keep"] += 1
+            if on_kept is not None:
+                on_kept(_line(decision, "keep", "kept: nothing to do"))
+            continue
+        result.planned.append(PlannedAction(item.evidence_id, kind, decision, locked, item.custody_length))
+    return result
+
+
+def _line(decision: Decision, action: str, outcome: str) -> RetentionLine:
+    return RetentionLine(
+        decision.evidence_id,
+        action,
+        outcome,
+        decision.category,
+        decision.keep_until.astimezone(UTC).isoformat(),
+        decision.rule,
+        decision.reason,
+    )
+
+
+# -- the action pass ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every action needs besides the vault: the policy, the clocks, who runs it, and whether
+    anything may change."""
+
+    policy: RetentionPolicy
+    now: datetime
+    actor: Actor
+    apply: bool
+
+
+def act_on(
+    vault: Vault, catalog: Catalog | None, planned: PlannedAction, context: RunContext
+) -> RetentionLine:
+    """Carry out (or with ``apply`` false, describe) one planned action. Errors become a ``failed``
+    line: one item never stops the run."""
+    try:
+        if planned.kind == "unfinished":
+            return _finish_disposal(vault, planned, context)
+        assert planned.decision is not None
+        if planned.kind == "review":
+            return _line(planned.decision, "review", "listed for review: a person decides")
+        if planned.kind == "held":
+            return _line(planned.decision, "keep", "kept past its date: legal hold")
+        state = chain_state(vault, planned.evidence_id)
+        if state.disposed_at is not None:
+            # the catalog missed the disposal event: a disposal started but may not have finished
+            return _finish_disposal(vault, planned, context)
+        decision = decide(state.facts, context.policy, context.now)
+        if decision.action == "dispose":
+            return _dispose(vault, catalog, decision, planned, context)
+        if decision.action == "review":
+            return _line(decision, "review", "listed for review: a person decides")
+        return _extend(vault, catalog, decision, state.retain_until, context)
+    except EvidenceError as err:
+        log.warning("retention action failed", extra={"evidence_id": planned.evidence_id, "error": str(err)})
+        if planned.decision is None:
+            return RetentionLine(planned.evidence_id, planned.kind, f"failed: {err}")
+        return _line(planned.decision, planned.kind, f"failed: {err}")
+
+
+def _dispose(
+    vault: Vault, catalog: Catalog | None, decision: Decision, planned: PlannedAction, context: RunContext
+) -> RetentionLine:
+    verification = vault.custody.verify(decision.evidence_id, expected_length=planned.custody_length)
+    if not verification.intact:
+        problem = verification.problems[0]
+        raise IntegrityError(
+            f"custody chain is broken (event {problem.position}: {problem.message}); not disposed of"
+        )
+    objects = lifecycle.item_objects(vault, decision.evidence_id)
+    try:
+        lifecycle.refuse_if_undisposable(objects)
+    except LockedError as err:
+        return _line(decision, "dispose", f"not disposed: {err}")
+    if not context.apply:
+        return _line(decision, "dispose", f"would dispose of {len(objects.all)} stored version(s)")
+    record(
+        vault,
+        catalog,
+        decision.evidence_id,
+        "disposal",
+        actor=context.actor.user_id,
+        role=context.actor.role,
+        details={
+            "rule": decision.category,
+            "policy": context.policy.label,
+            "reason": decision.reason,
+            "objects_deleted": len(objects.all),
+        },
+    )
+    deleted = lifecycle.dispose(vault, objects)
+    _lock_records(vault, decision.evidence_id, context)
+    return _line(decision, "dispose", f"disposed: {deleted} stored version(s) deleted, key destroyed")
+
+
+def _finish_disposal(vault: Vault, planned: PlannedAction, context: RunContext) -> RetentionLine:
+    objects = lifecycle.item_objects(vault, planned.evidence_id)
+    if objects.empty:
+        return RetentionLine(planned.evidence_id, "disposed", "disposal complete")
+    lifecycle.refuse_if_undisposable(objects)
+    if not context.apply:
+        return RetentionLine(
+            planned.evidence_id,
+            "disposed",
+            f"disposal unfinished: would delete the {len(objects.all)} stored version(s) left",
+        )
+    deleted = lifecycle.dispose(vault, objects)
+    _lock_records(vault, planned.evidence_id, context)
+    return RetentionLine(
+        planned.evidence_id, "disposed", f"interrupted disposal finished: {deleted} stored version(s) deleted"
+    )
+
+
+def _lock_records(vault: Vault, evidence_id: str, context: RunContext) -> None:
+    """The disposal record must outlive the evidence: lock the chain for ``records_after_disposal``."""
+    lifecycle.extend_records(
+        vault, evidence_id, context.policy.records_after_disposal.after(datetime.now(UTC))
+    )
+
+
+def _extend(
+    vault: Vault,
+    catalog: Catalog | None,
+    decision: Decision,
+    recorded_lock: datetime | None,
+    context: RunContext,
+) -> RetentionLine:
+    objects = lifecycle.item_objects(vault, decision.evidence_id)
+    locked_until = objects.locked_until()
+    target = lock_extension(decision, locked_until, max(datetime.now(UTC), as_utc(context.now)))
+    if target is None:
+        return _line(decision, "keep", "kept: storage lock already reaches the policy date")
+    shown = "none" if locked_until is None else locked_until.astimezone(UTC).isoformat()
+    if not context.apply:
+        return _line(
+            decision, "extend", f"would extend the storage lock from {shown} to {target.isoformat()}"
+        )
+    change = lifecycle.extend_lock(vault, decision.evidence_id, target, objects=objects)
+    previous = change.previous_retain_until or recorded_lock
+    record(
+        vault,
+        catalog,
+        decision.evidence_id,
+        "retention",
+        actor=context.actor.user_id,
+        role=context.actor.role,
+        details={
+            "category": decision.category,
+            "rule": decision.rule,
+            "retain_until": target.isoformat(),
+            "previous_retain_until": None if previous is None else previous.astimezone(UTC).isoformat(),
+        },
+    )
+    lifecycle.extend_records(vault, decision.evidence_id, target)  # the event just written, too
+    return _line(decision, "extend", f"storage lock extended from {shown} to {target.isoformat()}")
+
+
+# -- the whole run as plain calls -----------------------------------------------------------------
+
+
+@dataclass
+class RetentionReport:
+    now: datetime
+    applied: bool
+    policy: str
+    actor: str
+    counts: dict[str, int]
+    lines: list[RetentionLine]
+    csv_path: str | None = None
+
+    @property
+    def failures(self) -> list[RetentionLine]:
+        return [line for line in self.lines if line.outcome.startswith("failed")]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "applied": self.applied,
+            "policy": self.policy,
+            "actor": self.actor,
+            "counts": self.counts,
+            "csv": self.csv_path,
+            "items": [line.row() for line in self.lines],
+        }
+
+
+def parse_now(text: str | None) -> datetime:
+    """``--now`` as an aware UTC time; a time without a zone is UTC."""
+    if not text:
+        return datetime.now(UTC)
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise InvalidInput(
+            f"--now {text!r} is not an ISO 8601 time (for example 2026-12-31T02:00:00Z)"
+        ) from None
+
+
+def resolve_actor(settings: Settings, user: str | None) -> Actor:
+    return UserDirectory.load(settings.users_file).resolve(user or settings.user)
+
+
+def default_csv_path(settings: Settings, now: datetime, applied: bool) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kind = "applied" if applied else "dry-run"
+    return settings.data_dir / "reports" / f"retention-{stamp}-{kind}.csv"
+
+
+def summarise(counts: Counter[str], lines: Sequence[RetentionLine]) -> dict[str, int]:
+    summary = Counter(counts)
+    for line in lines:
+        summary[_outcome_class(line)] += 1
+    return dict(sorted(summary.items()))
+
+
+def _outcome_class(line: RetentionLine) -> str:
+    outcome = line.outcome
+    if outcome.startswith("failed"):
+        return "failed"
+    if outcome.startswith("not disposed"):
+        return "locked by storage"
+    if outcome.startswith("would dispose"):
+        return "would dispose"
+    if outcome.startswith("disposed:"):
+        return "disposed"
+    if outcome.startswith(("would extend", "storage lock extended")):
+        return "lock extended" if outcome.startswith("storage") else "would extend lock"
+    if line.action == "review":
+        return "review due"
+    if line.action == "disposed":
+        return "disposal finished" if "finished" in outcome or "would" in outcome else "disposed before"
+    if outcome.startswith("kept past"):
+        return "held past date"
+    return "keep"
+
+
+def run_retention(
+    vault: Vault,
+    catalog: Catalog,
+    policy: RetentionPolicy,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    apply: bool = False,
+    csv_path: Path | None = None,
+) -> RetentionReport:
+    """The run without Prefect: decisions, actions (one at a time), CSV. The flow does the same with
+    the actions spread over task runs."""
+    actor.require("retention")
+    moment = as_utc(now) if now is not None else datetime.now(UTC)
+    context = RunContext(policy, moment, actor, apply)
+    with _csv_writer(csv_path) as write:
+        decisions = decide_catalog(
+            catalog.iter_items(include_disposed=True),
+            policy,
+            vault.settings,
+            moment,
+            on_kept=write,
+            incident_category=functools.cache(catalog.incident_category),
+        )
+        lines = [act_on(vault, catalog, planned, context) for planned in decisions.planned]
+        for line in lines:
+            write(line)
+    return RetentionReport(
+        moment,
+        apply,
+        policy.label,
+        actor.user_id,
+        summarise(decisions.counts, lines),
+        lines,
+        None if csv_path is None else str(csv_path),
+    )
+
+
+@contextmanager
+def _csv_writer(path: Path | None) -> Iterator[Callable[[RetentionLine], None]]:
+    if path is None:
+        yield lambda line: None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+
+        def write(line: RetentionLine) -> None:
+            writer.writerow(line.row())
+
+        yield write
+
+
+# -- Prefect ----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _vault(settings: Settings) -> Vault:
+    return Vault.open(settings)
+
+
+@functools.cache
+def _catalog(settings: Settings) -> Catalog:
+    return open_catalog(settings)
+
+
+def _policy_path(settings: Settings) -> Path:
+    assert settings.retention_policy is not None
+    return settings.retention_policy
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-decisions")
+def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionPass:
+    policy = load_policy(_policy_path(settings))
+    catalog = _catalog(settings)
+    with _csv_writer(Path(csv_path)) as write:
+        return decide_catalog(
+            catalog.iter_items(include_disposed=True),
+            policy,
+            settings,
+            now,
+            on_kept=write,
+            incident_category=functools.cache(catalog.incident_category),
+        )
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-actions-{batch}")
+def action_task(
+    settings: Settings, planned: list[PlannedAction], now: datetime, user: str, apply: bool, batch: int
+) -> list[RetentionLine]:
+    context = RunContext(load_policy(_policy_path(settings)), now, resolve_actor(settings, user), apply)
+    vault, catalog = _vault(settings), _catalog(settings)
+    return [act_on(vault, catalog, item, context) for item in planned]
+
+
+@flow(
+    name="retention",
+    persist_result=False,
+    log_prints=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=ACTION_WORKERS),
+)
+def retention(
+    apply: bool = False,
+    now: str | None = None,
+    user: str | None = None,
+    csv_path: str | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+) -> RetentionReport:
+    """Retention run: a dry run by default (what would be disposed of, kept, extended or due for
+    review, and why); ``apply=True`` disposes of what has elapsed and extends storage locks."""
+    settings = load_settings(**(settings_overrides or {}))
+    logger = get_run_logger()
+    actor = resolve_actor(settings, user)
+    actor.require("retention")
+    policy = load_policy(_policy_path(settings))
+    moment = parse_now(now)
+    path = csv_path or str(default_csv_path(settings, moment, apply))
+    decisions = decision_task(settings, moment, path)
+    logger.info(
+        "retention decisions at %s under %s: %d item(s) need the vault; %s",
+        moment.isoformat(),
+        policy.label,
+        len(decisions.planned),
+        dict(decisions.counts),
+    )
+    batches = [
+        decisions.planned[i : i + ACTION_BATCH] for i in range(0, len(decisions.planned), ACTION_BATCH)
+    ]
+    futures = [
+        action_task.submit(settings, batch, moment, actor.user_id, apply, n)
+        for n, batch in enumerate(batches)
+    ]
+    lines: list[RetentionLine] = []
+    for future, batch in zip(futures, batches, strict=True):
+        try:
+            lines.extend(future.result())
+        except Exception as err:  # a batch that failed as a whole is reported per item
+            lines.extend(RetentionLine(p.evidence_id, p.kind, f"failed: {err}") for p in batch)
+    with Path(path).open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        for line in lines:
+            writer.writerow(line.row())
+    report = RetentionReport(
+        moment, apply, policy.label, actor.user_id, summarise(decisions.counts, lines), lines, path
+    )
+    create_table_artifact(
+        key="retention-report",
+        table=[
+            {"evidence_id": "(total)", "action": name, "outcome": str(n)} for name, n in report.counts.items()
+        ]
+        + [
+            {"evidence_id": line.evidence_id, "action": line.action, "outcome": line.outcome}
+            for line in lines[:ARTIFACT_ROWS]
+        ],
+        description=(
+            f"Retention {'run (applied)' if apply else 'dry run'} at {moment.isoformat()} under "
+            f"{policy.label} by {actor.user_id}; full report: {path}"
+        ),
+    )
+    logger.info("retention done: %s", report.counts)
+    return report
