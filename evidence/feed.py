@@ -12,7 +12,8 @@ Matching rules (``match_feed``), chosen so that a feed never guesses:
   recording is in the clear manifest (its duration is sealed), so the start is what is compared; the
   tolerance covers a camera switched on just before the call was logged. An item without a recording
   time is never matched by its ingest time, which is usually the end of a shift and would link it to
-  whatever incident was open then: it is reported as ``undated`` for a person to link by hand;
+  whatever incident was open then: it is reported as ``undated`` (if it was ingested after the
+  officer's first window in the feed opened) for a person to link by hand;
 - times without an offset, in a feed as on a device, are taken as UTC (``storage.catalog`` does the
   same), so a force whose cameras and records system both keep local time still lines them up;
 - an item that fits two or more incidents is ambiguous: reported with every candidate, never linked;

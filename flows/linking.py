@@ -256,18 +256,15 @@ def read_feed_file(path: Path, settings: Settings) -> Feed:
 
 
 def feed_candidates(catalog: Catalog, feed: Feed, tolerance: timedelta) -> list[DatedItem]:
-    """Catalogued items of the feed's officers within the feed's time span, one query per officer."""
-    spans: dict[str, tuple[datetime, datetime]] = {}
+    """Catalogued items of the feed's officers from the opening of each officer's first window on, one
+    query per officer. No upper bound: items without a recording time sort by their (later) ingest
+    time, and they must be seen to be reported as undated."""
+    opens: dict[str, datetime] = {}
     for incident in feed.incidents:
-        low, high = spans.get(incident.officer_id, (incident.start, incident.end))
-        spans[incident.officer_id] = (min(low, incident.start), max(high, incident.end))
+        opens[incident.officer_id] = min(opens.get(incident.officer_id, incident.start), incident.start)
     found = []
-    for officer, (low, high) in sorted(spans.items()):
-        found.extend(
-            catalog.items(
-                officer=officer, since=low - tolerance, until=high + tolerance + timedelta(microseconds=1)
-            )
-        )
+    for officer, first in sorted(opens.items()):
+        found.extend(catalog.items(officer=officer, since=first - tolerance))
     unlinked = catalog.unlinked(item.evidence_id for item in found)
     refused: dict[str, set[str]] = {}
     for evidence_id, ref in unlinked:

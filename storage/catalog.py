@@ -279,6 +279,12 @@ class Catalog:
         with self._translated_errors(), self._engine.begin() as conn:
             self._upsert_items(conn, [_item_row(manifest)])
 
+    def record_manifests(self, manifests: Iterable[Manifest]) -> None:
+        """Many manifests in one transaction (an import, a benchmark)."""
+        with self._translated_errors(), self._engine.begin() as conn:
+            for batch in _chunks(manifests, REBUILD_BATCH):
+                self._upsert_items(conn, [_item_row(m) for m in batch])
+
     def record_event(self, event: CustodyEvent) -> None:
         self.record_events([event])
 

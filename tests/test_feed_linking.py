@@ -1,0 +1,457 @@
+"""Feed linking: a records-system export of incidents links every item whose officer and recording time
+fit exactly one incident; ambiguous items are reported, bad rows rejected with their row number, and
+running the same feed again changes nothing."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from evidence.errors import AccessDenied, InvalidInput
+from evidence.feed import DatedItem, Feed, FeedIncident, match_feed, parse_feed
+from evidence.incident import IncidentRef
+from evidence.manifest import encode_manifest
+from flows.commands import app
+from flows.records import note_item
+from storage.catalog import Catalog
+from storage.vault import Vault
+from tests.station import Station, make_station
+from tests.test_catalog import fake_event, fake_id, fake_manifest
+
+TOLERANCE = timedelta(minutes=15)
+BASE = datetime(2026, 3, 14, 8, 0, tzinfo=UTC)
+USERS = """
+[users.det-a]
+role = "investigator"
+[users.records-feed]
+role = "investigator"
+[users.admin]
+role = "storage-admin"
+"""
+
+
+# -- reading an export ----------------------------------------------------------------------------
+
+
+def test_csv_rows_are_read_and_bad_rows_rejected_with_their_line_number() -> None:
+    feed = parse_feed(
+        (
+            "\ufeffIncident_Ref , Officer_ID,start,end,category\n"  # BOM and header spacing from a spreadsheet
+            "knt-2026-000001,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,Domestic-Abuse\n"
+            "../x,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+            "\u041aNT-2026-000002,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+            "KNT-2026-000003,PC-1,yesterday,2026-03-14T09:00:00Z,\n"
+            "KNT-2026-000004,PC-1,2026-03-14T09:00:00Z,2026-03-14T08:00:00Z,\n"
+            "KNT-2026-000005,,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+            "KNT-2026-000006,PC 1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+            "KNT-2026-000007,PC-1,2026-03-14T08:00:00Z,2026-05-14T09:00:00Z,\n"
+            "KNT-2026-000001,PC-2,2026-03-14T08:00:00,2026-03-14T09:00:00+01:00,theft\n"
+            '"KNT-2026-000008\'; DROP TABLE links;--",PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n'
+            "KNT-2026-000009,PC-3,2026-03-14T08:00:00,2026-03-14T09:00:00+01:00,\n"
+        ).encode(),
+        name="export.csv",
+    )
+    assert [(i.row, i.incident.value, i.officer_id, i.category) for i in feed.incidents] == [
+        (2, "KNT-2026-000001", "PC-1", "domestic-abuse"),
+        (12, "KNT-2026-000009", "PC-3", None),
+    ]
+    last = feed.incidents[1]
+    assert last.start == datetime(2026, 3, 14, 8, 0, tzinfo=UTC)  # no offset: taken as UTC
+    assert last.end == last.start  # 09:00+01:00 is 08:00 UTC
+    rejected = {r.row: r.reason for r in feed.rejected}
+    assert sorted(rejected) == [3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert "not an incident reference" in rejected[3]
+    assert "ASCII" in rejected[4]
+    assert "ISO 8601" in rejected[5]
+    assert "before start" in rejected[6]
+    assert "missing officer_id" in rejected[7]
+    assert "officer id" in rejected[8]
+    assert "longer than 31 days" in rejected[9]
+    assert "conflicts with 'domestic-abuse'" in rejected[10] and "row 2" in rejected[10]
+    assert "not an incident reference" in rejected[11]
+    assert all("\n" not in reason for reason in rejected.values())
+
+
+def test_json_export_and_whole_file_problems() -> None:
+    feed = parse_feed(
+        json.dumps(
+            [
+                {
+                    "incident_ref": "37/12345/26",
+                    "officer_id": "PC-1",
+                    "start": "2026-03-14T08:00:00Z",
+                    "end": "2026-03-14T09:00:00Z",
+                    "category": "domestic-abuse",
+                },
+                "not an object",
+                {"incident_ref": "KNT-2026-000001", "officer_id": "PC-1", "start": 1773475200, "end": "x"},
+                {
+                    "incident_ref": "K" * 10_000,
+                    "officer_id": "PC-1",
+                    "start": "2026-03-14",
+                    "end": "2026-03-15",
+                },
+            ]
+        ).encode(),
+        name="export.json",
+    )
+    assert [i.incident.value for i in feed.incidents] == ["37/12345/26"]
+    assert [r.row for r in feed.rejected] == [2, 3, 4]
+    assert "must be text" in feed.rejected[1].reason
+    with pytest.raises(InvalidInput, match="no column end"):
+        parse_feed(b"incident_ref,officer_id,start\nKNT-2026-000001,PC-1,2026-03-14\n", name="x.csv")
+    with pytest.raises(InvalidInput, match="JSON list"):
+        parse_feed(b'{"incident_ref": "KNT-2026-000001"}', name="x.json")
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        parse_feed(b"\xff\xfe\x00bad", name="x.csv")
+
+
+# -- matching -------------------------------------------------------------------------------------
+
+
+def incident(
+    ref: str, officer: str, start: datetime, minutes: int = 60, row: int = 1, category: str | None = None
+) -> FeedIncident:
+    return FeedIncident(row, IncidentRef(ref), officer, start, start + timedelta(minutes=minutes), category)
+
+
+def item(
+    n: int,
+    officer: str | None,
+    at: datetime | None,
+    linked: tuple[str, ...] = (),
+    unlinked: tuple[str, ...] = (),
+) -> DatedItem:
+    return DatedItem(fake_id(n), officer, at, frozenset(linked), frozenset(unlinked))
+
+
+def test_officer_must_match_exactly_and_the_tolerance_is_inclusive() -> None:
+    feed = Feed((incident("KNT-2026-000001", "PC-1", BASE, category="domestic-abuse"),), ())
+    items = [
+        item(1, "PC-1", BASE - TOLERANCE),  # opens exactly at start - tolerance
+        item(2, "PC-1", BASE + timedelta(minutes=60) + TOLERANCE),  # the last moment
+        item(3, "PC-1", BASE - TOLERANCE - timedelta(seconds=1)),
+        item(4, "PC-1", BASE + timedelta(minutes=75, seconds=1)),
+        item(5, "pc-1", BASE + timedelta(minutes=5)),
+        item(6, "PC-2", BASE + timedelta(minutes=5)),
+        item(7, None, BASE + timedelta(minutes=5)),
+        item(8, "PC-1", None),
+    ]
+    plan = match_feed(feed, items, TOLERANCE)
+    assert [(x.evidence_id, x.incident, x.category) for x in plan.to_link] == [
+        (fake_id(1), "KNT-2026-000001", "domestic-abuse"),
+        (fake_id(2), "KNT-2026-000001", "domestic-abuse"),
+    ]
+    assert plan.undated == (fake_id(8),)  # never matched on its ingest time
+    assert plan.ambiguous == () and plan.already_linked == ()
+    assert match_feed(feed, items, timedelta(0)).to_link == ()
+    with pytest.raises(InvalidInput):
+        match_feed(feed, items, timedelta(minutes=-1))
+
+
+def test_two_incidents_that_fit_are_reported_never_guessed() -> None:
+    feed = Feed(
+        (
+            incident("KNT-2026-000001", "PC-1", BASE),
+            incident("KNT-2026-000002", "PC-1", BASE + timedelta(minutes=50)),
+            incident("KNT-2026-000002", "PC-2", BASE),  # another officer at the same incident
+        ),
+        (),
+    )
+    items = [
+        item(1, "PC-1", BASE + timedelta(minutes=10)),
+        item(2, "PC-1", BASE + timedelta(minutes=55)),  # fits both
+        item(3, "PC-1", BASE + timedelta(minutes=55), linked=("KNT-2026-000002",)),  # a person decided
+        item(4, "PC-1", BASE + timedelta(minutes=55), unlinked=("KNT-2026-000001",)),  # not that one
+        item(5, "PC-2", BASE + timedelta(minutes=55)),
+        item(6, "PC-1", BASE + timedelta(minutes=10), unlinked=("KNT-2026-000001",)),
+    ]
+    plan = match_feed(feed, items, TOLERANCE)
+    assert [(x.evidence_id, x.incident) for x in plan.to_link] == [
+        (fake_id(1), "KNT-2026-000001"),
+        (fake_id(4), "KNT-2026-000002"),
+        (fake_id(5), "KNT-2026-000002"),
+    ]
+    assert [(a.evidence_id, a.incidents) for a in plan.ambiguous] == [
+        (fake_id(2), ("KNT-2026-000001", "KNT-2026-000002"))
+    ]
+    assert plan.already_linked == ((fake_id(3), "KNT-2026-000002"),)
+    assert set(plan.kept_unlinked) == {(fake_id(4), "KNT-2026-000001"), (fake_id(6), "KNT-2026-000001")}
+
+
+def generated(
+    seed: int = 3, officers: int = 100, per_officer: int = 10, items: int = 10_000
+) -> tuple[Feed, list[DatedItem]]:
+    """1,000 incidents (10 per officer, some overlapping) and 10,000 items around them."""
+    rng = random.Random(seed)
+    incidents = []
+    for o in range(officers):
+        officer = f"PC-{o:03d}"
+        at = BASE + timedelta(minutes=rng.randrange(0, 120))
+        for k in range(per_officer):
+            length = rng.randrange(20, 180)
+            ref = f"KNT-2026-{o * per_officer + k:06d}"
+            incidents.append(
+                incident(
+                    ref,
+                    officer,
+                    at,
+                    length,
+                    row=len(incidents) + 2,
+                    category="domestic-abuse" if k % 4 == 0 else None,
+                )
+            )
+            # usually a gap before the next; sometimes the next call comes in while this one is open
+            at += timedelta(minutes=length + rng.choice([-40, -10, 5, 45, 90, 240, 600]))
+    span = (incidents[-1].end - BASE).total_seconds() + 4 * 3600
+    dated = []
+    for n in range(items):
+        officer = f"PC-{rng.randrange(officers + 5):03d}"  # a few officers the feed does not name
+        at = None if n % 97 == 0 else BASE + timedelta(seconds=rng.randrange(-3600, int(span)))
+        dated.append(item(n, officer, at))
+    return Feed(tuple(incidents), ()), dated
+
+
+def oracle(feed: Feed, items: list[DatedItem]) -> dict[str, set[str]]:
+    """What fits, by the definition: the same officer, recording start inside the widened window."""
+    by_officer: dict[str, list[FeedIncident]] = {}
+    for entry in feed.incidents:
+        by_officer.setdefault(entry.officer_id, []).append(entry)
+    fits = {}
+    for x in items:
+        if x.recorded_at is None:
+            continue
+        fitting = {
+            i.incident.value
+            for i in by_officer.get(x.officer_id or "", [])
+            if i.start - TOLERANCE <= x.recorded_at <= i.end + TOLERANCE
+        }
+        if fitting:
+            fits[x.evidence_id] = fitting
+    return fits
+
+
+def test_a_thousand_incidents_and_ten_thousand_items_match_exactly_and_fast() -> None:
+    feed, items = generated()
+    assert len(feed.incidents) == 1000 and len(items) == 10_000
+    started = time.perf_counter()
+    plan = match_feed(feed, items, TOLERANCE)
+    elapsed = time.perf_counter() - started
+    expected = oracle(feed, items)
+    single = {e: next(iter(refs)) for e, refs in expected.items() if len(refs) == 1}
+    several = {e: tuple(sorted(refs)) for e, refs in expected.items() if len(refs) > 1}
+    assert {x.evidence_id: x.incident for x in plan.to_link} == single
+    assert {a.evidence_id: a.incidents for a in plan.ambiguous} == several
+    assert len(single) > 3000 and len(several) > 100  # the generated feed exercises both
+    categories = feed.categories()
+    assert all(x.category == categories.get(x.incident) for x in plan.to_link)
+    assert elapsed < 2.0, f"matching took {elapsed:.2f} s: it should bisect, not compare every pair"
+
+
+def test_at_catalog_scale_all_unambiguous_matches_link_and_a_second_run_is_a_no_op(tmp_path: Path) -> None:
+    from flows.linking import feed_candidates
+
+    feed, dated = generated(seed=5)
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    catalog.record_manifests(
+        fake_manifest(
+            n,
+            officer=x.officer_id,
+            recorded_at=x.recorded_at.isoformat() if x.recorded_at else None,
+            ingested_at=BASE + timedelta(days=30),
+        )
+        for n, x in enumerate(dated)
+    )
+    started = time.perf_counter()
+    candidates = feed_candidates(catalog, feed, TOLERANCE)
+    plan = match_feed(feed, candidates, TOLERANCE)
+    assert time.perf_counter() - started < 10
+    expected = oracle(feed, dated)
+    assert {x.evidence_id for x in plan.to_link} == {e for e, refs in expected.items() if len(refs) == 1}
+    assert {a.evidence_id for a in plan.ambiguous} == {e for e, refs in expected.items() if len(refs) > 1}
+
+    # what linking writes, folded into the catalog as the records helper would
+    catalog.record_events(
+        fake_event(
+            x.evidence_id, 1, "link", incident=x.incident, category=x.category, reason="feed", source="feed"
+        )
+        for x in plan.to_link
+    )
+    again = match_feed(feed, feed_candidates(catalog, feed, TOLERANCE), TOLERANCE)
+    assert again.to_link == ()
+    assert len(again.already_linked) == len(plan.to_link)
+    assert again.ambiguous == plan.ambiguous
+    some = plan.to_link[0]
+    assert [i.evidence_id for i in catalog.items(incident=some.incident)] >= [some.evidence_id]
+
+
+# -- end to end through the vault -----------------------------------------------------------------
+
+
+@pytest.fixture
+def station(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Station:
+    data_dir = tmp_path / "station"
+    station = make_station(data_dir)
+    (data_dir / "users.toml").write_text(USERS)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(data_dir))
+    return station
+
+
+def stored_item(vault: Vault, catalog: Catalog, n: int, officer: str, at: datetime | None) -> str:
+    """An item as ingest leaves it (manifest, custody event 0, catalogued), without encoding media."""
+    manifest = fake_manifest(n, officer=officer, recorded_at=at.isoformat() if at else None)
+    vault.store.put_bytes(
+        f"items/{manifest.evidence_id}/manifest.json",
+        encode_manifest(manifest),
+        retention=vault.retention_for_new_objects(),
+        if_absent=True,
+    )
+    vault.record_ingest(manifest)
+    note_item(vault, catalog, manifest)
+    return manifest.evidence_id
+
+
+FEED_CSV = (
+    "incident_ref,officer_id,start,end,category\n"
+    "KNT-2026-000001,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,domestic-abuse\n"
+    "KNT-2026-000002,PC-1,2026-03-14T08:50:00Z,2026-03-14T10:00:00Z,\n"
+    "KNT-2026-000002,PC-2,2026-03-14T08:50:00Z,2026-03-14T10:00:00Z,\n"
+    "KNT-2026-000003,PC-2,2026-03-14T12:00:00,2026-03-14T13:00:00,\n"
+    "BAD/REF,PC-2,2026-03-14T12:00:00Z,2026-03-14T13:00:00Z,\n"
+)
+
+
+@pytest.fixture
+def fed(station: Station, tmp_path: Path) -> tuple[Path, list[str]]:
+    placed = [
+        ("PC-1", BASE + timedelta(minutes=10)),  # 0: KNT-1
+        ("PC-1", BASE + timedelta(minutes=55)),  # 1: KNT-1 and KNT-2: ambiguous
+        ("PC-1", BASE + timedelta(minutes=90)),  # 2: KNT-2
+        ("PC-2", BASE + timedelta(minutes=60)),  # 3: KNT-2
+        ("PC-2", BASE + timedelta(hours=4, minutes=30)),  # 4: KNT-3 (naive times in the feed: UTC)
+        ("PC-2", BASE + timedelta(hours=7)),  # 5: nothing
+        ("PC-3", BASE + timedelta(minutes=10)),  # 6: officer not in the feed
+        ("PC-1", None),  # 7: no recording time
+    ]
+    ids = [
+        stored_item(station.vault, station.catalog, 100 + n, officer, at)
+        for n, (officer, at) in enumerate(placed)
+    ]
+    feed = tmp_path / "incidents.csv"
+    feed.write_text(FEED_CSV)
+    return feed, ids
+
+
+def run(*args: str, user: str | None = "det-a") -> Result:
+    return CliRunner().invoke(app, (["--user", user] if user else []) + list(args))
+
+
+def chain_lengths(station: Station, ids: list[str]) -> list[int]:
+    return [len(station.vault.custody.stored(e)) for e in ids]
+
+
+def test_feed_links_through_the_vault_and_a_second_run_writes_nothing(
+    station: Station, fed: tuple[Path, list[str]]
+) -> None:
+    feed, ids = fed
+    dry = run("link-feed", str(feed), "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert len(json.loads(dry.stdout)["linked"]) == 4
+    assert chain_lengths(station, ids) == [1] * 8
+
+    first = run("link-feed", str(feed), "--json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert {(x["evidence_id"], x["incident"]) for x in doc["linked"]} == {
+        (ids[0], "KNT-2026-000001"),
+        (ids[2], "KNT-2026-000002"),
+        (ids[3], "KNT-2026-000002"),
+        (ids[4], "KNT-2026-000003"),
+    }
+    assert doc["ambiguous"] == [{"evidence_id": ids[1], "incidents": ["KNT-2026-000001", "KNT-2026-000002"]}]
+    assert doc["undated"] == [ids[7]]
+    assert [r["row"] for r in doc["rejected_rows"]] == [6]
+    link = station.vault.custody.events(ids[0])[-1]
+    assert link.type == "link" and link.actor == "det-a" and link.role == "investigator"
+    assert link.details["source"] == "feed" and link.details["category"] == "domestic-abuse"
+    assert "row 2" in link.details["reason"]
+    assert station.vault.custody.verify(ids[0]).intact
+    assert [i.evidence_id for i in station.catalog.items(category="domestic-abuse")] == [ids[0]]
+    after_first = chain_lengths(station, ids)
+    assert after_first == [2, 1, 2, 2, 2, 1, 1, 1]
+
+    second = run("link-feed", str(feed), "--json")
+    assert second.exit_code == 0, second.output
+    again = json.loads(second.stdout)
+    assert again["linked"] == [] and again["already_linked"] == 4 and again["ambiguous"] == doc["ambiguous"]
+    assert chain_lengths(station, ids) == after_first
+
+    # a person decides: the ambiguous item belongs to KNT-2; a wrong feed link is undone
+    assert (
+        run("link", ids[1], "--incident", "KNT-2026-000002", "--reason", "checked the footage").exit_code == 0
+    )
+    assert run("unlink", ids[3], "--incident", "KNT-2026-000002", "--reason", "different job").exit_code == 0
+    third = json.loads(run("link-feed", str(feed), "--json").stdout)
+    assert third["linked"] == [] and third["ambiguous"] == []
+    assert third["kept_unlinked"] == [{"evidence_id": ids[3], "incident": "KNT-2026-000002"}]
+    assert chain_lengths(station, ids) == [2, 2, 2, 3, 2, 1, 1, 1]
+
+    table = run("link-feed", str(feed))
+    assert table.exit_code == 0 and "0 linked" in table.output and "row 6 rejected" in table.output
+
+
+def test_feed_runs_check_the_vault_not_only_a_stale_catalog(
+    station: Station, fed: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    feed, ids = fed
+    assert run("link-feed", str(feed)).exit_code == 0
+    # a catalog that missed the links (another machine linked; this one was offline)
+    (station.settings.data_dir / "catalog.sqlite").unlink()
+    stale = Catalog.open(station.settings)
+    stale.record_manifests(station.vault.manifest(evidence_id) for evidence_id in ids)
+    before = chain_lengths(station, ids)
+    doc = json.loads(run("link-feed", str(feed), "--json").stdout)
+    assert doc["linked"] == [] and doc["already_linked"] == 4
+    assert chain_lengths(station, ids) == before
+    assert len(stale.items(incident="KNT-2026-000002")) == 2  # and the catalog caught up
+
+
+def test_feed_linking_needs_the_link_role_and_a_readable_feed(
+    station: Station, fed: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    feed, ids = fed
+    for user in ("admin", "stranger", None):
+        result = run("link-feed", str(feed), user=user)
+        assert isinstance(result.exception, AccessDenied)
+    missing = run("link-feed", str(tmp_path / "nope.csv"))
+    assert isinstance(missing.exception, InvalidInput) and "does not exist" in str(missing.exception)
+    assert chain_lengths(station, ids) == [1] * 8
+
+
+def test_link_feed_flow_runs_under_prefect(
+    station: Station, fed: tuple[Path, list[str]], prefect_harness: None
+) -> None:
+    from flows.linking_flow import link_feed_flow
+
+    feed, ids = fed
+    report = link_feed_flow(str(feed), linked_by="records-feed")
+    assert {(x.evidence_id, x.incident) for x in report.linked} == {
+        (ids[0], "KNT-2026-000001"),
+        (ids[2], "KNT-2026-000002"),
+        (ids[3], "KNT-2026-000002"),
+        (ids[4], "KNT-2026-000003"),
+    }
+    assert [a.evidence_id for a in report.ambiguous] == [ids[1]]
+    assert station.vault.custody.events(ids[0])[-1].actor == "records-feed"
+    lengths = chain_lengths(station, ids)
+    again = link_feed_flow(str(feed), linked_by="records-feed")
+    assert again.linked == () and again.already_linked == 4
+    assert chain_lengths(station, ids) == lengths
+    with pytest.raises(AccessDenied):
+        link_feed_flow(str(feed), linked_by="admin")
