@@ -1,0 +1,161 @@
+"""`evidence custody ID` prints an item's chain and verifies it: an edited, removed or reordered record
+is named with its position and the command exits 3; `--trust` verifies against the force's published
+keys alone; a disposed item's chain still prints and verifies."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from evidence import layout
+from evidence.errors import AccessDenied, IntegrityError, InvalidInput, NotFound
+from evidence.signing import VerifyingKey, generate_signing_key
+from flows.commands import app
+from flows.records import record
+from tests.station import Station
+from tests.test_retention_flow import ingest_recent, recorded, retention_station, run_at
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def station(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Station:
+    station = retention_station(tmp_path / "station")
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    return station
+
+
+@pytest.fixture
+def item(station: Station, tmp_path: Path) -> str:
+    """An item with a chain of five events: ingest and four recorded accesses of equal size."""
+    (evidence_id,) = ingest_recent(station, tmp_path / "BWC-CUS01", 1, seed=9000)
+    for n in range(4):
+        record(
+            station.vault,
+            station.catalog,
+            evidence_id,
+            "access",
+            actor="ivy",
+            role="investigator",
+            details={"action": "get", "purpose": f"review {n}"},
+        )
+    return evidence_id
+
+
+def custody(*args: str, user: str = "ivy") -> Result:
+    return runner.invoke(app, ["--user", user, "custody", *args])
+
+
+def custody_json(*args: str) -> tuple[int, dict[str, Any]]:
+    result = custody(*args, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def record_file(station: Station, evidence_id: str, position: int) -> Path:
+    key = layout.custody_key(evidence_id, position)
+    info = station.vault.store.head(key)
+    return station.settings.data_dir / "vault" / "objects" / key / "@v" / f"{info.version_id}.data"
+
+
+def overwrite(path: Path, data: bytes) -> None:
+    path.chmod(0o644)
+    path.write_bytes(data)
+
+
+def remove_record(station: Station, evidence_id: str, position: int) -> None:
+    record_dir = station.settings.data_dir / "vault" / "objects" / layout.custody_key(evidence_id, position)
+    for path in sorted(record_dir.rglob("*"), reverse=True):
+        path.chmod(0o755) if path.is_dir() else path.unlink()
+
+
+def problems(doc: dict[str, Any]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for problem in doc["problems"]:
+        found[problem["position"]] = found.get(problem["position"], "") + problem["message"] + "; "
+    return found
+
+
+def test_an_intact_chain_prints_and_verifies(station: Station, item: str) -> None:
+    table = custody(item)
+    assert table.exit_code == 0, table.output
+    assert "intact: 5 event(s)" in table.stdout and "review 3" in table.stdout
+
+    code, doc = custody_json(item)
+    assert code == 0 and doc["intact"] is True and doc["problems"] == []
+    assert [e["type"] for e in doc["events"]] == ["ingest", "access", "access", "access", "access"]
+    assert [e["seq"] for e in doc["events"]] == [0, 1, 2, 3, 4]
+    assert doc["expected_length"] == 5 and doc["trusted_only"] is False
+    own_key = VerifyingKey.from_file(station.settings.keys_path / "signing.pub")
+    assert doc["signers"] == [own_key.key_id]
+
+
+def test_an_edited_record_is_named(station: Station, item: str) -> None:
+    target = record_file(station, item, 2)
+    overwrite(target, target.read_bytes().replace(b"review 1", b"review 7"))
+    code, doc = custody_json(item)
+    assert code == IntegrityError.exit_code and doc["intact"] is False
+    found = problems(doc)
+    assert "altered" in found[2] and "does not follow" in found[3]
+    table = custody(item)
+    assert table.exit_code == 3 and "event 2" in table.output and "BROKEN" in table.output
+
+
+def test_a_removed_record_is_named(station: Station, item: str) -> None:
+    remove_record(station, item, 1)
+    code, doc = custody_json(item)
+    assert code == 3 and "missing: the record was removed" in problems(doc)[1]
+
+
+def test_reordered_records_are_named(station: Station, item: str) -> None:
+    first, second = record_file(station, item, 1), record_file(station, item, 2)
+    a, b = first.read_bytes(), second.read_bytes()
+    overwrite(first, b)
+    overwrite(second, a)
+    code, doc = custody_json(item)
+    found = problems(doc)
+    assert code == 3 and "reordered" in found[1] and "reordered" in found[2]
+
+
+def test_a_record_cut_off_the_end_is_named_from_the_catalog_length(station: Station, item: str) -> None:
+    remove_record(station, item, 4)
+    code, doc = custody_json(item)
+    assert code == 3 and any("ends early: 5 events" in message for message in problems(doc).values())
+
+
+def test_trust_verifies_with_the_published_keys_alone(station: Station, item: str, tmp_path: Path) -> None:
+    published = tmp_path / "force-keys"
+    published.mkdir()
+    (published / "station-1.pub").write_bytes((station.settings.keys_path / "signing.pub").read_bytes())
+    code, doc = custody_json(item, "--trust", str(published))
+    assert code == 0 and doc["trusted_only"] is True and doc["intact"]
+
+    stranger_dir = tmp_path / "stranger"
+    generate_signing_key(stranger_dir)
+    (stranger_dir / "signing.key").unlink()
+    code, doc = custody_json(item, "--trust", str(stranger_dir))
+    assert code == 3 and all("unknown key" in message for message in problems(doc).values())
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert isinstance(custody(item, "--trust", str(empty)).exception, InvalidInput)
+
+
+def test_a_disposed_items_chain_remains_and_verifies(station: Station, item: str) -> None:
+    run_at(station, recorded(station, item) + timedelta(days=32))
+    assert not station.vault.has_item(item)
+    code, doc = custody_json(item)
+    assert code == 0 and doc["intact"]
+    assert doc["events"][-1]["type"] == "disposal"
+    assert doc["events"][-1]["details"]["rule"] == "non-evidential"
+
+
+def test_custody_needs_a_known_user_and_a_real_item(station: Station, item: str) -> None:
+    assert isinstance(custody(item, user="mallory").exception, AccessDenied)
+    assert custody(item, user="oscar").exit_code == 0
+    assert isinstance(custody("ev-" + "a" * 26).exception, NotFound)
+    assert isinstance(custody("../etc/passwd").exception, InvalidInput)
