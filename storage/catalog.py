@@ -496,7 +496,10 @@ class Catalog:
                 )
             },
         )
-        conn.execute(chains, [{"evidence_id": key, "length": n} for key, n in lengths.items()])
+        # The chains row is written first and is the item's lock: on PostgreSQL a second station folding
+        # the same item waits here, then (read committed) sees the first one's events in its fold.
+        # Rows go in id order so two batches touching the same items cannot deadlock.
+        conn.execute(chains, [{"evidence_id": key, "length": lengths[key]} for key in sorted(lengths)])
         if not state_rows:
             return
         conn.execute(
