@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,24 @@ def ids(items: Iterable[CatalogItem]) -> list[str]:
     return [item.evidence_id for item in items]
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+POSTGRES_URL = os.environ.get("CATALOG_TEST_POSTGRES_URL")
+"""e.g. ``postgresql+psycopg://postgres@/catalog_test?host=/tmp/pgtest&port=55432``: the catalog tests
+that take the ``catalog`` fixture then run against PostgreSQL as well (needs psycopg installed)."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        yield Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set CATALOG_TEST_POSTGRES_URL to run the catalog tests against PostgreSQL")
+    from storage.catalog import metadata
+
+    catalog = Catalog(POSTGRES_URL)
+    yield catalog
+    metadata.drop_all(catalog._engine)
+    catalog.close()
 
 
 # -- questions ------------------------------------------------------------------------------------
