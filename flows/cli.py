@@ -109,22 +109,18 @@ def ingest(
     """Ingest every file on a docked device into the vault."""
     from flows.run import run_ingest
 
-    links = None
+    linked_by = None
     if incident:
-        from evidence.incident import parse_incident_ref
-
-        settings = settings_now()
-        refs = tuple(parse_incident_ref(raw, settings.incident_ref_pattern).value for raw in incident)
-        actor = acting_user(settings)
-        actor.require("link")
-        from flows.ingest_flow import ingest_links  # until run_ingest takes incidents as parameters
-
-        links = ingest_links.set((refs, actor.user_id))
-    try:
-        report = run_ingest(device_dir, device_serial=device, officer_id=officer, wipe=wipe, quiet=as_json)
-    finally:
-        if links is not None:
-            links.var.reset(links)
+        linked_by = acting_user(settings_now()).user_id
+    report = run_ingest(
+        device_dir,
+        device_serial=device,
+        officer_id=officer,
+        wipe=wipe,
+        quiet=as_json,
+        incidents=incident or (),
+        linked_by=linked_by,
+    )
     if as_json:
         print_json(report.as_json())
     else:

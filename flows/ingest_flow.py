@@ -40,9 +40,6 @@ from storage.vault import Vault
 
 ingest_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("ingest_progress", default=None)
 """Set by an interactive caller to hear ``(files done, files in total)`` as the flow goes."""
-ingest_links: ContextVar[tuple[tuple[str, ...], str | None] | None] = ContextVar("ingest_links", default=None)
-"""``(incident references, linking user)`` from ``evidence ingest --incident``, for as long as
-``flows.run.run_ingest`` has no parameters for them; the flow's own parameters take precedence."""
 
 
 @functools.cache
@@ -106,9 +103,6 @@ def ingest_device(
     settings = load_settings(**(settings_overrides or {}))
     logger = get_run_logger()
     root = Path(device_dir)
-    pending = ingest_links.get()
-    if incidents is None and pending is not None:
-        incidents, linked_by = list(pending[0]), pending[1]
     context = resolve_device(
         settings,
         root,

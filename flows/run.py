@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -34,26 +36,60 @@ def advise_on_prefect(quiet: bool) -> None:
         )
 
 
-def preflight(device_dir: Path, *, device_serial: str | None, officer_id: str | None) -> None:
+def preflight(
+    device_dir: Path,
+    *,
+    device_serial: str | None,
+    officer_id: str | None,
+    incidents: Sequence[str] = (),
+    linked_by: str | None = None,
+) -> None:
     """Refuse a bad device folder, serial, officer, key set or vault before a flow run starts, so
     the person sees one clear line rather than a failed run's log."""
     if not device_dir.is_dir():
         raise InvalidInput(f"{device_dir} is not a directory: give the folder where the device is mounted")
     settings = load_settings()
-    resolve_device(settings, device_dir, serial=device_serial, officer=officer_id)
+    resolve_device(
+        settings,
+        device_dir,
+        serial=device_serial,
+        officer=officer_id,
+        incidents=incidents,
+        linked_by=linked_by,
+    )
     Vault.open(settings)
 
 
 def run_ingest(
-    device_dir: Path, *, device_serial: str | None, officer_id: str | None, wipe: bool, quiet: bool = False
+    device_dir: Path,
+    *,
+    device_serial: str | None,
+    officer_id: str | None,
+    wipe: bool,
+    quiet: bool = False,
+    incidents: Sequence[str] = (),
+    linked_by: str | None = None,
 ) -> IngestReport:
-    preflight(device_dir, device_serial=device_serial, officer_id=officer_id)
+    preflight(
+        device_dir,
+        device_serial=device_serial,
+        officer_id=officer_id,
+        incidents=incidents,
+        linked_by=linked_by,
+    )
+    parameters: dict[str, Any] = {
+        "device_serial": device_serial,
+        "officer_id": officer_id,
+        "wipe": wipe,
+        "incidents": list(incidents) or None,
+        "linked_by": linked_by,
+    }
     quiet_prefect()
     advise_on_prefect(quiet)
     from flows.ingest_flow import ingest_device, ingest_progress
 
     if quiet:
-        return ingest_device(str(device_dir), device_serial=device_serial, officer_id=officer_id, wipe=wipe)
+        return ingest_device(str(device_dir), **parameters)
     with Progress(
         TextColumn("ingesting {task.description}"),
         BarColumn(),
