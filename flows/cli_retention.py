@@ -120,6 +120,8 @@ def retention_run(
         table.add_column("rule", overflow="fold")
         table.add_column("outcome", overflow="fold")
         for line in report.lines:
+            if line.outcome == "disposal complete":
+                continue  # checked for leftovers of an interrupted disposal: none; counted, not listed
             table.add_row(line.evidence_id, line.action, line.keep_until[:10], line.category, line.outcome)
         out.print(table)
         out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "the catalog is empty")

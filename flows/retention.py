@@ -314,11 +314,9 @@ def _extend(
     target = lock_extension(decision, locked_until, max(datetime.now(UTC), as_utc(context.now)))
     if target is None:
         return _line(decision, "keep", "kept: storage lock already reaches the policy date")
-    shown = "none" if locked_until is None else locked_until.astimezone(UTC).isoformat()
+    shown = "none" if locked_until is None else _moment(locked_until)
     if not context.apply:
-        return _line(
-            decision, "extend", f"would extend the storage lock from {shown} to {target.isoformat()}"
-        )
+        return _line(decision, "extend", f"would extend the storage lock from {shown} to {_moment(target)}")
     change = lifecycle.extend_lock(vault, decision.evidence_id, target, objects=objects)
     previous = change.previous_retain_until or recorded_lock
     record(
@@ -336,7 +334,11 @@ def _extend(
         },
     )
     lifecycle.extend_records(vault, decision.evidence_id, target)  # the event just written, too
-    return _line(decision, "extend", f"storage lock extended from {shown} to {target.isoformat()}")
+    return _line(decision, "extend", f"storage lock extended from {shown} to {_moment(target)}")
+
+
+def _moment(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 # -- the whole run as plain calls -----------------------------------------------------------------
