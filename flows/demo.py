@@ -13,15 +13,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evidence.access import UserDirectory
 from evidence.settings import Settings
 from flows.ingest import IngestReport
 from flows.keys import init_keys, open_vault_for_init
+from flows.retrieval import get_original
 from flows.run import run_ingest
 from flows.simulate import make_device, make_jpeg
 from storage.vault import Vault
 
 DEMO_DEVICE = "BWC-DEMO01"
 DEMO_OFFICER = "PC-4471"
+DEMO_INVESTIGATOR = "DC-2093"
+DEMO_INCIDENT = "KNT-2026-000123"
 
 
 def build_dock(data_dir: Path) -> Path:
@@ -37,11 +41,16 @@ def build_dock(data_dir: Path) -> Path:
 
 
 def write_registry(settings: Settings) -> None:
-    registry = settings.device_registry
-    assert registry is not None
+    """The device registry and the users file a force would maintain, with one of each."""
+    registry, users = settings.device_registry, settings.users_file
+    assert registry is not None and users is not None
+    registry.parent.mkdir(parents=True, exist_ok=True)
     if not registry.exists():
-        registry.parent.mkdir(parents=True, exist_ok=True)
         registry.write_text(f'[devices."{DEMO_DEVICE}"]\nofficer = "{DEMO_OFFICER}"\ntype = "body-worn"\n')
+    if not users.exists():
+        users.write_text(
+            f'[users.{DEMO_OFFICER}]\nrole = "officer"\n\n[users.{DEMO_INVESTIGATOR}]\nrole = "investigator"\n'
+        )
 
 
 def run_demo(settings: Settings, console: Console) -> IngestReport:
@@ -55,14 +64,25 @@ def run_demo(settings: Settings, console: Console) -> IngestReport:
     device = build_dock(settings.data_dir)
     console.print(f"docked device: {device}\n")
 
-    report = run_ingest(device, device_serial=None, officer_id=None, wipe=False)
+    report = run_ingest(
+        device,
+        device_serial=None,
+        officer_id=None,
+        wipe=False,
+        incidents=[DEMO_INCIDENT],
+        linked_by=DEMO_OFFICER,
+    )
     vault = Vault.open(settings)
     _show_items(console, vault, report)
     _show_read_back(console, vault, report, device, settings.data_dir / "readback")
     again = "re-running stored nothing new" if not report.by_status("ingested") else "run again: nothing new"
     console.print(
-        f"\n{', '.join(f'{n} {s}' for s, n in sorted(report.counts.items()))} ({again}). "
-        f"Try: evidence show ID, evidence get ID --out FILE  (EVIDENCE_DATA_DIR={settings.data_dir})"
+        f"\n{', '.join(f'{n} {s}' for s, n in sorted(report.counts.items()))} ({again}), "
+        f"all linked to incident {DEMO_INCIDENT}. Try, with EVIDENCE_DATA_DIR={settings.data_dir}:\n"
+        f"  evidence --user {DEMO_INVESTIGATOR} incident show {DEMO_INCIDENT}\n"
+        f"  evidence --user {DEMO_INVESTIGATOR} export --incident {DEMO_INCIDENT} --purpose 'file review' "
+        f"--out {settings.data_dir / 'bag'}\n"
+        f"  evidence custody EVIDENCE_ID"
     )
     return report
 
@@ -103,14 +123,20 @@ def _show_read_back(
     details = vault.details(manifest)
     target = out_dir / f"{outcome.evidence_id}.mp4"
     target.unlink(missing_ok=True)
-    vault.export_original(manifest, target)
+    investigator = UserDirectory.load(vault.settings.users_file).resolve(DEMO_INVESTIGATOR)
+    get_original(vault, str(outcome.evidence_id), investigator, target, purpose="demo read-back")
     same = (
         hashlib.sha256(target.read_bytes()).hexdigest()
         == hashlib.sha256((device / outcome.source_path).read_bytes()).hexdigest()
     )
     console.print(
-        f"\nread back {outcome.evidence_id} with the investigator key -> {target}: "
+        f"\nread back {outcome.evidence_id} as investigator {DEMO_INVESTIGATOR} -> {target}: "
         f"SHA-256 {details.sha256[:16]}... {'byte-identical to the device file' if same else 'DIFFERENT'}"
+    )
+    chain = vault.custody.verify(str(outcome.evidence_id))
+    console.print(
+        f"custody chain: {' -> '.join(e.type for e in chain.events)} "
+        f"({'intact' if chain.intact else 'BROKEN'}; signed by {', '.join(chain.signers)})"
     )
     media = details.media
     console.print(

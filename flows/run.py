@@ -101,8 +101,6 @@ def run_ingest(
         task = bar.add_task(device_dir.name, total=None)
         token = ingest_progress.set(lambda done, total: bar.update(task, completed=done, total=total))
         try:
-            return ingest_device(
-                str(device_dir), device_serial=device_serial, officer_id=officer_id, wipe=wipe
-            )
+            return ingest_device(str(device_dir), **parameters)
         finally:
             ingest_progress.reset(token)

@@ -85,3 +85,28 @@ def test_cli_errors_are_one_line_with_exit_code(data_dir: Path, tmp_path: Path) 
     assert result.returncode == 2
     assert "not an evidence id" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_interactive_ingest_links_the_named_incident(
+    prefect_harness: None, data_dir: Path, tmp_path: Path
+) -> None:
+    """The path a person at a terminal takes (progress bar, not --json) passes incidents on too."""
+    from flows.run import run_ingest
+    from storage.vault import Vault
+
+    (data_dir / "users.toml").write_text('[users.pc-9]\nrole = "officer"\n', encoding="utf-8")
+    device = make_device(tmp_path / "BWC-TTY01", photos=1, videos=0)
+    report = run_ingest(
+        device,
+        device_serial=None,
+        officer_id=None,
+        wipe=False,
+        quiet=False,
+        incidents=["knt-2026-000777"],
+        linked_by="pc-9",
+    )
+    evidence_id = str(report.by_status("ingested")[0].evidence_id)
+    from evidence.settings import load_settings
+
+    links = [e for e in Vault.open(load_settings()).custody.events(evidence_id) if e.type == "link"]
+    assert [(e.details["incident"], e.actor) for e in links] == [("KNT-2026-000777", "pc-9")]
