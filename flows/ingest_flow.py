@@ -8,8 +8,8 @@ name: names can identify victims and Prefect's database is not encrypted.
 
 from __future__ import annotations
 
-import functools
 import logging
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
@@ -42,24 +42,35 @@ ingest_progress: ContextVar[Callable[[int, int], None] | None] = ContextVar("ing
 """Set by an interactive caller to hear ``(files done, files in total)`` as the flow goes."""
 
 
-@functools.cache
+_open_lock = threading.Lock()
+_stations: dict[Settings, tuple[Vault, IngestJournal]] = {}
+_catalogs: dict[Settings, Catalog] = {}
+
+
 def _station(settings: Settings) -> tuple[Vault, IngestJournal]:
-    journal = IngestJournal.for_station(settings.journal_dir)
-    return Vault.open(settings, journal=journal), journal
+    # one vault and journal per process and settings, however many worker threads ask at once
+    with _open_lock:
+        if settings not in _stations:
+            journal = IngestJournal.for_station(settings.journal_dir)
+            _stations[settings] = (Vault.open(settings, journal=journal), journal)
+        return _stations[settings]
 
 
-@functools.cache
 def _catalog(settings: Settings) -> Catalog | None:
-    """The station's catalog, or None if it cannot be opened: an index failing must not stop an ingest
-    (``evidence catalog rebuild`` catches up)."""
-    try:
-        return Catalog.open(settings)
-    except Exception:
-        logging.getLogger(__name__).warning(
-            "catalog cannot be opened; items are stored but not indexed: run `evidence catalog rebuild`",
-            exc_info=True,
-        )
-        return None
+    """The station's catalog, or None if it cannot be opened now: an index failing must not stop an
+    ingest (``evidence catalog rebuild`` catches up). A failure is not remembered, so a long-running
+    dock watcher picks the catalog up again once it is reachable."""
+    with _open_lock:
+        if settings not in _catalogs:
+            try:
+                _catalogs[settings] = Catalog.open(settings)
+            except Exception:
+                logging.getLogger(__name__).warning(
+                    "catalog cannot be opened; items are stored but not indexed: run `evidence catalog rebuild`",
+                    exc_info=True,
+                )
+                return None
+        return _catalogs[settings]
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -262,7 +262,15 @@ class Catalog:
         self._engine = _engine_for(url)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():
-            metadata.create_all(self._engine)
+            for attempt in range(len(metadata.tables) + 1):
+                try:
+                    metadata.create_all(self._engine)
+                    break
+                except sa.exc.OperationalError as err:
+                    # another opener created a table between our check and our CREATE: it exists
+                    # now, so look again (each retry finds at least one more table in place)
+                    if "already exists" not in str(err) or attempt == len(metadata.tables):
+                        raise
             self._check_schema()
 
     @classmethod
@@ -442,12 +450,16 @@ class Catalog:
 
     def _check_schema(self) -> None:
         with self._engine.begin() as conn:
+            # first opener records the version; a concurrent first opener's row is as good as ours
+            conn.execute(
+                self._insert(catalog_info)
+                .values(name="schema_version", value=str(SCHEMA_VERSION))
+                .on_conflict_do_nothing()
+            )
             stored = conn.execute(
                 sa.select(catalog_info.c.value).where(catalog_info.c.name == "schema_version")
-            ).scalar_one_or_none()
-            if stored is None:
-                conn.execute(sa.insert(catalog_info).values(name="schema_version", value=str(SCHEMA_VERSION)))
-            elif stored != str(SCHEMA_VERSION):
+            ).scalar_one()
+            if stored != str(SCHEMA_VERSION):
                 raise ConfigError(
                     f"catalog at {self._shown_url} has schema version {stored}, this program expects "
                     f"{SCHEMA_VERSION}: point catalog_url at a new database and run `evidence catalog rebuild`"

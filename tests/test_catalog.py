@@ -410,3 +410,26 @@ def test_a_failing_catalog_never_fails_what_was_recorded_in_the_vault(
     assert station.catalog.items(incident="KNT-2026-000001") == []  # out of step, as logged
     station.catalog.rebuild(station.vault)
     assert ids(station.catalog.items(incident="KNT-2026-000001")) == [evidence_id]
+
+
+def test_catalog_opened_by_many_workers_at_once_on_a_fresh_database(tmp_path: Path) -> None:
+    """Several ingest threads (or a dock watcher and a CLI) may create the schema at the same moment."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def open_catalog() -> None:
+        barrier.wait()
+        try:
+            Catalog(url).close()
+        except BaseException as err:
+            failures.append(err)
+
+    threads = [threading.Thread(target=open_catalog) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
