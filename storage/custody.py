@@ -113,6 +113,21 @@ class CustodyLog:
             return event
         raise StorageUnavailable(f"custody chain of {evidence_id} is busy; try again")
 
+    def disposal(self, evidence_id: str) -> CustodyEvent | None:
+        """The item's first ``disposal`` event, if it was disposed of."""
+        return next((e for e in self.events(evidence_id) if e.type == "disposal"), None)
+
+    def disposal_notice(self, evidence_id: str) -> str | None:
+        """One line for someone asking for an item that was disposed of, read from its chain."""
+        event = self.disposal(evidence_id)
+        if event is None:
+            return None
+        return (
+            f"{evidence_id} was disposed of on {event.at.astimezone(UTC).strftime('%Y-%m-%d')} under rule "
+            f"{event.details.get('rule', '?')!r} ({event.details.get('policy', 'unknown policy')}); its "
+            f"custody chain remains: run `evidence custody {evidence_id}`"
+        )
+
     def public_keys(self, trusted: Mapping[str, VerifyingKey] | None = None) -> dict[str, VerifyingKey]:
         """Keys published in the vault, overridden by any the caller trusts from elsewhere. A court
         should pass the force's published keys as ``trusted`` and compare the reported signers."""

@@ -222,27 +222,12 @@ def dispose(vault: Vault, objects: ItemObjects, *, bypass_governance: bool = Tru
 
 def disposal_event(vault: Vault, evidence_id: str) -> CustodyEvent | None:
     """The item's first ``disposal`` custody event, if any."""
-    for event in vault.custody.events(evidence_id):
-        if event.type == "disposal":
-            return event
-    return None
-
-
-def disposal_notice(vault: Vault, evidence_id: str) -> str | None:
-    """One line for someone asking for an item that was disposed of, read from its custody chain."""
-    event = disposal_event(vault, evidence_id)
-    if event is None:
-        return None
-    return (
-        f"{evidence_id} was disposed of on {event.at.astimezone(UTC).strftime('%Y-%m-%d')} under rule "
-        f"{event.details.get('rule', '?')!r} ({event.details.get('policy', 'unknown policy')}); its custody "
-        f"chain remains: run `evidence custody {evidence_id}`"
-    )
+    return vault.custody.disposal(evidence_id)
 
 
 def require_item(vault: Vault, evidence_id: str) -> None:
     """``NotFound`` naming the disposal when the item was disposed of; plain ``NotFound`` otherwise."""
     if vault.has_item(evidence_id):
         return
-    notice = disposal_notice(vault, evidence_id)
+    notice = vault.custody.disposal_notice(evidence_id)
     raise NotFound(notice or f"no evidence item {evidence_id} in {vault.store.url}")

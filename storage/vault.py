@@ -352,7 +352,8 @@ class Vault:
         try:
             data = b"".join(self.store.get(key))
         except NotFound:
-            raise NotFound(f"no evidence item {evidence_id} in {self.store.url}") from None
+            notice = self.custody.disposal_notice(evidence_id)
+            raise NotFound(notice or f"no evidence item {evidence_id} in {self.store.url}") from None
         manifest = decode_manifest(data)
         if manifest.evidence_id != evidence_id:
             raise IntegrityError(f"manifest at {key} names another item ({manifest.evidence_id})")

@@ -211,6 +211,7 @@ def test_get_of_a_disposed_item_fails_cleanly(station: Station, tmp_path: Path) 
     )
     assert result.returncode == NotFound.exit_code, result.stderr
     assert plain in result.stderr and "Traceback" not in result.stderr
+    assert "was disposed of on" in result.stderr and "non-evidential" in result.stderr
     assert not (tmp_path / "x.jpg").exists()
 
 
