@@ -1,0 +1,1123 @@
+"""The least-privilege policies in infra/policies/ (docs/deployment.md, "Roles and credentials").
+
+Three layers of evidence, each saying what it can and cannot show:
+
+1. **The documents** are parsed and evaluated by a small IAM evaluator below (Allow/Deny, wildcards in
+   Action and Resource, Principal, the condition operators the documents use; explicit Deny wins). It
+   answers the issue's questions per role: who may delete, bypass governance, hold, read content,
+   decrypt. The portable documents are also checked against MinIO's policy rules, because
+   infra/compose.yaml loads them into MinIO.
+2. **The real code paths**: an ingest, an investigator's reads and a storage admin's retention work
+   and disposal run against moto while every S3 and KMS call is recorded; each call is turned into the
+   IAM request(s) AWS would authorise (HeadObject is s3:GetObject, a PutObject with lock headers also
+   needs s3:PutObjectRetention, ...) and must be allowed for the role that made it, while the other
+   roles are refused the calls that are not theirs.
+3. **moto's own enforcement** (IAM users with these policies, real requests refused with
+   AccessDenied). moto 5.2.5 enforces the Action and Resource of identity policies, and nothing else
+   here: it treats every Condition as met (shown below), applies bucket policies only to object requests
+   with principals and conditions ignored, does not evaluate KMS key policies, authorises
+   PutObjectRetention and PutObjectLegalHold as s3:PutObject, never checks
+   s3:BypassGovernanceRetention, and authorises a HEAD of a version as s3:GetObject. So the moto tests
+   load only the identity policies' unconditional statements, and everything else is left to (1) and (2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from evidence.errors import AccessDenied, EvidenceError
+from evidence.ids import load_id_key
+from evidence.keyring import Keyring, X25519Recipient
+from evidence.settings import Settings
+from evidence.signing import SIGNING_KEY_FILE, SigningKey, generate_signing_key
+from flows.journal import IngestJournal
+from flows.keys import init_keys
+from storage import lifecycle
+from storage.kms import ENCRYPTION_CONTEXT, KmsKeyring
+from storage.s3 import S3Store
+from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE, Vault
+from tests.factories import make_jpeg, random_file
+from tests.station import Station
+
+POLICIES = Path(__file__).resolve().parent.parent / "infra" / "policies"
+BUCKET = "evidence-vault"
+BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
+ACCOUNT = "111122223333"
+KEY_ARN = f"arn:aws:kms:eu-west-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+MiB = 1024 * 1024
+REGION = "eu-west-2"
+
+ROLE_ARNS = {
+    "station": f"arn:aws:iam::{ACCOUNT}:role/evidence-ingest-station",
+    "investigator": f"arn:aws:iam::{ACCOUNT}:role/evidence-investigator",
+    "admin": f"arn:aws:iam::{ACCOUNT}:role/evidence-storage-admin",
+    "break-glass": f"arn:aws:iam::{ACCOUNT}:role/evidence-break-glass",
+}
+IDENTITY_POLICIES = {
+    "station": ("ingest-station.json",),
+    "investigator": ("investigator.json",),
+    "admin": ("storage-admin.json", "storage-admin-aws.json"),
+    "break-glass": (),
+}
+PORTABLE = ("ingest-station.json", "investigator.json", "storage-admin.json")
+"""Identity policies infra/compose.yaml loads into MinIO as well as attaching on AWS."""
+AWS_ONLY = ("storage-admin-aws.json", "bucket-policy.json", "kms-key-policy.json")
+ROLES = ("station", "investigator", "admin")
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((POLICIES / name).read_text())
+    return doc
+
+
+def statements(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    found = doc["Statement"]
+    return list(found) if isinstance(found, list) else [found]
+
+
+# -- a small IAM evaluator ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
+    why: str = ""
+    """The code path that makes this request, for failure messages."""
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    """IAM wildcards: ``*`` any run of characters, ``?`` one character; nothing else is special."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+
+
+_OPERATORS: dict[str, Callable[[str, str], bool]] = {
+    "StringEquals": lambda actual, expected: actual == expected,
+    "StringLike": lambda actual, expected: glob(expected, actual),
+    "ArnEquals": lambda actual, expected: actual == expected,
+    "ArnLike": lambda actual, expected: glob(expected, actual),
+    "NumericEquals": lambda actual, expected: float(actual) == float(expected),
+    "NumericGreaterThan": lambda actual, expected: float(actual) > float(expected),
+    "NumericGreaterThanEquals": lambda actual, expected: float(actual) >= float(expected),
+    "NumericLessThan": lambda actual, expected: float(actual) < float(expected),
+    "NumericLessThanEquals": lambda actual, expected: float(actual) <= float(expected),
+    "Bool": lambda actual, expected: actual.lower() == str(expected).lower(),
+}
+_NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+    "NumericNotEquals": "NumericEquals",
+}
+
+
+def condition_holds(operator: str, key: str, expected: Any, context: Mapping[str, str]) -> bool:
+    values = [str(v) for v in _listed(expected)]
+    if operator == "Null":
+        return (key not in context) == (values[0].lower() == "true")
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    if base not in _OPERATORS and base not in _NEGATED:
+        raise AssertionError(f"the test evaluator does not know the condition operator {operator}")
+    if key not in context:
+        # IAM: an absent key fails a condition, except with ...IfExists, and except that a negated
+        # operator (StringNotEquals, ArnNotEquals, ...) is then true
+        return if_exists or base in _NEGATED
+    if base in _NEGATED:
+        return not any(_OPERATORS[_NEGATED[base]](context[key], v) for v in values)
+    return any(_OPERATORS[base](context[key], v) for v in values)
+
+
+def statement_applies(statement: Mapping[str, Any], request: Request, principal: str) -> bool:
+    if "Action" in statement:
+        action_ok = any(glob(a, request.action, case_sensitive=False) for a in _listed(statement["Action"]))
+    else:
+        action_ok = not any(
+            glob(a, request.action, case_sensitive=False) for a in _listed(statement["NotAction"])
+        )
+    if not action_ok:
+        return False
+    if "Resource" in statement:
+        resource_ok = any(glob(r, request.resource) for r in _listed(statement["Resource"]))
+    else:
+        resource_ok = not any(glob(r, request.resource) for r in _listed(statement["NotResource"]))
+    if not resource_ok:
+        return False
+    if "Principal" in statement:
+        named = statement["Principal"]
+        principals = ["*"] if named == "*" else _listed(named["AWS"])
+        if "*" not in principals and principal not in principals:
+            return False
+    context = {"aws:PrincipalArn": principal, **request.context}
+    return all(
+        condition_holds(operator, key, expected, context)
+        for operator, tests in statement.get("Condition", {}).items()
+        for key, expected in tests.items()
+    )
+
+
+def decide(documents: Sequence[Mapping[str, Any]], request: Request, principal: str) -> str:
+    """``allow``, ``deny`` (an explicit Deny matched) or ``implicit-deny``, over all documents at once
+    (an identity policy and a resource policy of the same account are evaluated together)."""
+    allowed = False
+    for document in documents:
+        for statement in statements(document):
+            if statement_applies(statement, request, principal):
+                if statement["Effect"] == "Deny":
+                    return "deny"
+                allowed = True
+    return "allow" if allowed else "implicit-deny"
+
+
+def s3_documents(role: str) -> list[dict[str, Any]]:
+    return [load(name) for name in IDENTITY_POLICIES[role]] + [load("bucket-policy.json")]
+
+
+def s3_decision(role: str, request: Request) -> str:
+    secure = {"aws:SecureTransport": "true"} | dict(request.context)
+    full = Request(request.action, request.resource, secure, request.why)
+    return decide(s3_documents(role), full, ROLE_ARNS[role])
+
+
+def kms_decision(role: str, request: Request) -> str:
+    # The key policy names every principal itself and does not delegate to the account, so IAM
+    # identity policies cannot add KMS rights: the key policy alone decides.
+    return decide([load("kms-key-policy.json")], request, ROLE_ARNS[role])
+
+
+def obj(key: str) -> str:
+    return f"{BUCKET_ARN}/{key}"
+
+
+@dataclass(frozen=True)
+class Call:
+    role: str
+    service: str
+    operation: str
+    params: Mapping[str, Any]
+
+
+LOCKED_PREFIXES = ("objects/", "items/", "custody/")
+"""Keys written with retention; a HEAD of one must see its lock (verify_stored, ensure_retention)."""
+
+
+def remaining_days(until: datetime, at: datetime) -> str:
+    return str(math.ceil((until - at).total_seconds() / 86400))
+
+
+def iam_requests(call: Call, at: datetime) -> list[Request]:
+    """What AWS authorises for one recorded call (Amazon S3 User Guide, "Required permissions for
+    Amazon S3 API operations"; AWS KMS, "Permissions reference")."""
+    p = call.params
+    why = f"{call.role}: {call.operation} {p.get('Key', p.get('Prefix', ''))}"
+    if call.service == "kms":
+        context = {f"kms:EncryptionContext:{k}": v for k, v in (p.get("EncryptionContext") or {}).items()}
+        return [Request(f"kms:{call.operation}", KEY_ARN, context, why)]
+    bucket = f"arn:aws:s3:::{p['Bucket']}"
+    resource = f"{bucket}/{p['Key']}" if "Key" in p else bucket
+    read = "s3:GetObjectVersion" if p.get("VersionId") else "s3:GetObject"
+    lock: dict[str, str] = {}
+    if "ObjectLockMode" in p:
+        lock["s3:object-lock-mode"] = p["ObjectLockMode"]
+        lock["s3:object-lock-remaining-retention-days"] = remaining_days(p["ObjectLockRetainUntilDate"], at)
+    if "Retention" in p:
+        lock["s3:object-lock-mode"] = p["Retention"]["Mode"]
+        lock["s3:object-lock-remaining-retention-days"] = remaining_days(
+            p["Retention"]["RetainUntilDate"], at
+        )
+    if_none_match = {"s3:if-none-match": p["IfNoneMatch"]} if "IfNoneMatch" in p else {}
+    prefix = {"s3:prefix": p["Prefix"]} if "Prefix" in p else {}
+    bypass = (
+        [Request("s3:BypassGovernanceRetention", resource, {}, why)]
+        if p.get("BypassGovernanceRetention")
+        else []
+    )
+
+    def one(action: str, context: Mapping[str, str] | None = None) -> list[Request]:
+        return [Request(action, resource, context or {}, why)]
+
+    match call.operation:
+        case "HeadObject":
+            needs_lock_state = p["Key"].startswith(LOCKED_PREFIXES)
+            return one(read) + (
+                one("s3:GetObjectRetention") + one("s3:GetObjectLegalHold") if needs_lock_state else []
+            )
+        case "GetObject":
+            return one(read)
+        case "PutObject" | "CreateMultipartUpload":
+            return one("s3:PutObject", lock | if_none_match) + (
+                one("s3:PutObjectRetention", lock) if lock else []
+            )
+        case "UploadPart":
+            return one("s3:PutObject")
+        case "CompleteMultipartUpload":
+            return one("s3:PutObject", if_none_match)
+        case "AbortMultipartUpload":
+            return one("s3:AbortMultipartUpload")
+        case "PutObjectRetention":
+            return one("s3:PutObjectRetention", lock) + bypass
+        case "PutObjectLegalHold":
+            return one("s3:PutObjectLegalHold", {"s3:object-lock-legal-hold": p["LegalHold"]["Status"]})
+        case "DeleteObject":
+            return one("s3:DeleteObjectVersion" if p.get("VersionId") else "s3:DeleteObject") + bypass
+        case "ListObjectsV2":
+            return one("s3:ListBucket", prefix)
+        case "ListObjectVersions":
+            return one("s3:ListBucketVersions", prefix)
+        case "ListMultipartUploads":
+            return one("s3:ListBucketMultipartUploads", prefix)
+        case "HeadBucket":
+            return one("s3:ListBucket")
+        case "GetObjectLockConfiguration":
+            return one("s3:GetBucketObjectLockConfiguration")
+        case "PutObjectLockConfiguration":
+            return one("s3:PutBucketObjectLockConfiguration")
+        case "PutBucketLifecycleConfiguration":
+            return one("s3:PutLifecycleConfiguration")
+        case "PutBucketPolicy":
+            return one("s3:PutBucketPolicy")
+        case "GetPublicAccessBlock" | "PutPublicAccessBlock":
+            return one(f"s3:{call.operation.replace('PublicAccessBlock', 'BucketPublicAccessBlock')}")
+        case "GetBucketVersioning" | "PutBucketVersioning" | "CreateBucket":
+            return one(f"s3:{call.operation}")
+    raise AssertionError(f"no IAM mapping for {call.service}:{call.operation}: add it to iam_requests")
+
+
+CONTENT_KEY = "objects/3f/3f2a9c0d1b4e5f60718293a4b5c6d7e8"
+MANIFEST_KEY = "items/ev-xly67bnneyk23rd5okugjvhg7s/manifest.json"
+CUSTODY_KEY = "custody/ev-xly67bnneyk23rd5okugjvhg7s/0000000001.json"
+CONTENT, MANIFEST, CUSTODY = obj(CONTENT_KEY), obj(MANIFEST_KEY), obj(CUSTODY_KEY)
+PURPOSE = {"kms:EncryptionContext:purpose": ENCRYPTION_CONTEXT["purpose"]}
+
+
+def lock(days: int, mode: str = "GOVERNANCE") -> dict[str, Any]:
+    """A put's lock headers, as storage/s3.py sends them."""
+    return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": datetime.now(UTC) + timedelta(days=days)}
+
+
+def retention(days: int, mode: str = "GOVERNANCE") -> dict[str, Any]:
+    return {"Retention": {"Mode": mode, "RetainUntilDate": datetime.now(UTC) + timedelta(days=days)}}
+
+
+def may(role: str, operation: str, key: str | None = None, *, on: str = "aws", **params: Any) -> bool:
+    """Whether ``role`` may make this S3 call: every IAM request it needs is allowed. ``on="aws"``:
+    the identity policies and the bucket policy; ``on="minio"``: the portable identity policies alone
+    (MinIO applies bucket policies to anonymous requests only)."""
+    call = Call(role, "s3", operation, {"Bucket": BUCKET, **({"Key": key} if key else {}), **params})
+    if on == "aws":
+        return all(s3_decision(role, r) == "allow" for r in iam_requests(call, datetime.now(UTC)))
+    documents = [load(name) for name in IDENTITY_POLICIES[role] if name in PORTABLE]
+    return all(
+        decide(documents, r, ROLE_ARNS[role]) == "allow" for r in iam_requests(call, datetime.now(UTC))
+    )
+
+
+def everywhere(role: str, operation: str, key: str | None = None, **params: Any) -> bool:
+    """Allowed on AWS and on MinIO alike; ``False`` when refused on both; a failure when they differ
+    (the difference is then a test of its own, naming the protection only AWS has)."""
+    on_aws, on_minio = may(role, operation, key, **params), may(role, operation, key, on="minio", **params)
+    assert on_aws == on_minio, f"{role} {operation} {key}: AWS says {on_aws}, MinIO {on_minio}"
+    return on_aws
+
+
+# -- 1. the documents -----------------------------------------------------------------------------
+
+
+def test_evaluator_follows_iam_rules() -> None:
+    allow_all = {"Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": f"{BUCKET_ARN}/*"}]}
+    deny_items = {"Statement": {"Effect": "Deny", "Action": "s3:GetObject", "Resource": obj("items/*")}}
+    anyone = "arn:aws:iam::1:role/x"
+    assert decide([allow_all], Request("S3:getobject", CONTENT), anyone) == "allow"  # actions ignore case
+    assert decide([allow_all], Request("s3:PutObject", CONTENT), anyone) == "implicit-deny"
+    assert decide([allow_all, deny_items], Request("s3:GetObject", MANIFEST), anyone) == "deny"
+    assert decide([allow_all], Request("s3:GetObject", "arn:aws:s3:::other/x"), anyone) == "implicit-deny"
+    assert not glob("items/*", "ITEMS/x") and glob("a?c", "abc") and not glob("a.c", "abc")
+    assert condition_holds("ArnNotEquals", "aws:PrincipalArn", anyone, {}) is True
+    assert condition_holds("StringEquals", "s3:object-lock-mode", "COMPLIANCE", {}) is False
+    assert condition_holds("StringEqualsIfExists", "s3:object-lock-mode", "COMPLIANCE", {}) is True
+    assert condition_holds("Null", "s3:if-none-match", "true", {}) is True
+    assert condition_holds("Null", "s3:if-none-match", "true", {"s3:if-none-match": "*"}) is False
+    with pytest.raises(AssertionError, match="does not know"):
+        condition_holds("DateGreaterThan", "aws:CurrentTime", "2020-01-01", {"aws:CurrentTime": "x"})
+    with pytest.raises(AssertionError, match="no IAM mapping"):
+        iam_requests(Call("station", "s3", "SelectObjectContent", {"Bucket": BUCKET}), datetime.now(UTC))
+
+
+def test_documents_are_well_formed() -> None:
+    for name in PORTABLE + AWS_ONLY:
+        doc = load(name)
+        assert doc["Version"] == "2012-10-17", name
+        sids = [s["Sid"] for s in statements(doc)]
+        assert len(sids) == len(set(sids)) and all(sids), f"{name}: every statement needs its own Sid"
+        for statement in statements(doc):
+            assert statement["Effect"] in ("Allow", "Deny"), (name, statement["Sid"])
+            is_resource_policy = name in ("bucket-policy.json", "kms-key-policy.json")
+            assert ("Principal" in statement) == is_resource_policy, (name, statement["Sid"])
+            for action in _listed(statement["Action"]):
+                service = "kms" if name == "kms-key-policy.json" else "s3"
+                assert action.startswith(f"{service}:"), (name, action)
+            for resource in _listed(statement["Resource"]):
+                if name == "kms-key-policy.json":
+                    assert resource == "*", "a key policy's Resource is the key itself"
+                else:
+                    assert resource == BUCKET_ARN or resource.startswith(f"{BUCKET_ARN}/"), (name, resource)
+
+
+def test_station_cannot_delete_bypass_hold_or_decrypt() -> None:
+    for key in (CONTENT_KEY, MANIFEST_KEY, CUSTODY_KEY):
+        assert not everywhere("station", "DeleteObject", key, VersionId="v1"), key
+        assert not everywhere("station", "DeleteObject", key), key  # a delete marker
+        assert not everywhere("station", "DeleteObject", key, VersionId="v1", BypassGovernanceRetention=True)
+        assert not everywhere(
+            "station",
+            "PutObjectRetention",
+            key,
+            VersionId="v1",
+            BypassGovernanceRetention=True,
+            **retention(1),
+        )
+        for status in ("ON", "OFF"):
+            assert not everywhere(
+                "station", "PutObjectLegalHold", key, VersionId="v1", LegalHold={"Status": status}
+            )
+    assert not everywhere("station", "PutObjectLockConfiguration")
+    assert not everywhere("station", "PutBucketVersioning")
+    for action in ("kms:Decrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey", "kms:CreateGrant"):
+        assert kms_decision("station", Request(action, KEY_ARN, PURPOSE)) != "allow", action
+    # What it may do: write new objects, locked as new objects are, and wrap data keys.
+    assert everywhere("station", "CreateMultipartUpload", CONTENT_KEY, **lock(31))
+    assert everywhere("station", "UploadPart", CONTENT_KEY)
+    assert everywhere("station", "CompleteMultipartUpload", CONTENT_KEY)
+    assert everywhere("station", "PutObject", MANIFEST_KEY, IfNoneMatch="*", **lock(31))
+    assert everywhere("station", "PutObjectRetention", CONTENT_KEY, VersionId="v1", **retention(31))
+    assert kms_decision("station", Request("kms:Encrypt", KEY_ARN, PURPOSE)) == "allow"
+
+
+def test_station_reads_content_objects_only_because_head_needs_it() -> None:
+    """The one departure from "no get" (docs/deployment.md, "What an ingest station can read"): S3
+    authorises HeadObject as s3:GetObject (s3:GetObjectVersion for a version), and the station HEADs
+    every object it commits (storage/s3.py ensure_retention, storage/vault.py verify_stored). So it can
+    fetch the ciphertext it wrote; it cannot open it (above, and test_station_cannot_open_what_it_wrote).
+    """
+    assert everywhere("station", "HeadObject", CONTENT_KEY, VersionId="v1")
+    assert everywhere("station", "GetObject", CONTENT_KEY, VersionId="v1")
+    # ...and nothing outside the vault's own prefixes, such as the reserved ones
+    for key in ("links/ev-x/0000000000.json", "disposals/ev-x.json", "something-else"):
+        assert not everywhere("station", "GetObject", key), key
+        assert not everywhere("station", "PutObject", key, IfNoneMatch="*", **lock(31)), key
+
+
+def test_investigator_reads_and_decrypts_but_never_deletes_or_bypasses() -> None:
+    assert everywhere("investigator", "GetObject", CONTENT_KEY, VersionId="v1", Range="bytes=0-99")
+    assert kms_decision("investigator", Request("kms:Decrypt", KEY_ARN, PURPOSE)) == "allow"
+    for key in (CONTENT_KEY, MANIFEST_KEY, CUSTODY_KEY):
+        assert not everywhere("investigator", "DeleteObject", key, VersionId="v1"), key
+        assert not everywhere("investigator", "DeleteObject", key), key
+        assert not everywhere(
+            "investigator", "DeleteObject", key, VersionId="v1", BypassGovernanceRetention=True
+        )
+    # Records accesses; never creates or replaces evidence, nor changes an item's lock.
+    assert everywhere("investigator", "PutObject", CUSTODY_KEY, IfNoneMatch="*", **lock(31))
+    assert not everywhere("investigator", "PutObject", CONTENT_KEY, **lock(31))
+    assert not everywhere("investigator", "PutObject", MANIFEST_KEY, IfNoneMatch="*", **lock(31))
+    assert not everywhere("investigator", "PutObjectRetention", CONTENT_KEY, VersionId="v1", **retention(31))
+    # Places legal holds; only the storage admin releases them.
+    assert everywhere(
+        "investigator", "PutObjectLegalHold", CONTENT_KEY, VersionId="v1", LegalHold={"Status": "ON"}
+    )
+    assert not everywhere(
+        "investigator", "PutObjectLegalHold", CONTENT_KEY, VersionId="v1", LegalHold={"Status": "OFF"}
+    )
+    # Decryption is bound to this software's purpose.
+    other = {"kms:EncryptionContext:purpose": "something-else"}
+    assert kms_decision("investigator", Request("kms:Decrypt", KEY_ARN, other)) == "implicit-deny"
+    assert kms_decision("investigator", Request("kms:Decrypt", KEY_ARN)) == "implicit-deny"
+    assert kms_decision("investigator", Request("kms:Encrypt", KEY_ARN, PURPOSE)) == "implicit-deny"
+
+
+def test_storage_admin_manages_retention_and_disposal_but_never_decrypts() -> None:
+    for key in (CONTENT_KEY, MANIFEST_KEY):
+        assert everywhere("admin", "DeleteObject", key, VersionId="v1", BypassGovernanceRetention=True), key
+        assert everywhere("admin", "PutObjectRetention", key, VersionId="v1", **retention(2557, "COMPLIANCE"))
+        assert everywhere("admin", "PutObjectLegalHold", key, VersionId="v1", LegalHold={"Status": "OFF"})
+        assert not everywhere("admin", "DeleteObject", key), "a delete marker would hide the item"
+    assert kms_decision("admin", Request("kms:Decrypt", KEY_ARN, PURPOSE)) == "deny"
+    assert kms_decision("admin", Request("kms:DisableKey", KEY_ARN)) == "allow"
+    # Key administration stops short of what would let an admin grant itself decryption.
+    for action in ("kms:PutKeyPolicy", "kms:CreateGrant", "kms:ScheduleKeyDeletion"):
+        assert kms_decision("admin", Request(action, KEY_ARN)) != "allow", action
+    # The custody chain outlives the evidence; an admin never creates evidence.
+    assert not everywhere(
+        "admin", "DeleteObject", CUSTODY_KEY, VersionId="v1", BypassGovernanceRetention=True
+    )
+    assert not everywhere("admin", "PutObject", CONTENT_KEY, **lock(31))
+    assert not everywhere("admin", "PutObject", MANIFEST_KEY, IfNoneMatch="*", **lock(31))
+    for operation in ("PutObjectLockConfiguration", "PutBucketLifecycleConfiguration", "PutBucketPolicy"):
+        assert not everywhere("admin", operation), operation
+
+
+def test_new_object_locks_are_bounded_for_stations_and_investigators() -> None:
+    """Retention a station or investigator sets is a new object's: GOVERNANCE, about 31 days. Longer
+    or COMPLIANCE would let a compromised writer pin junk (or evidence past its lawful end) beyond
+    the storage admin's reach."""
+    for role, key in (("station", CONTENT_KEY), ("investigator", CUSTODY_KEY)):
+        assert not everywhere(role, "PutObject", key, IfNoneMatch="*", **lock(3650)), role
+        assert not everywhere(role, "PutObject", key, IfNoneMatch="*", **lock(31, "COMPLIANCE")), role
+        assert not everywhere(role, "PutObjectRetention", key, VersionId="v1", **retention(3650)), role
+        assert not everywhere(
+            role, "PutObjectRetention", key, VersionId="v1", **retention(31, "COMPLIANCE")
+        ), role
+
+
+def test_bucket_policy_adds_what_only_aws_enforces() -> None:
+    # anyone else in the account, however broad their own policy
+    outsider = "arn:aws:iam::111122223333:role/account-admin"
+    everything = {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    bucket = load("bucket-policy.json")
+    secure = {"aws:SecureTransport": "true"}
+    assert decide([everything, bucket], Request("s3:GetObject", CONTENT, secure), outsider) == "deny"
+    # plain HTTP, even for a role that may read
+    plain = Request("s3:GetObject", CONTENT, {"aws:SecureTransport": "false"})
+    assert s3_decision("investigator", plain) == "deny"
+    # Create-once records need If-None-Match, so no role can put a second version over one. On MinIO
+    # this is the application's rule only (docs/deployment.md): storage policy cannot say it there.
+    assert not may("station", "PutObject", MANIFEST_KEY, **lock(31))
+    assert may("station", "PutObject", MANIFEST_KEY, on="minio", **lock(31))
+    assert not may("investigator", "PutObject", CUSTODY_KEY, **lock(31))
+    # only the break-glass role changes the lock configuration, lifecycle or this policy
+    lifecycle_change = Request("s3:PutLifecycleConfiguration", BUCKET_ARN, secure)
+    assert decide([everything, bucket], lifecycle_change, ROLE_ARNS["break-glass"]) == "allow"
+    assert decide([everything, bucket], lifecycle_change, ROLE_ARNS["admin"]) == "deny"
+
+
+def test_storage_admin_cannot_grant_itself_decryption_through_iam() -> None:
+    """An identity policy naming the key does not help: the key policy does not delegate to IAM, and
+    its explicit Deny covers everyone but investigators."""
+    broad = {"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": KEY_ARN}]}
+    key_policy = load("kms-key-policy.json")
+    request = Request("kms:Decrypt", KEY_ARN, PURPOSE)
+    assert decide([broad, key_policy], request, ROLE_ARNS["admin"]) == "deny"
+    assert decide([broad, key_policy], request, ROLE_ARNS["break-glass"]) == "deny"
+
+
+# MinIO's policy rules (minio/pkg v3, policy/action.go): an action must name one MinIO knows (wildcards
+# match against that list); object actions need an object resource and bucket actions a bucket
+# resource; a condition key must be one MinIO supports for each action of its statement. A policy that
+# breaks them is refused by `mc admin policy create`, so minio-init would fail.
+MINIO_OBJECT_ACTIONS = {
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:GetObject",
+    "s3:ListMultipartUploadParts",
+    "s3:PutObject",
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectRetention",
+    "s3:GetObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:GetObjectLegalHold",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
+    "s3:DeleteObjectTagging",
+    "s3:GetObjectVersion",
+    "s3:GetObjectVersionTagging",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectVersionTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:GetObjectAttributes",
+    "s3:GetObjectVersionAttributes",
+    "s3:RestoreObject",
+}
+MINIO_BUCKET_ACTIONS = {
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:ForceDeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:DeleteBucketCors",
+    "s3:GetBucketLocation",
+    "s3:GetBucketNotification",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketCors",
+    "s3:HeadBucket",
+    "s3:ListAllMyBuckets",
+    "s3:ListBucket",
+    "s3:GetBucketPolicyStatus",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:PutLifecycleConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:PutBucketNotification",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketCors",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:GetBucketTagging",
+    "s3:PutBucketTagging",
+    "s3:PutEncryptionConfiguration",
+    "s3:GetEncryptionConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:GetBucketVersioning",
+    "s3:GetReplicationConfiguration",
+    "s3:PutReplicationConfiguration",
+}
+MINIO_CONDITION_KEYS = {
+    "s3:PutObject": {"s3:object-lock-mode", "s3:object-lock-retain-until-date", "s3:object-lock-legal-hold"},
+    "s3:PutObjectRetention": {
+        "s3:object-lock-mode",
+        "s3:object-lock-retain-until-date",
+        "s3:object-lock-remaining-retention-days",
+    },
+    "s3:PutObjectLegalHold": {"s3:object-lock-legal-hold"},
+}
+
+
+def test_portable_policies_are_valid_for_minio() -> None:
+    for name in PORTABLE:
+        for statement in statements(load(name)):
+            where = f"{name} {statement['Sid']}"
+            resources = _listed(statement["Resource"])
+            has_object = any(r.startswith(f"{BUCKET_ARN}/") for r in resources)
+            has_bucket = BUCKET_ARN in resources
+            keys = {key for tests in statement.get("Condition", {}).values() for key in tests}
+            for pattern in _listed(statement["Action"]):
+                matched = [a for a in MINIO_OBJECT_ACTIONS | MINIO_BUCKET_ACTIONS if glob(pattern, a)]
+                assert matched, f"{where}: MinIO knows no action {pattern}"
+                if any(a in MINIO_OBJECT_ACTIONS for a in matched):
+                    assert has_object, f"{where}: {pattern} needs an object resource on MinIO"
+                if any(a in MINIO_BUCKET_ACTIONS for a in matched):
+                    assert has_bucket, f"{where}: {pattern} needs the bucket resource on MinIO"
+                supported = set().union(*(MINIO_CONDITION_KEYS.get(a, set()) for a in matched))
+                assert keys <= supported, (
+                    f"{where}: MinIO refuses condition keys {keys - supported} for {pattern}"
+                )
+
+
+def test_aws_only_documents_hold_what_minio_would_refuse() -> None:
+    """What is split out of the portable admin policy really is AWS-only (else it belongs there)."""
+    for statement in statements(load("storage-admin-aws.json")):
+        for action in _listed(statement["Action"]):
+            assert not any(glob(action, a) for a in MINIO_OBJECT_ACTIONS | MINIO_BUCKET_ACTIONS), action
+
+
+# -- 2. the real code paths -----------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def attach(self, client: Any, role: str, service: str) -> Any:
+        def record(params: Mapping[str, Any], model: Any, **_: Any) -> None:
+            kept = {k: v for k, v in params.items() if k not in ("Body", "Plaintext", "CiphertextBlob")}
+            self.calls.append(Call(role, service, model.name, kept))
+
+        client.meta.events.register(f"provide-client-params.{service}.*", record)
+        return client
+
+    def of(self, role: str) -> list[Call]:
+        return [c for c in self.calls if c.role == role]
+
+
+def fake_client(service: str, **credentials: str) -> Any:
+    return boto3.client(
+        service,
+        region_name=REGION,
+        aws_access_key_id=credentials.get("key", "testing"),
+        aws_secret_access_key=credentials.get("secret", "testing"),
+    )
+
+
+@dataclass
+class Machine:
+    """One role's machine: its settings and keys directory."""
+
+    role: str
+    settings: Settings
+
+    @property
+    def keys(self) -> Path:
+        return self.settings.keys_path
+
+    def vault(self, s3: Any, kms: Any, *, decrypts: bool, journal: IngestJournal | None = None) -> Vault:
+        """As Vault.open builds it, with injected clients. ``decrypts``: KMS is also an identity (an
+        investigator's workstation; the X25519 identity is left out so reads go through kms:Decrypt)."""
+        kms_keyring = KmsKeyring(KEY_ID_HOLDER["arn"], client=kms)
+        identities: list[Keyring] = [kms_keyring] if decrypts else []
+        return Vault(
+            S3Store(BUCKET, client=s3, part_size=5 * MiB, concurrency=2),
+            settings=self.settings,
+            id_key=load_id_key(self.keys / ID_KEY_FILE),
+            recipients=[X25519Recipient.from_file(self.keys / RECIPIENT_FILE), kms_keyring],
+            identities=identities,
+            journal=journal,
+            signer=SigningKey.from_file(self.keys / SIGNING_KEY_FILE),
+        )
+
+
+KEY_ID_HOLDER: dict[str, str] = {}
+
+
+def make_machines(root: Path) -> dict[str, Machine]:
+    """The authority's keys (identity, id key), and each role's machine with only what it holds."""
+    authority = Settings(data_dir=root / "authority", vault_url=f"s3://{BUCKET}")
+    init_keys(authority)
+    machines = {}
+    for role in ROLES:
+        settings = Settings(
+            data_dir=root / role,
+            vault_url=f"s3://{BUCKET}",
+            station_id=f"{role}-host",
+            settle_seconds=0,
+            part_size=5 * MiB,
+            catalog_url=f"sqlite:///{root / role / 'catalog.sqlite'}",
+        )
+        settings.keys_path.mkdir(parents=True)
+        names = (RECIPIENT_FILE, ID_KEY_FILE) + ((IDENTITY_FILE,) if role == "investigator" else ())
+        for name in names:
+            (settings.keys_path / name).write_bytes((authority.keys_path / name).read_bytes())
+        generate_signing_key(settings.keys_path)  # every machine signs with its own key
+        machines[role] = Machine(role, settings)
+    return machines
+
+
+def platform_setup(root_s3: Any, root_kms: Any) -> None:
+    """What infra/compose.yaml's minio-init (or the platform team on AWS) does before any role acts."""
+    root_s3.create_bucket(
+        Bucket=BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": REGION},
+        ObjectLockEnabledForBucket=True,
+    )
+    KEY_ID_HOLDER["arn"] = root_kms.create_key(Description="evidence data keys")["KeyMetadata"]["Arn"]
+
+
+def make_device(root: Path, seed: int) -> Path:
+    device = root / f"BWC-{seed:04d}"
+    make_jpeg(device / "DCIM" / f"IMG_{seed:04d}.JPG", seed=seed)
+    random_file(device / "DCIM" / f"CLIP_{seed:04d}.BIN", 6 * MiB, seed=seed)  # two 5 MiB parts
+    return device
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Call], datetime]:
+    """Every role's real code paths against one moto vault, with each S3 and KMS call recorded. The
+    moto mock ends before the tests run: they only need the calls (and the per-test mocks of the
+    moto tests below must not share its state)."""
+    from moto import mock_aws
+
+    root = tmp_path_factory.mktemp("recorded")
+    with pytest.MonkeyPatch.context() as env:
+        # module scope runs before the autouse per-test isolation (conftest), so isolate here too
+        for name in list(os.environ):
+            if name.startswith(("EVIDENCE_", "AWS_")):
+                env.delenv(name)
+        env.setenv("AWS_CONFIG_FILE", str(root / "no-aws-config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
+        with mock_aws():
+            return _recorded_scenarios(root)
+
+
+def _recorded_scenarios(root: Path) -> tuple[list[Call], datetime]:
+    started = datetime.now(UTC)
+    recorder = Recorder()
+    platform_setup(fake_client("s3"), fake_client("kms"))
+    machines = make_machines(root)
+    s3 = {role: recorder.attach(fake_client("s3"), role, "s3") for role in ROLES}
+    kms = {role: recorder.attach(fake_client("kms"), role, "kms") for role in ROLES}
+
+    # storage admin: `evidence vault init` and `evidence vault check`
+    admin = machines["admin"].vault(s3["admin"], kms["admin"], decrypts=False)
+    admin.initialise()
+    assert admin.store.check() == []
+
+    # ingest station: Vault.open's descriptor check, an ingest, a re-ingest (duplicates, aborted
+    # uploads), and the interrupted-upload clean-up IngestJournal.recover does
+    station_machine = machines["station"]
+    journal = IngestJournal.for_station(station_machine.settings.journal_dir)
+    station_vault = station_machine.vault(s3["station"], kms["station"], decrypts=False, journal=journal)
+    station_vault.check_descriptor()
+    station = Station(station_machine.settings, station_vault, journal)
+    device = make_device(root, seed=1)
+    first = station.ingest(device)
+    assert first.counts == {"ingested": 2}, first
+    assert station.ingest(device).counts == {"duplicate": 2}
+    interrupted = station_vault.store.begin_upload("objects/ab/" + "ab" * 16, retention=None)
+    interrupted.write(b"\0" * (6 * MiB))
+    for upload in station_vault.store.list_incomplete_uploads(interrupted.key):
+        station_vault.store.abort_incomplete_upload(upload)
+    interrupted.abort()
+    ids = sorted(o.evidence_id for o in first.outcomes if o.evidence_id)
+
+    # investigator: read, range-read, thumbnail, record the access, verify the chain, hold
+    investigator = machines["investigator"].vault(s3["investigator"], kms["investigator"], decrypts=True)
+    investigator.check_descriptor()
+    assert sorted(investigator.list_items()) == ids
+    for evidence_id in ids:
+        manifest = investigator.manifest(evidence_id)
+        assert sum(len(c) for c in investigator.read_original(manifest)) == manifest.size
+        assert b"".join(investigator.read_range(manifest, 10, 5000))
+        investigator.thumbnail(manifest)
+        investigator.custody.append(
+            evidence_id,
+            "access",
+            actor="ivy",
+            role="investigator",
+            details={"action": "get", "purpose": None},
+        )
+        assert investigator.custody.verify(evidence_id).intact
+        lifecycle.set_hold(investigator, evidence_id, True)
+
+    # storage admin: extend locks, release the hold, re-hash content (fixity), dispose of one item
+    for evidence_id in ids:
+        lifecycle.extend_lock(admin, evidence_id, datetime.now(UTC) + timedelta(days=400))
+        lifecycle.set_hold(admin, evidence_id, False)
+        admin.custody.append(
+            evidence_id,
+            "release",
+            actor="svc-retention",
+            role="storage-admin",
+            details={"hold": "incident:KNT-2026-000123"},
+        )
+        ref = admin.manifest(evidence_id).content
+        assert sum(len(c) for c in admin.store.get(ref.key, version_id=ref.version_id)) == ref.size
+    objects = lifecycle.item_objects(admin, ids[0])
+    assert lifecycle.dispose(admin, objects, bypass_governance=True) > 0
+    lifecycle.extend_records(admin, ids[0], datetime.now(UTC) + timedelta(days=3650))
+    return recorder.calls, started
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_call_a_role_makes_is_allowed_to_it(recorded: tuple[list[Call], datetime], role: str) -> None:
+    calls, started = recorded
+    mine = [c for c in calls if c.role == role]
+    assert mine, f"the {role} scenario made no calls"
+    refused = []
+    for call in mine:
+        for request in iam_requests(call, started):
+            decision = kms_decision(role, request) if call.service == "kms" else s3_decision(role, request)
+            if decision != "allow":
+                refused.append(f"{request.why}: {request.action} on {request.resource} -> {decision}")
+    assert not refused, "\n".join(sorted(set(refused)))
+
+
+def test_the_scenarios_cover_every_kind_of_call(recorded: tuple[list[Call], datetime]) -> None:
+    """So the test above cannot pass by recording nothing interesting."""
+    calls, _ = recorded
+    made = {(c.role, c.operation) for c in calls}
+    expected = (
+        {
+            ("station", op)
+            for op in (
+                "CreateMultipartUpload",
+                "UploadPart",
+                "CompleteMultipartUpload",
+                "AbortMultipartUpload",
+                "PutObject",
+                "HeadObject",
+                "GetObject",
+                "ListObjectsV2",
+                "ListMultipartUploads",
+                "Encrypt",
+            )
+        }
+        | {
+            ("investigator", op)
+            for op in (
+                "GetObject",
+                "HeadObject",
+                "ListObjectsV2",
+                "ListObjectVersions",
+                "PutObject",
+                "PutObjectLegalHold",
+                "Decrypt",
+            )
+        }
+        | {
+            ("admin", op)
+            for op in (
+                "HeadBucket",
+                "PutBucketVersioning",
+                "PutPublicAccessBlock",
+                "GetPublicAccessBlock",
+                "PutObjectRetention",
+                "PutObjectLegalHold",
+                "DeleteObject",
+                "ListObjectVersions",
+                "PutObject",
+            )
+        }
+    )
+    assert expected <= made, sorted(expected - made)
+
+
+@pytest.mark.parametrize(
+    ("role", "other", "forbidden"),
+    [
+        (
+            "station",
+            "admin",
+            {"s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold"},
+        ),
+        ("station", "investigator", {"kms:Decrypt", "s3:PutObjectLegalHold", "s3:ListBucketVersions"}),
+        ("investigator", "admin", {"s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"}),
+        ("investigator", "station", {"kms:Encrypt"}),
+        ("admin", "investigator", {"kms:Decrypt"}),
+        ("admin", "station", {"kms:Encrypt"}),
+    ],
+)
+def test_a_role_is_refused_the_calls_that_are_another_roles(
+    recorded: tuple[list[Call], datetime], role: str, other: str, forbidden: set[str]
+) -> None:
+    calls, started = recorded
+    theirs = [r for c in calls if c.role == other for r in iam_requests(c, started)]
+    refused = set()
+    for request in theirs:
+        decision = (
+            kms_decision(role, request) if request.action.startswith("kms:") else s3_decision(role, request)
+        )
+        if decision != "allow":
+            refused.add(request.action)
+    assert forbidden <= refused, f"{role} may do {sorted(forbidden - refused)} as the {other} did"
+
+
+def test_the_station_cannot_put_on_content_a_lock_the_admin_extended(
+    recorded: tuple[list[Call], datetime],
+) -> None:
+    calls, started = recorded
+    extensions = [
+        r
+        for c in calls
+        if c.role == "admin" and c.operation == "PutObjectRetention"
+        for r in iam_requests(c, started)
+        if r.action == "s3:PutObjectRetention"
+    ]
+    assert extensions
+    assert all(s3_decision("station", r) == "deny" for r in extensions)
+
+
+# -- 3. moto's own enforcement ---------------------------------------------------------------------
+
+
+def moto_enforceable(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The statements moto evaluates as AWS would: those without a Condition. moto treats every
+    condition as met (test_moto_treats_every_condition_as_met), so a conditional Deny would refuse
+    everything; those statements are covered by the evaluator tests above."""
+    return {"Version": "2012-10-17", "Statement": [s for s in statements(document) if "Condition" not in s]}
+
+
+def key_policy_for(role: str) -> dict[str, Any]:
+    """The key policy's statements for one principal, as the identity policy moto can enforce (moto
+    ignores key policies; a key policy statement naming a principal grants what this identity policy
+    grants). Conditional statements for everyone are left to the evaluator tests."""
+    kept = []
+    for statement in statements(load("kms-key-policy.json")):
+        principal = statement["Principal"]
+        named = principal != "*" and ROLE_ARNS[role] in _listed(principal["AWS"])
+        if named or (principal == "*" and "Condition" not in statement):
+            kept.append({k: v for k, v in statement.items() if k != "Principal"})
+    return {"Version": "2012-10-17", "Statement": kept}
+
+
+@dataclass
+class MotoWorld:
+    root: Path
+    machines: dict[str, Machine]
+    iam: Any
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add_user(self, name: str, *documents: Mapping[str, Any]) -> dict[str, str]:
+        self.iam.create_user(UserName=name)
+        for index, document in enumerate(documents):
+            self.iam.put_user_policy(
+                UserName=name, PolicyName=f"p{index}", PolicyDocument=json.dumps(document)
+            )
+        key = self.iam.create_access_key(UserName=name)["AccessKey"]
+        self.credentials[name] = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+        return self.credentials[name]
+
+    def client(self, service: str, user: str) -> Any:
+        return fake_client(service, **self.credentials[user])
+
+
+@pytest.fixture
+def world(tmp_path: Path, moto_aws: None) -> MotoWorld:
+    machines = make_machines(tmp_path)
+    platform_setup(fake_client("s3"), fake_client("kms"))
+    world = MotoWorld(tmp_path, machines, fake_client("iam"))
+    for role in ROLES:
+        documents = [moto_enforceable(load(name)) for name in IDENTITY_POLICIES[role]]
+        world.add_user(role, *documents, key_policy_for(role))
+    # the platform initialises the vault descriptor (vault init is covered by the evaluator tests:
+    # moto authorises HeadBucket as a non-AWS action "s3:HeadBucket")
+    machines["admin"].vault(fake_client("s3"), fake_client("kms"), decrypts=False).initialise()
+    return world
+
+
+def denied(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except ClientError as err:
+        code = str(err.response["Error"]["Code"])
+        return code in ("AccessDenied", "AccessDeniedException", "403")
+    return False
+
+
+def ingest_as_station(
+    world: MotoWorld, station_user: str = "station", seed: int = 7
+) -> tuple[Vault, list[str]]:
+    machine = world.machines["station"]
+    journal = IngestJournal.for_station(machine.settings.journal_dir)
+    vault = machine.vault(
+        world.client("s3", station_user), world.client("kms", station_user), decrypts=False, journal=journal
+    )
+    vault.check_descriptor()
+    report = Station(machine.settings, vault, journal).ingest(make_device(world.root, seed))
+    assert report.counts == {"ingested": 2}, report
+    return vault, sorted(o.evidence_id for o in report.outcomes if o.evidence_id)
+
+
+def test_moto_treats_every_condition_as_met(moto_aws: None, tmp_path: Path) -> None:
+    """Why the moto tests drop conditional statements: a Deny that should not apply still refuses."""
+    from moto.core.authorization import enable_iam_authentication
+
+    world = MotoWorld(tmp_path, {}, fake_client("iam"))
+    fake_client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    world.add_user(
+        "u",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{BUCKET_ARN}/*"},
+                {
+                    "Effect": "Deny",
+                    "Action": "s3:PutObject",
+                    "Resource": f"{BUCKET_ARN}/*",
+                    "Condition": {"StringEquals": {"s3:object-lock-mode": "COMPLIANCE"}},
+                },
+            ],
+        },
+    )
+    with enable_iam_authentication():
+        # no lock header at all, so on AWS the Deny does not apply and the put succeeds
+        assert denied(lambda: world.client("s3", "u").put_object(Bucket=BUCKET, Key="x", Body=b"x"))
+
+
+def test_station_ingests_under_its_policy_and_is_refused_the_rest(world: MotoWorld) -> None:
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication():
+        vault, ids = ingest_as_station(world)
+        manifest = vault.manifest(ids[0])
+        s3, kms = world.client("s3", "station"), world.client("kms", "station")
+        content = manifest.content
+        assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key, VersionId=content.version_id))
+        assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key))
+        assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="links/ev-x/0000000000.json", Body=b"{}"))
+        assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="vault.json", Body=b"{}"))
+        assert denied(lambda: s3.list_object_versions(Bucket=BUCKET))
+        assert denied(
+            lambda: s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+        )
+        blob = next(s["blob"] for s in manifest.recipients if s["type"] == "aws-kms")
+        assert denied(
+            lambda: kms.decrypt(CiphertextBlob=base64.b64decode(blob), EncryptionContext=ENCRYPTION_CONTEXT)
+        )
+
+
+def test_station_cannot_open_what_it_wrote(world: MotoWorld) -> None:
+    """The ciphertext a station can HEAD and fetch is useless to it: no identity key, no kms:Decrypt."""
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication():
+        _, ids = ingest_as_station(world)
+        machine = world.machines["station"]
+        assert not (machine.keys / IDENTITY_FILE).exists()
+        reader = machine.vault(world.client("s3", "station"), world.client("kms", "station"), decrypts=True)
+        manifest = reader.manifest(ids[0])
+        ciphertext = b"".join(reader.store.get(manifest.content.key, version_id=manifest.content.version_id))
+        assert len(ciphertext) == manifest.content.size
+        # moto answers an IAM refusal with code "403" (AWS: AccessDeniedException); either way, no key
+        with pytest.raises(EvidenceError):
+            b"".join(reader.read_original(manifest))
+
+
+def test_without_reading_content_objects_a_station_cannot_verify_what_it_stored(world: MotoWorld) -> None:
+    """The grant the previous tests rely on is needed: without it the HEAD after each upload is refused
+    and the ingest fails (files stay on the device)."""
+    from moto.core.authorization import enable_iam_authentication
+
+    station = moto_enforceable(load("ingest-station.json"))
+    for statement in station["Statement"]:
+        if statement["Sid"] == "HeadOwnUploadsToVerifyThem":
+            statement["Resource"] = [obj("nothing-here/*")]
+    world.add_user("station-without-head", station, key_policy_for("station"))
+    with enable_iam_authentication(), pytest.raises(AccessDenied):
+        ingest_as_station(world, "station-without-head", seed=8)
+
+
+def test_investigator_reads_and_records_but_cannot_delete_or_create_evidence(world: MotoWorld) -> None:
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication():
+        _, ids = ingest_as_station(world)
+        s3, kms = world.client("s3", "investigator"), world.client("kms", "investigator")
+        vault = world.machines["investigator"].vault(s3, kms, decrypts=True)
+        manifest = vault.manifest(ids[0])
+        assert (
+            sum(len(c) for c in vault.read_original(manifest)) == manifest.size
+        )  # s3:GetObject, kms:Decrypt
+        vault.custody.append(ids[0], "access", actor="ivy", role="investigator", details={"action": "get"})
+        content = manifest.content
+        assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key, VersionId=content.version_id))
+        assert denied(lambda: s3.put_object(Bucket=BUCKET, Key=f"items/{ids[0]}/manifest.json", Body=b"{}"))
+        assert denied(lambda: s3.put_object(Bucket=BUCKET, Key=content.key, Body=b"forged"))
+        assert denied(
+            lambda: kms.encrypt(
+                KeyId=KEY_ID_HOLDER["arn"], Plaintext=b"k" * 32, EncryptionContext=ENCRYPTION_CONTEXT
+            )
+        )
+
+
+def test_storage_admin_disposes_but_cannot_decrypt_forge_or_erase_custody(world: MotoWorld) -> None:
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication():
+        station_vault, ids = ingest_as_station(world)
+        s3, kms = world.client("s3", "admin"), world.client("kms", "admin")
+        manifest = station_vault.manifest(ids[0])
+        content = manifest.content
+        custody = next(iter(station_vault.store.list(f"custody/{ids[0]}/")))
+        assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="objects/00/" + "0" * 32, Body=b"forged"))
+        assert denied(
+            lambda: s3.delete_object(
+                Bucket=BUCKET, Key=custody.key, VersionId=custody.version_id, BypassGovernanceRetention=True
+            )
+        )
+        assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key))  # a delete marker
+        blob = next(s["blob"] for s in manifest.recipients if s["type"] == "aws-kms")
+        assert denied(
+            lambda: kms.decrypt(CiphertextBlob=base64.b64decode(blob), EncryptionContext=ENCRYPTION_CONTEXT)
+        )
+        # disposal of a GOVERNANCE-locked version (moto does not check s3:BypassGovernanceRetention
+        # itself; the evaluator tests do)
+        s3.delete_object(
+            Bucket=BUCKET, Key=content.key, VersionId=content.version_id, BypassGovernanceRetention=True
+        )
