@@ -258,9 +258,14 @@ def iam_requests(call: Call, at: datetime) -> list[Request]:
 
     match call.operation:
         case "HeadObject":
+            # the code HEADs keys that may not exist (has_item, create-once checks): without
+            # s3:ListBucket, S3 answers those 403 instead of 404
+            missing_is_404 = [Request("s3:ListBucket", bucket, {}, why)]
             needs_lock_state = p["Key"].startswith(LOCKED_PREFIXES)
-            return one(read) + (
-                one("s3:GetObjectRetention") + one("s3:GetObjectLegalHold") if needs_lock_state else []
+            return (
+                one(read)
+                + missing_is_404
+                + (one("s3:GetObjectRetention") + one("s3:GetObjectLegalHold") if needs_lock_state else [])
             )
         case "GetObject":
             return one(read)
