@@ -46,41 +46,51 @@ class DeviceScan:
 
 
 def display_path(relative: str) -> str:
-    return os.fsencode(relative).decode("utf-8", "backslashreplace")
+    """A device path as reports show it: valid UTF-8 as is, every other byte as ``\\xNN``. A backslash
+    in the name is shown as ``\\x5c`` too, so two different names never show the same (a device could
+    otherwise name one file ``\\xff`` literally and another with the byte 0xff)."""
+    return os.fsencode(relative).replace(b"\\", b"\\x5c").decode("utf-8", "backslashreplace")
 
 
 def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) -> DeviceScan:
-    """List a device without following links. Iterative, so deep nesting cannot exhaust the stack."""
+    """List a device without following links. Iterative, so deep nesting cannot exhaust the stack.
+
+    Each directory is opened without following a link and must still be the directory its parent's
+    listing showed (same device and inode): a directory swapped for a link while the scan runs would
+    otherwise have the station list, store and wipe files outside the device."""
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory: give the folder where the device is mounted")
     now = time.time() if now is None else now
     files: list[DeviceFile] = []
     rejected: list[SkippedEntry] = []
     deferred: list[SkippedEntry] = []
-    pending = [""]
+    top = root.stat()  # the dock's folder for the device: following a link to it is the dock's choice
+    pending = [("", top.st_dev, top.st_ino)]
     while pending:
-        relative_dir = pending.pop()
+        relative_dir, expected_device, expected_inode = pending.pop()
         try:
-            with os.scandir(root / relative_dir if relative_dir else root) as entries:
-                listing = sorted(entries, key=lambda e: e.name)
+            listing = _list_directory(
+                root / relative_dir if relative_dir else root, (expected_device, expected_inode)
+            )
+        except FileChanged as err:
+            rejected.append(SkippedEntry(display_path(relative_dir), f"directory {err}: not followed"))
+            continue
         except OSError as err:
             rejected.append(
                 SkippedEntry(display_path(relative_dir or "."), f"unreadable directory: {_why(err)}")
             )
             continue
-        for entry in listing:
-            relative = f"{relative_dir}/{entry.name}" if relative_dir else entry.name
+        for name, info in listing:
+            relative = f"{relative_dir}/{name}" if relative_dir else name
             shown = display_path(relative)
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError as err:
-                rejected.append(SkippedEntry(shown, f"cannot be examined: {_why(err)}"))
+            if isinstance(info, OSError):
+                rejected.append(SkippedEntry(shown, f"cannot be examined: {_why(info)}"))
                 continue
             mode = info.st_mode
             if stat.S_ISLNK(mode):
                 rejected.append(SkippedEntry(shown, "symbolic link: not followed, target not read"))
             elif stat.S_ISDIR(mode):
-                pending.append(relative)
+                pending.append((relative, info.st_dev, info.st_ino))
             elif stat.S_ISREG(mode):
                 age = now - info.st_mtime_ns / 1e9
                 if age < settle_seconds:
@@ -90,7 +100,7 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
                 else:
                     files.append(
                         DeviceFile(
-                            Path(entry.path), shown, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev
+                            root / relative, shown, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev
                         )
                     )
             else:
@@ -99,6 +109,31 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
                 )
     files.sort(key=lambda f: f.relative)
     return DeviceScan(root, tuple(files), tuple(rejected), tuple(deferred))
+
+
+def _list_directory(path: Path, expected: tuple[int, int]) -> list[tuple[str, os.stat_result | OSError]]:
+    """Names in a directory with each entry's own status (links not followed), read through a
+    descriptor of the directory that was expected, so nothing in the listing can lie outside it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise FileChanged("was replaced while the device was read") from err
+        raise
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != expected:
+            raise FileChanged("was replaced while the device was read")
+        listing: list[tuple[str, os.stat_result | OSError]] = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    listing.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError as err:
+                    listing.append((entry.name, err))
+    finally:
+        os.close(fd)
+    return sorted(listing, key=lambda named: named[0])
 
 
 class FileChanged(Exception):
