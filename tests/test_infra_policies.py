@@ -9,9 +9,10 @@ Three layers of evidence, each saying what it can and cannot show:
    infra/compose.yaml loads them into MinIO.
 2. **The real code paths**: an ingest, an investigator's reads and a storage admin's retention work
    and disposal run against moto while every S3 and KMS call is recorded; each call is turned into the
-   IAM request(s) AWS would authorise (HeadObject is s3:GetObject, a PutObject with lock headers also
-   needs s3:PutObjectRetention, ...) and must be allowed for the role that made it, while the other
-   roles are refused the calls that are not theirs.
+   IAM request(s) it needs (HeadObject is s3:GetObject and, for a missing key, s3:ListBucket; a put
+   with lock headers is also s3:PutObjectRetention, as MinIO checks and as assumed for AWS; ...) and
+   must be allowed for the role that made it, while the other roles are refused the calls that are not
+   theirs.
 3. **moto's own enforcement** (IAM users with these policies, real requests refused with
    AccessDenied). moto 5.2.5 enforces the Action and Resource of identity policies, and nothing else
    here: it treats every Condition as met (shown below), applies bucket policies only to object requests
@@ -638,9 +639,6 @@ class Recorder:
         client.meta.events.register(f"provide-client-params.{service}.*", record)
         return client
 
-    def of(self, role: str) -> list[Call]:
-        return [c for c in self.calls if c.role == role]
-
 
 def fake_client(service: str, **credentials: str) -> Any:
     return boto3.client(
@@ -657,6 +655,8 @@ class Machine:
 
     role: str
     settings: Settings
+    key_arn: str
+    """The vault's KMS key (a second keyring beside the X25519 key)."""
 
     @property
     def keys(self) -> Path:
@@ -665,7 +665,7 @@ class Machine:
     def vault(self, s3: Any, kms: Any, *, decrypts: bool, journal: IngestJournal | None = None) -> Vault:
         """As Vault.open builds it, with injected clients. ``decrypts``: KMS is also an identity (an
         investigator's workstation; the X25519 identity is left out so reads go through kms:Decrypt)."""
-        kms_keyring = KmsKeyring(KEY_ID_HOLDER["arn"], client=kms)
+        kms_keyring = KmsKeyring(self.key_arn, client=kms)
         identities: list[Keyring] = [kms_keyring] if decrypts else []
         return Vault(
             S3Store(BUCKET, client=s3, part_size=5 * MiB, concurrency=2),
@@ -678,10 +678,7 @@ class Machine:
         )
 
 
-KEY_ID_HOLDER: dict[str, str] = {}
-
-
-def make_machines(root: Path) -> dict[str, Machine]:
+def make_machines(root: Path, key_arn: str) -> dict[str, Machine]:
     """The authority's keys (identity, id key), and each role's machine with only what it holds."""
     authority = Settings(data_dir=root / "authority", vault_url=f"s3://{BUCKET}")
     init_keys(authority)
@@ -700,18 +697,19 @@ def make_machines(root: Path) -> dict[str, Machine]:
         for name in names:
             (settings.keys_path / name).write_bytes((authority.keys_path / name).read_bytes())
         generate_signing_key(settings.keys_path)  # every machine signs with its own key
-        machines[role] = Machine(role, settings)
+        machines[role] = Machine(role, settings, key_arn)
     return machines
 
 
-def platform_setup(root_s3: Any, root_kms: Any) -> None:
-    """What infra/compose.yaml's minio-init (or the platform team on AWS) does before any role acts."""
+def platform_setup(root_s3: Any, root_kms: Any) -> str:
+    """What infra/compose.yaml's minio-init (or the platform team on AWS) does before any role acts.
+    Returns the KMS key's ARN."""
     root_s3.create_bucket(
         Bucket=BUCKET,
         CreateBucketConfiguration={"LocationConstraint": REGION},
         ObjectLockEnabledForBucket=True,
     )
-    KEY_ID_HOLDER["arn"] = root_kms.create_key(Description="evidence data keys")["KeyMetadata"]["Arn"]
+    return str(root_kms.create_key(Description="evidence data keys")["KeyMetadata"]["Arn"])
 
 
 def make_device(root: Path, seed: int) -> Path:
@@ -743,8 +741,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Call], date
 def _recorded_scenarios(root: Path) -> tuple[list[Call], datetime]:
     started = datetime.now(UTC)
     recorder = Recorder()
-    platform_setup(fake_client("s3"), fake_client("kms"))
-    machines = make_machines(root)
+    machines = make_machines(root, platform_setup(fake_client("s3"), fake_client("kms")))
     s3 = {role: recorder.attach(fake_client("s3"), role, "s3") for role in ROLES}
     kms = {role: recorder.attach(fake_client("kms"), role, "kms") for role in ROLES}
 
@@ -903,7 +900,7 @@ def test_a_role_is_refused_the_calls_that_are_another_roles(
     assert forbidden <= refused, f"{role} may do {sorted(forbidden - refused)} as the {other} did"
 
 
-def test_the_station_cannot_put_on_content_a_lock_the_admin_extended(
+def test_a_station_cannot_extend_locks_as_the_admin_did(
     recorded: tuple[list[Call], datetime],
 ) -> None:
     calls, started = recorded
@@ -964,8 +961,7 @@ class MotoWorld:
 
 @pytest.fixture
 def world(tmp_path: Path, moto_aws: None) -> MotoWorld:
-    machines = make_machines(tmp_path)
-    platform_setup(fake_client("s3"), fake_client("kms"))
+    machines = make_machines(tmp_path, platform_setup(fake_client("s3"), fake_client("kms")))
     world = MotoWorld(tmp_path, machines, fake_client("iam"))
     for role in ROLES:
         documents = [moto_enforceable(load(name)) for name in IDENTITY_POLICIES[role]]
@@ -1096,7 +1092,9 @@ def test_investigator_reads_and_records_but_cannot_delete_or_create_evidence(wor
         assert denied(lambda: s3.put_object(Bucket=BUCKET, Key=content.key, Body=b"forged"))
         assert denied(
             lambda: kms.encrypt(
-                KeyId=KEY_ID_HOLDER["arn"], Plaintext=b"k" * 32, EncryptionContext=ENCRYPTION_CONTEXT
+                KeyId=world.machines["investigator"].key_arn,
+                Plaintext=b"k" * 32,
+                EncryptionContext=ENCRYPTION_CONTEXT,
             )
         )
 
