@@ -164,6 +164,26 @@ def ensure_unchanged(item: DeviceFile, now: os.stat_result) -> None:
         raise FileChanged(f"is still being written (size {item.size} -> {now.st_size})")
 
 
+def remove_device_file(item: DeviceFile) -> None:
+    """Delete a device file only if it is still exactly the file that was scanned (same inode, size
+    and mtime; never a link), removing it through a descriptor of its directory: a directory swapped
+    for a link between the check and the removal cannot redirect the removal outside the device.
+    Raises ``FileChanged`` (kept) or ``OSError`` (could not be removed)."""
+    try:
+        folder = os.open(
+            item.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        )
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise FileChanged("was moved: its folder was replaced after the scan") from err
+        raise
+    try:
+        ensure_unchanged(item, os.stat(item.path.name, dir_fd=folder, follow_symlinks=False))
+        os.unlink(item.path.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "named pipe"

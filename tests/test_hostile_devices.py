@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from evidence.device import display_path, scan_device
+from evidence.device import DeviceFile, display_path, scan_device
 from flows.ingest import ingest_file, resolve_device
 from tests.factories import make_jpeg, random_file
 from tests.faults import (
@@ -365,6 +365,61 @@ def test_a_file_swapped_after_it_was_stored_is_kept_on_the_device(
     assert (outside / "IMG_0001.JPG").read_bytes() == b"someone else's file"
     manifest = station.vault.manifest(str(outcome.evidence_id))
     assert b"".join(station.vault.read_original(manifest)) == original, "what was read is what was stored"
+
+
+def _racing_wipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checked_by: str, wipe: Callable[[DeviceFile], object]
+) -> Path:
+    """The attacker swaps the file's directory for a link to a folder holding a file of the same name
+    right after the wipe checked the file, before it removes it. Returns that other file."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "IMG_0001.JPG").write_bytes(b"someone else's file")
+    device = tmp_path / "BWC-WIPE"
+    make_jpeg(device / "DCIM" / "IMG_0001.JPG", seed=13)
+    [item] = scan_device(device, settle_seconds=0).files
+    real_check = getattr(os, checked_by)
+    swapped: list[bool] = []
+
+    def check_then_swap(*args: Any, **kwargs: Any) -> os.stat_result:
+        result: os.stat_result = real_check(*args, **kwargs)
+        if not swapped:
+            swapped.append(True)
+            monkeypatch.undo()  # the swap itself must see the real filesystem calls
+            _swap_for_link(device / "DCIM", outside)
+        return result
+
+    monkeypatch.setattr(os, checked_by, check_then_swap)
+    wipe(item)
+    monkeypatch.undo()
+    assert swapped and (device / "DCIM").is_symlink(), "the swap never happened: the test proves nothing"
+    return outside / "IMG_0001.JPG"
+
+
+def test_removing_a_device_file_cannot_be_redirected_outside_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evidence.device import remove_device_file
+
+    other = _racing_wipe(tmp_path, monkeypatch, "stat", remove_device_file)
+    assert other.read_bytes() == b"someone else's file"
+    assert not (tmp_path / "BWC-WIPE" / "DCIM.moved" / "IMG_0001.JPG").exists(), "the device file went"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="flows/ingest.py wipe_verified checks the file with os.lstat(path) and then unlinks by path: "
+    "a directory swapped for a link in between redirects the removal outside the device "
+    "(evidence.device.remove_device_file removes through a descriptor of the checked directory)",
+)
+def test_wiping_cannot_be_redirected_outside_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.ingest import FileOutcome, wipe_verified
+
+    stored = FileOutcome("DCIM/IMG_0001.JPG", "ingested")
+    other = _racing_wipe(tmp_path, monkeypatch, "lstat", lambda item: wipe_verified(item, stored))
+    assert other.exists(), "the wipe removed a file outside the device"
 
 
 def test_a_file_vanishing_or_unreadable_after_the_scan_fails_and_is_reported(
