@@ -152,7 +152,7 @@ def ingest_device(
             if progress is not None:
                 progress(done, len(futures))
     report = build_report(
-        context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
+        context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=journal.orphans()
     )
     create_table_artifact(
         key="ingest-summary",

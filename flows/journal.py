@@ -59,9 +59,6 @@ def _owner_alive(owner: str) -> bool:
 class Recovery:
     aborted: tuple[str, ...]
     """Keys whose interrupted uploads were aborted (nothing of them remains)."""
-    orphaned: tuple[str, ...]
-    """Objects committed by an interrupted run but never referenced by a manifest. They hold
-    ciphertext whose key was never stored, so they cannot be read; they expire with their lock."""
 
 
 class IngestJournal:
@@ -76,6 +73,7 @@ class IngestJournal:
         if "owner" not in columns:  # journals written before uploads had owners
             self._db.execute("alter table uploads add column owner text not null default ''")
         self._owner = process_identity(os.getpid()) or f"{os.getpid()}:"
+        self._in_flight: set[str] = set()
 
     @classmethod
     def for_station(cls, journal_dir: Path) -> IngestJournal:
@@ -93,12 +91,20 @@ class IngestJournal:
 
     def upload_started(self, key: str) -> None:
         self._set(key, "open")
+        with self._lock:
+            self._in_flight.add(key)
 
     def upload_committed(self, key: str) -> None:
         self._set(key, "committed")
 
     def upload_settled(self, key: str) -> None:
         self._set(key, "settled")
+        with self._lock:
+            self._in_flight.discard(key)
+
+    def upload_abandoned(self, key: str) -> None:
+        with self._lock:
+            self._in_flight.discard(key)
 
     def unsettled(self) -> list[tuple[str, str]]:
         return [(key, state) for key, state, _ in self._unsettled_with_owner()]
@@ -111,27 +117,44 @@ class IngestJournal:
             return [(str(k), str(s), str(o)) for k, s, o in rows]
 
     def recover(self, store: ObjectStore) -> Recovery:
-        """Abort the interrupted uploads of runs that died; list their orphaned objects. Uploads whose
-        owning process is still alive (this one, or another ingest on the same station, such as
-        several devices docked at once) are in flight, not interrupted, and are left alone."""
+        """Finish what runs that died left behind. Safe to repeat. For each of their uploads still
+        open: abort any multipart upload or staged file under its key; then, if the object exists
+        after all (the run died after committing, before journaling it), keep it as committed, to be
+        reported as orphaned unless a manifest turns out to reference it. Uploads whose owning process
+        is alive (this one, or another ingest on the same station, such as several devices docked at
+        once) are in flight, not interrupted, and are left alone."""
         aborted: list[str] = []
-        orphaned: list[str] = []
         for key, state, owner in self._unsettled_with_owner():
-            if _owner_alive(owner):
-                continue
-            if state == "committed":
-                orphaned.append(key)
+            if state != "open" or self._is_live(owner, key):
                 continue
             try:
                 for upload in store.list_incomplete_uploads(key):
                     if upload.key == key:
                         store.abort_incomplete_upload(upload)
+                committed = store.exists(key)
             except EvidenceError as err:
                 log.warning("could not clean up interrupted upload %s: %s", key, err)
                 continue
-            self.upload_settled(key)
-            aborted.append(key)
-        return Recovery(tuple(aborted), tuple(orphaned))
+            self._set(key, "committed" if committed else "settled")
+            if not committed:
+                aborted.append(key)
+        return Recovery(tuple(aborted))
+
+    def orphans(self) -> tuple[str, ...]:
+        """Objects committed by runs that are over but referenced by no manifest: ciphertext whose key
+        was never stored, unreadable; they expire with their lock. Call after a run, once duplicates
+        have settled the objects their manifests do reference."""
+        return tuple(
+            key
+            for key, state, owner in self._unsettled_with_owner()
+            if state == "committed" and not self._is_live(owner, key)
+        )
+
+    def _is_live(self, owner: str, key: str) -> bool:
+        if owner == self._owner:
+            with self._lock:
+                return key in self._in_flight
+        return _owner_alive(owner)
 
     def close(self) -> None:
         with self._lock:

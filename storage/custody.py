@@ -100,14 +100,15 @@ class CustodyLog:
                 details=details,
                 signer=self.signer,
             )
+            encoded = encode_event(event)
+            key = layout.custody_key(evidence_id, position)
             try:
-                self.store.put_bytes(
-                    layout.custody_key(evidence_id, position),
-                    encode_event(event),
-                    retention=self._retention(),
-                    if_absent=True,
-                )
+                self.store.put_bytes(key, encoded, retention=self._retention(), if_absent=True)
             except AlreadyExists:
+                # Ed25519 signatures are deterministic, so identical bytes there mean this very write
+                # landed and only its answer was lost (a retried create is refused): done, not twice
+                if b"".join(self.store.get(key)) == encoded:
+                    return event
                 continue  # another writer took this position; re-read and follow it
             log.info("custody event", extra={"evidence_id": evidence_id, "type": type, "seq": position})
             return event

@@ -61,6 +61,10 @@ class UploadJournal(Protocol):
         """The upload was aborted, or is referenced by a committed manifest: nothing left to clean."""
         ...
 
+    def upload_abandoned(self, key: str) -> None:
+        """This run gave up on the upload after a failure; its state stays for recovery to judge."""
+        ...
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -207,8 +211,9 @@ class Vault:
         wrapped = tuple(keyring.wrap(data_key) for keyring in self._recipients)
         retention = self.retention_for_new_objects()
         content_key = layout.object_key(layout.new_object_id())
-        upload = self.store.begin_upload(content_key, retention=retention)
+        # journaled before the store hears of it: a kill at any later point leaves a row to recover
         self._note("upload_started", content_key)
+        upload = self.store.begin_upload(content_key, retention=retention)
         encryptor = stream.StreamEncryptor(data_key, segment_size=self.settings.segment_size)
         try:
             while chunk := source.read(READ_SIZE):
@@ -224,59 +229,88 @@ class Vault:
                 return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
             content_info = upload.commit()
         except BaseException:
+            # After a failure the store's state is not known here: a request whose answer was lost
+            # may have created a multipart upload or completed the object. So the upload is left
+            # open in the journal, and the next run's recovery aborts what remains or, if the object
+            # exists after all, reports it as orphaned.
             _abort_quietly(upload)
-            self._note("upload_settled", content_key)
+            self._note("upload_abandoned", content_key)
             raise
         self._note("upload_committed", content_key)
-        content = _stored(content_info, digests.ciphertext_sha256, expected_size=digests.ciphertext_size)
-
-        thumb = None
-        if thumbnail is not None:
-            sealed_thumb = stream.seal(data_key, thumbnail)
-            thumb_key = layout.object_key(layout.new_object_id())
-            thumb_info = self.store.put_bytes(thumb_key, sealed_thumb, retention=retention)
-            thumb = _stored(thumb_info, hashlib.sha256(sealed_thumb).hexdigest(), len(sealed_thumb))
-
-        details = ItemDetails(
-            sha256=digests.plaintext_sha256,
-            size=digests.plaintext_size,
-            original_name=provenance.original_name,
-            original_name_b64=provenance.original_name_b64,
-            source_path=provenance.source_path,
-            media=media.to_dict(),
-        )
-        flags = provenance.flags + (("metadata-unreadable",) if media.metadata_error else ())
-        manifest = Manifest(
-            evidence_id=item_id,
-            ingested_at=_now(),
-            station_id=provenance.station_id,
-            device_serial=provenance.device_serial,
-            officer_id=provenance.officer_id,
-            media_type=media.media_type,
-            kind=media.kind,
-            recorded_at=media.recorded_at.isoformat() if media.recorded_at else None,
-            size=digests.plaintext_size,
-            segment_size=self.settings.segment_size,
-            content=content,
-            thumbnail=thumb,
-            recipients=wrapped,
-            sealed_details=seal_details(data_key, details),
-            flags=tuple(dict.fromkeys(flags)),
-        )
+        written = [content_key]
         try:
-            self.store.put_bytes(
-                layout.manifest_key(item_id), encode_manifest(manifest), retention=retention, if_absent=True
+            content = _stored(content_info, digests.ciphertext_sha256, expected_size=digests.ciphertext_size)
+
+            thumb = None
+            if thumbnail is not None:
+                sealed_thumb = stream.seal(data_key, thumbnail)
+                thumb_key = layout.object_key(layout.new_object_id())
+                self._note("upload_started", thumb_key)
+                written.append(thumb_key)
+                thumb_info = self._put_once(thumb_key, sealed_thumb, retention)
+                self._note("upload_committed", thumb_key)
+                thumb = _stored(thumb_info, hashlib.sha256(sealed_thumb).hexdigest(), len(sealed_thumb))
+
+            details = ItemDetails(
+                sha256=digests.plaintext_sha256,
+                size=digests.plaintext_size,
+                original_name=provenance.original_name,
+                original_name_b64=provenance.original_name_b64,
+                source_path=provenance.source_path,
+                media=media.to_dict(),
             )
-        except AlreadyExists:
-            # another run committed the same content first; ours is an unreferenced orphan
-            log.warning("evidence %s was stored concurrently; object %s is orphaned", item_id, content_key)
-            return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
-        self._note("upload_settled", content_key)
+            flags = provenance.flags + (("metadata-unreadable",) if media.metadata_error else ())
+            manifest = Manifest(
+                evidence_id=item_id,
+                ingested_at=_now(),
+                station_id=provenance.station_id,
+                device_serial=provenance.device_serial,
+                officer_id=provenance.officer_id,
+                media_type=media.media_type,
+                kind=media.kind,
+                recorded_at=media.recorded_at.isoformat() if media.recorded_at else None,
+                size=digests.plaintext_size,
+                segment_size=self.settings.segment_size,
+                content=content,
+                thumbnail=thumb,
+                recipients=wrapped,
+                sealed_details=seal_details(data_key, details),
+                flags=tuple(dict.fromkeys(flags)),
+            )
+            try:
+                self._put_once(layout.manifest_key(item_id), encode_manifest(manifest), retention)
+            except AlreadyExists:
+                # another run committed the same content first; ours is an unreferenced orphan
+                log.warning(
+                    "evidence %s was stored concurrently; object %s is orphaned", item_id, content_key
+                )
+                for key in written:
+                    self._note("upload_abandoned", key)
+                return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
+            for referenced in written:
+                self._note("upload_settled", referenced)
+        except BaseException:
+            for key in written:  # committed, not yet referenced: recovery reports them if they stay so
+                self._note("upload_abandoned", key)
+            raise
         self.verify_stored(manifest)
         self.record_ingest(manifest)
         return StoredItem(
             item_id, digests.plaintext_sha256, digests.plaintext_size, media.media_type, False, manifest
         )
+
+    def _put_once(self, key: str, data: bytes, retention: Retention) -> ObjectInfo:
+        """Create-only write. If the store already holds exactly these bytes, the earlier attempt was
+        ours and only its answer was lost (a timeout after the store acted): that is success, not a
+        clash, and nothing is written twice. Different bytes raise ``AlreadyExists``."""
+        try:
+            return self.store.put_bytes(key, data, retention=retention, if_absent=True)
+        except AlreadyExists:
+            stored = b"".join(self.store.get(key))
+            if stored != data:
+                raise
+            log.info("create of %s was answered late; the stored object is this write", key)
+            return self.store.head(key)
 
     def record_ingest(self, manifest: Manifest) -> None:
         """Custody event 0 of an item, written once: a re-run after a crash between manifest and
@@ -300,8 +334,10 @@ class Vault:
     def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
         manifest = self.manifest(item_id)
         self.verify_stored(manifest)
-        # a run killed between manifest and journal update left this object marked unsettled
+        # a run killed between manifest and journal update left these objects marked unsettled
         self._note("upload_settled", manifest.content.key)
+        if manifest.thumbnail is not None:
+            self._note("upload_settled", manifest.thumbnail.key)
         self.record_ingest(manifest)
         if manifest.size != size:
             raise IntegrityError(
@@ -448,7 +484,7 @@ def _stored(info: ObjectInfo, sha256: str, expected_size: int) -> StoredObject:
 def _abort_quietly(upload: ObjectUpload) -> None:
     try:
         upload.abort()
-    except Exception:  # the original failure matters more; the journal cleans up on the next run
+    except Exception:  # the original failure matters more; the journal's recovery finishes the abort
         log.warning("could not abort upload %s", upload.key, exc_info=True)
 
 

@@ -70,7 +70,7 @@ def ingest_like_the_flow(
         except Exception as err:
             outcomes.append(failed_outcome(item, err))
     return build_report(
-        context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
+        context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=station.journal.orphans()
     )
 
 

@@ -52,7 +52,7 @@ class Station:
             ingest_file(self.vault, item, context, self.catalog) for item in scan.files
         ]
         return build_report(
-            context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=recovery.orphaned
+            context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=self.journal.orphans()
         )
 
     def all_versions(self) -> list[Any]:

@@ -60,7 +60,7 @@ def assert_converged(
     orphans = {v.key for v in store.list_versions(OBJECTS_PREFIX)} - referenced
     # only a kill between committing content and writing its manifest can leave an orphan, and the
     # journal knows it: it is reported, and it is ciphertext whose key was never stored
-    assert orphans <= {key for key, state in station.journal.unsettled() if state == "committed"}
+    assert orphans <= set(station.journal.orphans())
 
 
 def journal_rows(path: Path) -> int:
@@ -138,8 +138,6 @@ def test_recovery_leaves_uploads_of_live_runs_alone(tmp_path: Path) -> None:
     not abort another's upload in flight, while a dead run's leftovers are cleaned up."""
     import sqlite3
 
-    from flows.journal import IngestJournal
-
     station = make_station(tmp_path / "station")
     store = station.vault.store
     live = store.begin_upload("objects/aa/" + "a" * 32, retention=None)
@@ -151,8 +149,8 @@ def test_recovery_leaves_uploads_of_live_runs_alone(tmp_path: Path) -> None:
     with sqlite3.connect(station.settings.journal_dir / "ingest.sqlite") as db:
         db.execute("update uploads set owner = '999999999:1' where key = ?", (dead.key,))
 
-    another_run = IngestJournal.for_station(station.settings.journal_dir)
-    recovery = another_run.recover(store)
+    # the runs of one process share its journal (flows.ingest_flow._station); another process has its own
+    recovery = station.journal.recover(store)
 
     assert recovery.aborted == (dead.key,)
     assert [u.key for u in store.list_incomplete_uploads("")] == [live.key]

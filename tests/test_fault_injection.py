@@ -83,12 +83,7 @@ def one_s3_client(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
 # Kill points where a re-run converges (nothing lost, nothing duplicated) but leaves debris the
 # journal does not know of; each has a strict-xfail test below that names the defect. The sweep
 # fails if debris shows up anywhere else.
-KNOWN_DEBRIS_POINTS = {
-    "after begin_upload objects": "dangling upload: begun before it was journaled",
-    "after upload.commit": "unreported orphan: committed before it was journaled as committed",
-    "after put_bytes objects": "unreported orphan: thumbnails are not journaled",
-    "before put_bytes items": "unreported orphan: thumbnails are not journaled",
-}
+KNOWN_DEBRIS_POINTS: dict[str, str] = {}  # none left: any debris at a kill point fails the sweep
 
 
 def _small_device(path: Path, *, backend: str) -> Path:
@@ -186,33 +181,17 @@ def _kill_once_then_rerun(tmp_path: Path, kill_on: str) -> tuple[Station, Any, A
     return survivor, report, census
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/vault.py Vault.store_stream journals upload_started only after begin_upload "
-    "returned: a kill in between leaves a staged upload no later run aborts",
-)
 def test_an_upload_begun_just_before_a_kill_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
     _, _, census = _kill_once_then_rerun(tmp_path, "after begin_upload objects")
     assert census.incomplete_uploads == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/vault.py Vault.store_stream journals upload_committed only after commit returned, "
-    "and flows/journal.py recover settles an 'open' upload with nothing to abort as aborted: an "
-    "object committed just before a kill is an orphan nobody reports",
-)
 def test_content_committed_just_before_a_kill_is_reported_orphaned(tmp_path: Path) -> None:
     _, report, census = _kill_once_then_rerun(tmp_path, "after upload.commit")
     assert len(census.orphans) == 1
     assert census.unreported_orphans == (), f"reported: {report.orphaned_objects}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/vault.py Vault.store_stream does not journal the thumbnail object: a kill between "
-    "storing it and writing the manifest leaves an orphan nobody reports",
-)
 def test_a_thumbnail_stored_just_before_a_kill_is_reported_orphaned(tmp_path: Path) -> None:
     _, report, census = _kill_once_then_rerun(tmp_path, "before put_bytes items")
     assert len(census.orphans) == 2  # the content object (journaled) and its thumbnail
@@ -223,14 +202,12 @@ def test_a_thumbnail_stored_just_before_a_kill_is_reported_orphaned(tmp_path: Pa
 # S3 failing on a share of requests
 
 
-# Debris a faulty run can leave today, each kind pinned by a strict-xfail test naming its defect.
-# Losing or duplicating an item is never allowed.
-#   Vault.store_stream journals an upload "settled" whenever its commit or abort raised, although a
-#   failed commit may have made the object visible and a failed abort leaves the upload open:
-JOURNAL_DEBRIS = ("unreported orphans", "incomplete uploads")
-#   ...and when S3 did the work and only its answer was lost, botocore's retry repeats the request
-#   (a second version of the same bytes; a second custody "ingest" event):
-LOST_ANSWER_DEBRIS = (*JOURNAL_DEBRIS, "stray versions", "repeated ingest events")
+# Losing or duplicating an item is never allowed, nor is debris the journal does not account for.
+JOURNAL_DEBRIS: tuple[str, ...] = ()
+# One kind of debris remains: when S3 stored a single-part object and only its answer was lost,
+# botocore's retry sends the same bytes again, and the object gets a second, identical, locked version
+# (pinned below by test_a_lost_answer_to_a_content_write_is_retried_into_a_second_identical_version).
+LOST_ANSWER_DEBRIS = (*JOURNAL_DEBRIS, "stray versions")
 
 
 def _fault_device(path: Path) -> Path:
@@ -320,24 +297,8 @@ def _debris(census: Census) -> dict[str, int]:
     return {name: n for name, n in found.items() if n}
 
 
-_SETTLED_TOO_SOON = (
-    "storage/vault.py Vault.store_stream journals the upload 'settled' after a failed commit or abort; "
-    "flows/journal.py recover then never looks at it again"
-)
-_KNOWN_ONE_OPERATION_DEFECTS = {
-    ("CreateMultipartUpload", "read-timeout-after-processing"): _SETTLED_TOO_SOON
-    + ": the multipart upload S3 created (answer lost) is never aborted",
-    ("UploadPart+AbortMultipartUpload", "internal-error"): _SETTLED_TOO_SOON
-    + ": a multipart upload whose abort failed is never aborted",
-    ("CompleteMultipartUpload", "read-timeout-after-processing"): _SETTLED_TOO_SOON
-    + ": the object S3 completed (answer lost) is an orphan nobody reports",
-    ("PutObjectRetention", "internal-error"): _SETTLED_TOO_SOON
-    + ": the object completed before retention failed is an orphan nobody reports (and is unlocked)",
-    ("PutObjectRetention", "read-timeout-after-processing"): _SETTLED_TOO_SOON
-    + ": the object completed before retention failed is an orphan nobody reports",
-    ("PutObject", "read-timeout-after-processing"): _SETTLED_TOO_SOON
-    + "; thumbnails are not journaled at all: objects S3 stored (answer lost) are orphans nobody reports",
-}
+# A defect found by a case below is pinned here as a strict xfail naming it; none is known now.
+_KNOWN_ONE_OPERATION_DEFECTS: dict[tuple[str, str], str] = {}
 ONE_OPERATION_FAILING = [
     "CreateMultipartUpload",
     "UploadPart",
@@ -419,12 +380,6 @@ def _one_photo_with_faults(
     return station, report, census
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/custody.py CustodyLog.append takes AlreadyExists at a position as another writer's "
-    "event, even when it is its own create whose answer was lost: the retried create is refused (412) "
-    "and the ingest is recorded a second time at the next position",
-)
 def test_a_lost_answer_to_a_custody_write_records_the_ingest_once(
     tmp_path: Path, moto_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -440,11 +395,6 @@ def test_a_lost_answer_to_a_custody_write_records_the_ingest_once(
     assert census.repeated_ingest_events == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/vault.py Vault.store_stream takes AlreadyExists on its manifest as another run's "
-    "item, even when it is its own create whose answer was lost: a first ingest is reported 'duplicate'",
-)
 def test_a_lost_answer_to_the_manifest_write_still_reports_the_file_ingested(
     tmp_path: Path, moto_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
