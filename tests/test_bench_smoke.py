@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.large_file import Measurement
 from bench.run_all import (
     BenchmarkError,
     Sample,
@@ -88,3 +89,44 @@ def test_sizes_are_read_the_way_they_are_printed() -> None:
     assert parse_size("256MiB") == parse_size("256M") == 256 * 1024**2
     assert results_stem([parse_size("256MiB"), parse_size("512MiB")]) == "large_file-256MiB-512MiB"
     assert results_stem([parse_size("1GiB"), parse_size("4GiB")]) == "large_file"
+
+
+def _sample(mode: str, size: int, seconds: float, peak_mib: float) -> Sample:
+    return Sample(
+        Measurement(
+            mode=mode,
+            size=size,
+            seconds=seconds,
+            cpu_seconds=seconds,
+            main_thread_cpu_seconds=seconds,
+            peak_rss_kib=int(peak_mib * 1024),
+            setup_rss_kib=1024,
+            ru_maxrss_kib=int(peak_mib * 1024),
+            status="ingested" if mode.startswith("ingest") else None,
+        )
+    )
+
+
+def test_the_report_takes_the_fastest_sample_and_the_highest_peak() -> None:
+    small, large = parse_size("1GiB"), parse_size("4GiB")
+    samples = {
+        ("one-pass-limit", small): [
+            _sample("one-pass-limit", small, 2.0, 30),
+            _sample("one-pass-limit", small, 1.0, 31),
+        ],
+        ("ingest-local", small): [
+            _sample("ingest-local", small, 4.0, 90),
+            _sample("ingest-local", small, 5.0, 100),
+        ],
+        ("ingest-local", large): [_sample("ingest-local", large, 16.0, 120)],
+    }
+    figures = build_report(samples, [small, large])["figures"]
+    assert figures["ratios"]["ingest-local / one-pass-limit"] == 0.25  # 4.0 s against 1.0 s
+    assert figures["peak_rss_mib"]["ingest-local"] == {"1 GiB": 100.0, "4 GiB": 120.0}
+    assert figures["rss_growth_mib"] == {"ingest-local": 20.0}
+    assert figures["rss_flat"]
+
+    samples[("ingest-local", large)].append(_sample("ingest-local", large, 16.0, 140))
+    figures = build_report(samples, [small, large])["figures"]
+    assert figures["rss_growth_mib"] == {"ingest-local": 40.0}
+    assert not figures["rss_flat"]
