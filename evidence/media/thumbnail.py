@@ -54,9 +54,7 @@ def make_thumbnail(path: Path, info: MediaInfo, *, max_side: int = 320) -> bytes
     with path.open("rb") as handle:
         try:
             picture = (
-                _photo_picture(handle, info, max_side)
-                if info.kind == "photo"
-                else _video_picture(handle, info)
+                _photo_picture(handle, info, max_side) if info.kind == "photo" else _video_picture(path, info)
             )
             if picture is None:
                 return None
@@ -88,8 +86,10 @@ def _upright(picture: Image.Image, info: MediaInfo) -> Image.Image:
     return picture.transpose(_TRANSPOSE_FOR_ORIENTATION[info.orientation])
 
 
-def _video_picture(handle: IO[bytes], info: MediaInfo) -> Image.Image | None:
-    with av.open(handle, mode="r", metadata_errors="replace") as container:
+def _video_picture(path: Path, info: MediaInfo) -> Image.Image | None:
+    # By name, through FFmpeg's own file reader, as read_video does: handed a Python file object,
+    # PyAV prints a traceback to stderr whenever a damaged index makes FFmpeg seek before the start.
+    with av.open(str(path), mode="r", metadata_errors="replace") as container:
         stream = next((s for s in container.streams.video if s.codec_context and s.width), None)
         if stream is None:
             log.debug("no thumbnail: no video stream in %s", info.media_type)
