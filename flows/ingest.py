@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Literal
 
 from evidence.access import UserDirectory
-from evidence.device import DeviceFile, DeviceScan, FileChanged, ensure_unchanged, open_device_file
+from evidence.device import (
+    DeviceFile,
+    DeviceScan,
+    FileChanged,
+    ensure_unchanged,
+    open_device_file,
+    remove_device_file,
+)
 from evidence.devices import DeviceRegistry, require_identifier
 from evidence.errors import EvidenceError, InvalidInput
 from evidence.incident import parse_incident_ref
@@ -225,8 +232,7 @@ def wipe_verified(item: DeviceFile, outcome: FileOutcome) -> FileOutcome:
     """Remove a device file whose stored copy was verified: only if it is still exactly the file
     that was read (same inode, size and mtime), never through a link."""
     try:
-        ensure_unchanged(item, os.lstat(item.path))
-        item.path.unlink()
+        remove_device_file(item)
     except FileChanged as err:
         return _with(outcome, reason=f"kept on device: it {err} after it was stored")
     except OSError as err:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from evidence import layout, stream
-from evidence.errors import AlreadyExists, ConfigError, IntegrityError, NotFound
+from evidence.errors import AlreadyExists, ConfigError, EvidenceError, IntegrityError, NotFound
 from evidence.ids import evidence_id, id_key_check, load_id_key, require_evidence_id
 from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
 from evidence.manifest import (
@@ -228,13 +228,16 @@ class Vault:
                 self._note("upload_settled", content_key)
                 return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
             content_info = upload.commit()
-        except BaseException:
-            # After a failure the store's state is not known here: a request whose answer was lost
-            # may have created a multipart upload or completed the object. So the upload is left
-            # open in the journal, and the next run's recovery aborts what remains or, if the object
-            # exists after all, reports it as orphaned.
-            _abort_quietly(upload)
-            self._note("upload_abandoned", content_key)
+        except BaseException as failure:
+            # When the store failed (or the process is being stopped) its state is not known here: a
+            # request whose answer was lost may have created a multipart upload or completed the
+            # object. Such an upload stays open in the journal; the next run's recovery aborts what
+            # remains or, if the object exists after all, reports it as orphaned. A failure outside
+            # the store (the file changed while read, the device went away) with a clean abort
+            # leaves nothing behind.
+            aborted = _abort_quietly(upload)
+            outside_store = isinstance(failure, Exception) and not isinstance(failure, EvidenceError)
+            self._note("upload_settled" if aborted and outside_store else "upload_abandoned", content_key)
             raise
         self._note("upload_committed", content_key)
         written = [content_key]
@@ -481,11 +484,15 @@ def _stored(info: ObjectInfo, sha256: str, expected_size: int) -> StoredObject:
     return StoredObject(info.key, info.version_id, info.size, sha256, info.checksum)
 
 
-def _abort_quietly(upload: ObjectUpload) -> None:
+def _abort_quietly(upload: ObjectUpload) -> bool:
+    """Abort after a failure; True if the abort went through. The original failure matters more, so
+    an abort that fails is only logged: the journal's recovery finishes it on the next run."""
     try:
         upload.abort()
-    except Exception:  # the original failure matters more; the journal's recovery finishes the abort
+    except Exception:
         log.warning("could not abort upload %s", upload.key, exc_info=True)
+        return False
+    return True
 
 
 def _now() -> datetime:

@@ -368,28 +368,32 @@ def test_a_file_swapped_after_it_was_stored_is_kept_on_the_device(
 
 
 def _racing_wipe(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checked_by: str, wipe: Callable[[DeviceFile], object]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wipe: Callable[[DeviceFile], object]
 ) -> Path:
     """The attacker swaps the file's directory for a link to a folder holding a file of the same name
-    right after the wipe checked the file, before it removes it. Returns that other file."""
+    right after the wipe checked the file (its first stat or lstat), before it removes it. Returns that
+    other file."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "IMG_0001.JPG").write_bytes(b"someone else's file")
     device = tmp_path / "BWC-WIPE"
     make_jpeg(device / "DCIM" / "IMG_0001.JPG", seed=13)
     [item] = scan_device(device, settle_seconds=0).files
-    real_check = getattr(os, checked_by)
     swapped: list[bool] = []
 
-    def check_then_swap(*args: Any, **kwargs: Any) -> os.stat_result:
-        result: os.stat_result = real_check(*args, **kwargs)
-        if not swapped:
-            swapped.append(True)
-            monkeypatch.undo()  # the swap itself must see the real filesystem calls
-            _swap_for_link(device / "DCIM", outside)
-        return result
+    def check_then_swap(real_check: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def checking(*args: Any, **kwargs: Any) -> os.stat_result:
+            result = real_check(*args, **kwargs)
+            if not swapped:
+                swapped.append(True)
+                monkeypatch.undo()  # the swap itself must see the real filesystem calls
+                _swap_for_link(device / "DCIM", outside)
+            return result
 
-    monkeypatch.setattr(os, checked_by, check_then_swap)
+        return checking
+
+    monkeypatch.setattr(os, "stat", check_then_swap(os.stat))
+    monkeypatch.setattr(os, "lstat", check_then_swap(os.lstat))
     wipe(item)
     monkeypatch.undo()
     assert swapped and (device / "DCIM").is_symlink(), "the swap never happened: the test proves nothing"
@@ -401,25 +405,21 @@ def test_removing_a_device_file_cannot_be_redirected_outside_the_device(
 ) -> None:
     from evidence.device import remove_device_file
 
-    other = _racing_wipe(tmp_path, monkeypatch, "stat", remove_device_file)
+    other = _racing_wipe(tmp_path, monkeypatch, remove_device_file)
     assert other.read_bytes() == b"someone else's file"
     assert not (tmp_path / "BWC-WIPE" / "DCIM.moved" / "IMG_0001.JPG").exists(), "the device file went"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/ingest.py wipe_verified checks the file with os.lstat(path) and then unlinks by path: "
-    "a directory swapped for a link in between redirects the removal outside the device "
-    "(evidence.device.remove_device_file removes through a descriptor of the checked directory)",
-)
 def test_wiping_cannot_be_redirected_outside_the_device(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.ingest import FileOutcome, wipe_verified
 
     stored = FileOutcome("DCIM/IMG_0001.JPG", "ingested")
-    other = _racing_wipe(tmp_path, monkeypatch, "lstat", lambda item: wipe_verified(item, stored))
-    assert other.exists(), "the wipe removed a file outside the device"
+    wiped: list[FileOutcome] = []
+    other = _racing_wipe(tmp_path, monkeypatch, lambda item: wiped.append(wipe_verified(item, stored)))
+    assert other.read_bytes() == b"someone else's file", "the wipe removed a file outside the device"
+    assert wiped[0].wiped
 
 
 def test_a_file_vanishing_or_unreadable_after_the_scan_fails_and_is_reported(
