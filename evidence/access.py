@@ -34,7 +34,9 @@ PERMITTED: Mapping[Action, frozenset[Role]] = {
     "link": frozenset({"officer", "investigator"}),
     "unlink": frozenset({"officer", "investigator"}),
     "hold": frozenset({"investigator", "storage-admin"}),
-    "release": frozenset({"investigator", "storage-admin"}),
+    # releasing a legal hold lets evidence become disposable: a storage admin's act alone, as the
+    # storage policy also enforces (infra/policies: investigators may place holds, never lift them)
+    "release": frozenset({"storage-admin"}),
     "retention": frozenset({"storage-admin"}),
     "fixity": frozenset({"storage-admin"}),
 }

@@ -40,6 +40,7 @@ _DENIED_CODES = frozenset(
     {
         "AccessDeniedException",
         "AccessDenied",
+        "403",  # an IAM refusal answered without a KMS error code (moto; some proxies)
         "UnrecognizedClientException",
         "InvalidSignatureException",
         "ExpiredTokenException",

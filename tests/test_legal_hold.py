@@ -205,6 +205,13 @@ def test_cli_hold_set_and_release(
     assert doc["hold_id"] == f"incident:{TRIAL}" and {i["status"] for i in doc["items"]} == {"held"}
     assert sorted(i["evidence_id"] for i in doc["items"]) == sorted(trial_items)
 
+    # an investigator may place a hold but never lift one: that frees evidence for disposal
+    refused = runner.invoke(
+        app, ["--user", "ivy", "hold", "release", "--incident", TRIAL.value, "--reason", "x"]
+    )
+    assert isinstance(refused.exception, AccessDenied)
+    assert all(held_flags(station, trial_items[0]))
+
     table = runner.invoke(
         app, ["--user", "sam", "hold", "release", "--incident", TRIAL.value, "--reason", "x"]
     )

@@ -90,3 +90,23 @@ def test_vault_init_reports_unfit_bucket(moto_aws: None, tmp_path: Path) -> None
     init_keys(settings)
     problems = open_vault_for_init(settings).store.check()
     assert any("lock" in p.lower() for p in problems), problems
+
+
+def test_vault_init_on_a_server_without_public_access_block(moto_aws: None, tmp_path: Path) -> None:
+    """MinIO and Ceph answer NotImplemented to PutPublicAccessBlock; set-up must still complete."""
+    from botocore.exceptions import ClientError
+
+    from storage.s3 import S3Store
+
+    store = S3Store("minio-like", "vault")
+    real = store.client.put_public_access_block
+
+    def not_implemented(**kwargs: object) -> object:
+        raise ClientError(
+            {"Error": {"Code": "NotImplemented", "Message": "not here"}}, "PutPublicAccessBlock"
+        )
+
+    store.client.put_public_access_block = not_implemented  # type: ignore[method-assign]
+    store.initialise()
+    assert store.client.get_bucket_versioning(Bucket="minio-like")["Status"] == "Enabled"
+    store.client.put_public_access_block = real  # type: ignore[method-assign]
