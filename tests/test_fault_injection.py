@@ -80,10 +80,10 @@ def one_s3_client(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
 # Killed at every store call
 
 
-# Kill points where a re-run converges (nothing lost, nothing duplicated) but leaves debris the
-# journal does not know of; each has a strict-xfail test below that names the defect. The sweep
-# fails if debris shows up anywhere else.
-KNOWN_DEBRIS_POINTS: dict[str, str] = {}  # none left: any debris at a kill point fails the sweep
+# Kill points where a re-run converges (nothing lost, nothing duplicated) but leaves debris the journal
+# does not know of, each with the defect that explains it (and a strict xfail below pinning it). None is
+# known now: debris at any kill point fails the sweep.
+KNOWN_DEBRIS_POINTS: dict[str, str] = {}
 
 
 def _small_device(path: Path, *, backend: str) -> Path:
@@ -604,3 +604,53 @@ def test_real_full_and_read_only_filesystem_lose_nothing(small_disk: Path, tmp_p
         f"real 1.5 MiB tmpfs: first run {counts}; after growing it, complete; remounted read-only: "
         f"all {len(originals)} files failed clearly, none wiped; after remounting read-write, complete"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The Prefect flow itself under S3 faults
+
+
+@pytest.mark.slow
+def test_the_ingest_flow_retries_transient_faults_and_keeps_failed_files_on_the_device(
+    prefect_harness: None, tmp_path: Path, moto_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production path: ``ingest-device`` with its per-file task retries (delays cut to zero),
+    over a client that makes one attempt per request, so Prefect's retries do the work."""
+    from flows import ingest_flow
+
+    faults = S3Faults(rate=0.08, seed=20261126, kinds=REJECTED_KINDS)
+    faulty_clients(monkeypatch, faults, attempts=1)
+    no_backoff(monkeypatch)
+    monkeypatch.setattr(
+        ingest_flow, "ingest_file_task", ingest_flow.ingest_file_task.with_options(retry_delay_seconds=0)
+    )
+    vault_url = "s3://flow-faults/vault"
+    station = make_station(tmp_path / "station", vault_url=vault_url, part_size=5 * MiB)
+    overrides = {"vault_url": vault_url, "part_size": 5 * MiB, "settle_seconds": 0}
+    device = _fault_device(tmp_path / "BWC-FLOW01")
+    originals = fingerprint_device(device)
+
+    faults.armed = True
+    report = ingest_flow.ingest_device(
+        str(device), device_serial="BWC-FLOW01", officer_id="PC-1", wipe=True, settings_overrides=overrides
+    )
+    faults.armed = False
+    check_run_accounts_for_every_file(report, originals, device, station.vault)
+    for outcome in report.by_status("failed"):
+        assert "left on the device" in str(outcome.reason) and (device / outcome.source_path).exists()
+
+    final = ingest_flow.ingest_device(
+        str(device), device_serial="BWC-FLOW01", officer_id="PC-1", wipe=True, settings_overrides=overrides
+    )
+    assert final.complete and fingerprint_device(device) == {}, final.counts
+    station = restart(station)
+    census = take_census(station.vault, originals, station.journal, final.orphaned_objects)
+    FIGURES.setdefault(
+        "the ingest flow (Prefect task retries) under S3 faults, then a clean flow run", []
+    ).append(
+        f"{faults.requests} requests, {sum(faults.injected.values())} faults; first run {dict(report.counts)}; "
+        f"after the clean run: {len(census.lost)} lost, {len(census.duplicate_items)} duplicated; "
+        f"debris {_debris(census)}"
+    )
+    assert sum(faults.injected.values()) >= 5, "too few faults to mean anything"
+    census.assert_exactly_once()
