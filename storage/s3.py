@@ -99,10 +99,11 @@ class _DeleteMarker(NotFound):
 def default_client(concurrency: int = 4) -> Any:
     """An S3 client from boto3's default chain (``AWS_ENDPOINT_URL[_S3]``, ``AWS_PROFILE``, roles).
 
-    Retries live here, in botocore's standard mode, and nowhere else.
+    Retries live here, in botocore's standard mode, and nowhere else: five attempts in all (botocore's
+    ``max_attempts`` would count retries only, making six).
     """
     config = botocore.config.Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": 5},
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=max(10, concurrency + 4),

@@ -286,6 +286,25 @@ def test_s3_failing_on_a_share_of_requests_loses_nothing_and_a_clean_rerun_conve
     census.assert_exactly_once(allow=LOST_ANSWER_DEBRIS if kinds == ALL_KINDS else JOURNAL_DEBRIS)
 
 
+@pytest.mark.parametrize("kind", ["throttled", "internal-error", "reset", "read-timeout-after-processing"])
+def test_the_project_client_makes_five_attempts_then_reports_storage_unavailable(
+    kind: str, moto_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/storage.md: botocore's standard retry mode, 5 attempts, and nowhere else."""
+    from evidence.errors import StorageUnavailable
+    from storage.s3 import S3Store
+
+    faults = S3Faults(rate=1.0, seed=1, kinds=(kind,), operations=("HeadObject",))
+    faulty_clients(monkeypatch, faults)
+    no_backoff(monkeypatch)
+    store = S3Store("attempts", "vault")
+    store.initialise()
+    faults.armed = True
+    with pytest.raises(StorageUnavailable, match="retry"):
+        store.head("objects/ab/" + "ab" * 16)
+    assert faults.requests == 5
+
+
 def _debris(census: Census) -> dict[str, int]:
     found = {
         "orphans": len(census.orphans),
