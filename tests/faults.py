@@ -283,15 +283,25 @@ def _error_response(request: Any, status: int, code: str, message: str) -> Any:
     return AWSResponse(request.url, status, headers, _RawBody(b"" if request.method == "HEAD" else body))
 
 
-def _raise(error: type[Exception], **fields: Any) -> Callable[[Any], Any]:
-    def strike(request: Any) -> Any:
+def _raise(error: type[Exception], **fields: Any) -> Callable[[Any, Any], Any]:
+    def strike(request: Any, answer: Any) -> Any:
         raise error(endpoint_url=request.url, **fields)
 
     return strike
 
 
-def _respond(status: int, code: str, message: str) -> Callable[[Any], Any]:
-    return lambda request: _error_response(request, status, code, message)
+def _respond(status: int, code: str, message: str) -> Callable[[Any, Any], Any]:
+    return lambda request, answer: _error_response(request, status, code, message)
+
+
+def _cut_short(request: Any, answer: Any) -> Any:
+    """The real answer, its body cut off halfway (a connection dropped while streaming)."""
+    from botocore.awsrequest import AWSResponse
+
+    if answer is None or answer.status_code >= 300:
+        return answer
+    body = b"".join(answer.raw.stream())
+    return AWSResponse(answer.url, answer.status_code, dict(answer.headers), _RawBody(body[: len(body) // 2]))
 
 
 @dataclass(frozen=True)
@@ -299,7 +309,8 @@ class FaultKind:
     name: str
     after_processing: bool
     """The store did the work and only the answer was lost (a retry repeats a request that succeeded)."""
-    strike: Callable[[Any], Any]
+    strike: Callable[[Any, Any], Any]
+    """(request, the store's answer if it processed the request) -> what the client gets, or raises."""
 
 
 def fault_kinds() -> dict[str, FaultKind]:
@@ -328,13 +339,21 @@ def fault_kinds() -> dict[str, FaultKind]:
             True,
             _respond(500, "InternalError", "We encountered an internal error."),
         ),
+        FaultKind("body-cut-short", True, _cut_short),
     ]
     return {kind.name: kind for kind in kinds}
 
 
 REJECTED_KINDS = ("throttled", "internal-error", "unavailable", "connect-timeout", "unreachable", "reset")
 """Faults where the request never took effect."""
-ALL_KINDS = tuple(fault_kinds())
+ALL_KINDS = (
+    *REJECTED_KINDS,
+    "read-timeout-after-processing",
+    "reset-after-processing",
+    "internal-error-after-processing",
+)
+"""Those, and answers lost after the store did the work. (``body-cut-short``, a download dropped
+midway, is chosen on its own: it only means something for reads.)"""
 
 
 class S3Faults:
@@ -407,9 +426,12 @@ class S3Faults:
         fault = self._choose(event_name, request)
         if fault is None:
             return botocore_stubber(event_name=event_name, request=request, **kwargs)
-        if fault.after_processing:
+        answer = (
             botocore_stubber(event_name=event_name, request=request, **kwargs)
-        return fault.strike(request)
+            if fault.after_processing
+            else None
+        )
+        return fault.strike(request, answer)
 
 
 def no_backoff(monkeypatch: Any) -> None:
