@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from evidence.errors import IntegrityError
 from evidence.ids import require_evidence_id
+from evidence.manifest import load_record
 from evidence.signing import SigningKey, VerifyingKey
 
 CUSTODY_FORMAT = "evidence-pipeline/custody/v1"
@@ -131,8 +132,8 @@ def new_event(
 
 
 def decode_event(data: bytes) -> CustodyEvent:
+    doc = load_record(data, "custody record")
     try:
-        doc = json.loads(data)
         if doc.get("format") != CUSTODY_FORMAT:
             raise IntegrityError(f"unsupported custody record format {doc.get('format')!r}")
         return CustodyEvent(
@@ -150,7 +151,7 @@ def decode_event(data: bytes) -> CustodyEvent:
         )
     except IntegrityError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
         raise IntegrityError(f"custody record is damaged or not a custody record: {err}") from err
 
 

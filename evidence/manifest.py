@@ -86,9 +86,25 @@ def encode_manifest(manifest: Manifest) -> bytes:
     return _canonical(doc)
 
 
-def decode_manifest(data: bytes) -> Manifest:
+def load_record(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a stored JSON record strictly: an object, no NaN or Infinity, nesting within reason.
+    Anything else is damage (or planted), reported as ``IntegrityError``, never a Python error."""
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as err:
+        raise IntegrityError(f"{what} is damaged or not JSON: {str(err)[:100]}") from err
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"{what} is damaged: a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a record may hold")
+
+
+def decode_manifest(data: bytes) -> Manifest:
+    doc = load_record(data, "manifest")
+    try:
         if doc.get("format") != MANIFEST_FORMAT:
             raise IntegrityError(f"unsupported manifest format {doc.get('format')!r}")
         thumb = doc["thumbnail"]
@@ -111,7 +127,7 @@ def decode_manifest(data: bytes) -> Manifest:
         )
     except IntegrityError:
         raise
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as err:
         raise IntegrityError(f"manifest is damaged or not a manifest: {err}") from err
 
 
@@ -120,9 +136,12 @@ def seal_details(data_key: bytes, details: ItemDetails) -> str:
 
 
 def open_details(data_key: bytes, manifest: Manifest) -> ItemDetails:
-    plain = stream.open_sealed(data_key, base64.b64decode(manifest.sealed_details))
     try:
-        doc = json.loads(plain)
+        sealed = base64.b64decode(manifest.sealed_details, validate=True)
+    except ValueError as err:
+        raise IntegrityError(f"sealed details of {manifest.evidence_id} are not valid base64") from err
+    doc = load_record(stream.open_sealed(data_key, sealed), f"sealed details of {manifest.evidence_id}")
+    try:
         if doc.get("format") != DETAILS_FORMAT:
             raise IntegrityError(f"unsupported details format {doc.get('format')!r}")
         return ItemDetails(**doc)
