@@ -69,6 +69,8 @@ class Measurement:
     """Ingest outcome (``ingested`` proves a new item was stored, not found as a duplicate)."""
     phases: dict[str, float] = field(default_factory=dict)
     """Exclusive wall seconds per ingest phase (see ``PhaseClock``)."""
+    phase_cpu: dict[str, float] = field(default_factory=dict)
+    """Exclusive CPU seconds of the main thread per ingest phase."""
     s3_calls: dict[str, dict[str, float]] = field(default_factory=dict)
     """S3 modes: per API operation, the number of calls and their wall and CPU seconds summed over
     the threads that made them (parts go up several at a time, so the sums can exceed ``seconds``)."""
@@ -117,12 +119,14 @@ def prepare_boto3_upload(path: Path, bucket: str, clock: PhaseClock | None) -> C
 
 
 class PhaseClock:
-    """Exclusive wall time per phase of one ingest. A timed call nested in another counts for the
-    inner phase only, so the phases never add up to more than the whole; what is left over is reading
-    the file and glue code."""
+    """Exclusive wall and CPU time per phase of one ingest. A timed call nested in another counts for
+    the inner phase only, so the phases never add up to more than the whole; what is left over is
+    reading the file and glue code. CPU is the calling thread's: wall minus CPU is time spent waiting
+    (for an upload slot, the server, the disk, or a core)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self.s3_calls: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._nesting = threading.local()
@@ -130,16 +134,17 @@ class PhaseClock:
     def timed(self, phase: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             stack = self._stack()
-            stack.append(0.0)  # wall time of timed calls nested in this one
-            start = time.perf_counter()
+            stack.append([0.0, 0.0])  # wall and CPU time of timed calls nested in this one
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 return function(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - start
-                nested = stack.pop()
+                elapsed, elapsed_cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+                nested, nested_cpu = stack.pop()
                 if stack:
-                    stack[-1] += elapsed
-                self.add(phase, elapsed - nested)
+                    stack[-1][0] += elapsed
+                    stack[-1][1] += elapsed_cpu
+                self.add(phase, elapsed - nested, elapsed_cpu - nested_cpu)
 
         return run
 
@@ -165,14 +170,15 @@ class PhaseClock:
         events.register("after-call.s3", finish)
         events.register("after-call-error.s3", finish)
 
-    def add(self, phase: str, seconds: float) -> None:
+    def add(self, phase: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         with self._lock:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+            self.cpu_seconds[phase] = self.cpu_seconds.get(phase, 0.0) + cpu_seconds
 
-    def _stack(self) -> list[float]:
+    def _stack(self) -> list[list[float]]:
         if not hasattr(self._nesting, "stack"):
             self._nesting.stack = []
-        stack: list[float] = self._nesting.stack
+        stack: list[list[float]] = self._nesting.stack
         return stack
 
 
@@ -237,10 +243,10 @@ def prepare_ingest(
     context = resolve_device(station.settings, device_dir, serial=BENCH_DEVICE_SERIAL, officer="PC-1")
 
     def ingest() -> str:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         scan = scan_device(device_dir, settle_seconds=0)
         if clock is not None:
-            clock.add("scan", time.perf_counter() - started)
+            clock.add("scan", time.perf_counter() - started, time.thread_time() - started_cpu)
         if [item.path.name for item in scan.files] != [path.name] or scan.rejected or scan.deferred:
             raise SystemExit(f"{device_dir} must hold only {path.name}: the benchmark ingests one file")
         if clock is None:
@@ -338,6 +344,7 @@ def measure(
         ru_maxrss_kib=_ru_maxrss_kib(),
         status=status,
         phases={name: round(s, 4) for name, s in clock.seconds.items()} if clock else {},
+        phase_cpu={name: round(s, 4) for name, s in clock.cpu_seconds.items()} if clock else {},
         s3_calls={
             name: {k: round(v, 4) for k, v in call.items()} for name, call in sorted(clock.s3_calls.items())
         }
