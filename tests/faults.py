@@ -84,8 +84,9 @@ def restart(station: Station) -> Station:
 
 
 def bury(station: Station) -> None:
-    """Mark every unsettled upload in the journal as owned by a dead process. An in-process "kill"
-    leaves this process alive, and recovery rightly never aborts uploads of a live owner."""
+    """Mark every unsettled upload in the journal as owned by a dead process, as after a real kill: an
+    in-process "kill" leaves this process alive, and recovery must treat the killed run's uploads as
+    another, dead process's, never as in flight."""
     with contextlib.closing(sqlite3.connect(station.settings.journal_dir / "ingest.sqlite")) as db, db:
         db.execute("update uploads set owner = ? where state != 'settled'", (DEAD_OWNER,))
 
