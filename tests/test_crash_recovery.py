@@ -75,12 +75,18 @@ def journal_rows(path: Path) -> int:
         return 0
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # committed or aborted between the listing and the look
+        return 0
+
+
 def wait_for_upload_in_flight(vault_root: Path, proc: subprocess.Popen[str], min_bytes: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"ingest ended before it could be killed: {proc.communicate()[1]}"
-        parts = list((vault_root / "uploads").glob("*.part")) if (vault_root / "uploads").exists() else []
-        if any(p.stat().st_size >= min_bytes for p in parts if p.exists()):
+        if any(_size(p) >= min_bytes for p in (vault_root / "uploads").glob("*.part")):
             return
         time.sleep(0.005)
     pytest.fail("no upload reached the kill point in time")

@@ -182,7 +182,7 @@ def test_retention_with_a_simulated_clock(station: Station, tmp_path: Path) -> N
     catalogued = station.catalog.item(plain)
     assert catalogued is not None and catalogued.disposed_at is not None
 
-    release_hold(station.vault, station.catalog, TRIAL, "verdict given", INVESTIGATOR)
+    release_hold(station.vault, station.catalog, TRIAL, "verdict given", ADMIN)
     after_release = run_at(station, start + timedelta(days=32))
     assert by_id(after_release)[held].outcome.startswith("disposed")
     assert versions_of(station, manifests[held]) == []
