@@ -28,8 +28,12 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{json,md}
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.small_photos
+	$(BIN)/python -m bench.concurrent_docks
+	$(BIN)/python -m bench.catalog_lookup
+	$(BIN)/python -m bench.retention_run
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
