@@ -30,8 +30,8 @@ def prefect_server_configured() -> bool:
 def advise_on_prefect(quiet: bool) -> None:
     if not prefect_server_configured() and not quiet:
         err.print(
-            "[dim]No Prefect server configured: starting a temporary one (about 20 s). For a dock, run "
-            "`prefect server start` once and set PREFECT_API_URL=http://127.0.0.1:4200/api.[/]",
+            "[dim]No Prefect server configured: starting a temporary one (about 20 s). For a dock, set "
+            "PREFECT_API_URL to a Prefect server running on PostgreSQL (see infra/compose.yaml).[/]",
             highlight=False,
         )
 
