@@ -37,6 +37,7 @@ from typing import Any
 
 from bench.small_photos import (
     MB,
+    PACKAGES,
     PREFECT_NOTES,
     STORES,
     BenchmarkError,
@@ -48,6 +49,7 @@ from bench.small_photos import (
     check_disk,
     default_prefect_database,
     device_files,
+    ingest_settings,
     machine_description,
     make_photos,
     measured,
@@ -59,7 +61,6 @@ from bench.small_photos import (
     prefect_api,
     prepare_station,
     run_child,
-    station_defaults,
     store_for_run,
     table,
     timed,
@@ -318,8 +319,8 @@ def build_report(
     return {
         "benchmark": "devices docked at once",
         "date": (date or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "station_defaults": station_defaults() | {"ingest_workers": workers},
+        "machine": machine_description(PACKAGES),
+        "station_defaults": ingest_settings() | {"ingest_workers": workers},
         "dock": shape.to_json(),
         "prefect_server": prefect,
         "figures": figures,

@@ -453,7 +453,9 @@ def peak_rss_kib(samples: Sequence[Sample]) -> int:
     return max(sample.measurement.peak_rss_kib for sample in samples)
 
 
-def machine_description() -> dict[str, Any]:
+def machine_description(
+    packages: Sequence[str] = ("boto3", "botocore", "moto", "cryptography"),
+) -> dict[str, Any]:
     cpu_model = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -466,7 +468,7 @@ def machine_description() -> dict[str, Any]:
     with suppress(ValueError, OSError):
         memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1)
     versions = {}
-    for package in ("boto3", "botocore", "moto", "cryptography"):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -46,9 +45,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+
+from bench.run_all import ingest_settings, machine_busy_seconds, machine_description
+
+PACKAGES = ("prefect", "boto3", "moto", "cryptography", "pillow")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -215,17 +217,6 @@ def vault_census(vault: Any, files: Sequence[Path]) -> Census:
 
 def _clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds every process on the machine has used since boot (all cores); stolen time counts
-    as busy: those cycles were not ours either."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / _clock_ticks()
 
 
 def process_tree_cpu_seconds(root_pid: int) -> float | None:
@@ -873,39 +864,6 @@ def parse_watch(values: Sequence[str]) -> dict[str, int]:
 # -- the report ---------------------------------------------------------------------------------------
 
 
-def machine_description() -> dict[str, Any]:
-    cpu_model = platform.processor() or "unknown"
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    memory = None
-    with suppress(ValueError, OSError):
-        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB, 1)
-    versions = {}
-    for package in ("prefect", "boto3", "moto", "cryptography", "pillow"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "absent"
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu": cpu_model,
-        "memory_gib": memory,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-    }
-
-
-def station_defaults() -> dict[str, Any]:
-    from evidence.settings import Settings
-
-    fields = Settings.model_fields
-    return {name: fields[name].default for name in ("part_size", "upload_concurrency", "segment_size")}
-
-
 def row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -997,8 +955,8 @@ def build_report(
     return {
         "benchmark": "small photos through the Prefect flow",
         "date": (date or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "machine": machine_description(),
-        "station_defaults": station_defaults(),
+        "machine": machine_description(PACKAGES),
+        "station_defaults": ingest_settings(),
         "photos": photos,
         "photo_bytes": photo_bytes,
         "photo_sizes": [f"{width}x{height}" for width, height in PHOTO_SIZES],
