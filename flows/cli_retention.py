@@ -164,7 +164,7 @@ def custody(
         expected = known.custody_length if known is not None else None
     except EvidenceError:
         expected = None  # the catalog only adds the length check; the chain stands on its own
-    if not vault.custody.stored(evidence_id):
+    if not vault.custody.has_chain(evidence_id):
         raise NotFound(f"no custody records for {evidence_id} in {vault.store.url}")
     verification = vault.custody.verify(
         evidence_id, trusted=trusted, trusted_only=trusted is not None, expected_length=expected

@@ -71,6 +71,21 @@ class CustodyLog:
             records.append((layout.custody_position(info.key), data))
         return sorted(records, key=lambda r: r[0])
 
+    def has_chain(self, evidence_id: str) -> bool:
+        """Whether any record of the item's chain is stored (a listing; no record is read)."""
+        return next(iter(self.store.list(layout.custody_prefix(evidence_id))), None) is not None
+
+    def _last(self, evidence_id: str) -> tuple[int, bytes] | None:
+        """Position and stored bytes of the chain's last record: what an append follows. Only that
+        record is fetched, so appending does not cost a read of the whole chain."""
+        infos = list(self.store.list(layout.custody_prefix(evidence_id)))
+        if not infos:
+            return None
+        last = max(infos, key=lambda info: layout.custody_position(info.key))
+        return layout.custody_position(last.key), b"".join(
+            self.store.get(last.key, version_id=last.version_id)
+        )
+
     def events(self, evidence_id: str) -> list[CustodyEvent]:
         return [decode_event(data) for _, data in self.stored(evidence_id)]
 
@@ -86,10 +101,10 @@ class CustodyLog:
     ) -> CustodyEvent:
         self.publish_signer()
         for _ in range(APPEND_ATTEMPTS):
-            chain = self.stored(evidence_id)
-            position = chain[-1][0] + 1 if chain else 0
+            last = self._last(evidence_id)
+            position = last[0] + 1 if last else 0
             event = new_event(
-                chain[-1][1] if chain else None,
+                last[1] if last else None,
                 evidence_id=evidence_id,
                 seq=position,
                 type=type,

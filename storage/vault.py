@@ -318,7 +318,7 @@ class Vault:
     def record_ingest(self, manifest: Manifest) -> None:
         """Custody event 0 of an item, written once: a re-run after a crash between manifest and
         this event finds the chain empty and writes it then."""
-        if self.custody.stored(manifest.evidence_id):
+        if self.custody.has_chain(manifest.evidence_id):
             return
         self.custody.append(
             manifest.evidence_id,
@@ -336,7 +336,7 @@ class Vault:
 
     def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
         manifest = self.manifest(item_id)
-        self.verify_stored(manifest)
+        self.verify_objects(manifest)
         # a run killed between manifest and journal update left these objects marked unsettled
         self._note("upload_settled", manifest.content.key)
         if manifest.thumbnail is not None:
@@ -361,6 +361,11 @@ class Vault:
         stored = self.store.get(layout.manifest_key(manifest.evidence_id))
         if decode_manifest(b"".join(stored)) != manifest:
             raise IntegrityError(f"{manifest.evidence_id}: the stored manifest differs from the one written")
+        self.verify_objects(manifest)
+
+    def verify_objects(self, manifest: Manifest) -> None:
+        """The object half of ``verify_stored``, for a manifest just read from the vault (re-reading
+        it to compare with itself would prove nothing)."""
         for name, expected in (("content", manifest.content), ("thumbnail", manifest.thumbnail)):
             if expected is None:
                 continue
