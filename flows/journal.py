@@ -18,6 +18,7 @@ from pathlib import Path
 
 from evidence.errors import EvidenceError
 from storage.base import ObjectStore
+from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,17 @@ class IngestJournal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("pragma journal_mode=wal")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_SECONDS)
+        use_write_ahead_log(self._db)
         self._db.execute("pragma synchronous=full")  # the journal must survive the same crash it recovers
         self._db.execute(_SCHEMA)
         columns = {row[1] for row in self._db.execute("pragma table_info(uploads)")}
         if "owner" not in columns:  # journals written before uploads had owners
-            self._db.execute("alter table uploads add column owner text not null default ''")
+            try:
+                self._db.execute("alter table uploads add column owner text not null default ''")
+            except sqlite3.OperationalError as err:
+                if "duplicate column" not in str(err):  # another process upgraded it first
+                    raise
         self._owner = process_identity(os.getpid()) or f"{os.getpid()}:"
         self._in_flight: set[str] = set()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from evidence import layout
 from evidence.custody import CustodyEvent, decode_event
 from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
 from evidence.manifest import Manifest
+from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -53,8 +53,6 @@ QUERY_CHUNK = 500
 """Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
 REBUILD_BATCH = 500
 REBUILD_READERS = 8
-SQLITE_BUSY_SECONDS = 60
-"""How long an SQLite catalog waits for another writer (an ingest, a rebuild) before giving up."""
 
 metadata = sa.MetaData()
 
@@ -679,7 +677,7 @@ def _engine_for(url: str) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_SECONDS})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return sa.create_engine(parsed, pool_pre_ping=True)
@@ -693,32 +691,8 @@ def _engine_for(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (a listing) never wait for a writer (an ingest recording its items), and the
     # other way round; several ingest workers then share one file safely
-    cursor = dbapi_connection.cursor()
-    try:
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
-
-
-def _switch_to_wal(cursor: Any) -> None:
-    # WAL is a property of the file, set once by whichever opener comes first. The switch needs
-    # the file to itself, and SQLite answers "database is locked" at once, without waiting out
-    # the busy timeout, when other openers of a fresh file hold it; so wait here, bounded.
-    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    pause = 0.005
-    while True:
-        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode.lower() in ("wal", "memory"):
-            return
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+    use_write_ahead_log(dbapi_connection)
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _item_row(manifest: Manifest) -> dict[str, Any]:
