@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +26,17 @@ from evidence.custody import (
 )
 from evidence.errors import AlreadyExists, ConfigError, StorageUnavailable
 from evidence.signing import SigningKey, VerifyingKey
-from storage.base import ObjectStore, Retention
+from storage.base import LockMode, ObjectStore, Retention
 
 log = logging.getLogger(__name__)
 APPEND_ATTEMPTS = 16
+
+
+@dataclass(frozen=True)
+class _LastRecord:
+    position: int
+    data: bytes
+    retention: Retention | None
 
 
 class CustodyLog:
@@ -75,16 +83,28 @@ class CustodyLog:
         """Whether any record of the item's chain is stored (a listing; no record is read)."""
         return next(iter(self.store.list(layout.custody_prefix(evidence_id))), None) is not None
 
-    def _last(self, evidence_id: str) -> tuple[int, bytes] | None:
-        """Position and stored bytes of the chain's last record: what an append follows. Only that
-        record is fetched, so appending does not cost a read of the whole chain."""
+    def _last(self, evidence_id: str) -> _LastRecord | None:
+        """The chain's last record: what an append follows. Only that record is fetched, so
+        appending does not cost a read of the whole chain."""
         infos = list(self.store.list(layout.custody_prefix(evidence_id)))
         if not infos:
             return None
         last = max(infos, key=lambda info: layout.custody_position(info.key))
-        return layout.custody_position(last.key), b"".join(
-            self.store.get(last.key, version_id=last.version_id)
-        )
+        data = b"".join(self.store.get(last.key, version_id=last.version_id))
+        return _LastRecord(layout.custody_position(last.key), data, last.retention)
+
+    def _retention_after(self, last: _LastRecord | None) -> Retention | None:
+        """A new record is locked at least as long as the one it follows. Retention runs lock an
+        evidential item's chain for years; an access recorded between two runs must not be the one
+        link an admin could delete after the default 31 days, cutting the chain's tail."""
+        new = self._retention()
+        previous = last.retention if last else None
+        if previous is None:
+            return new
+        if new is None:
+            return previous
+        mode: LockMode = "COMPLIANCE" if "COMPLIANCE" in (new.mode, previous.mode) else new.mode
+        return Retention(mode, max(new.retain_until, previous.retain_until))
 
     def events(self, evidence_id: str) -> list[CustodyEvent]:
         return [decode_event(data) for _, data in self.stored(evidence_id)]
@@ -102,9 +122,9 @@ class CustodyLog:
         self.publish_signer()
         for _ in range(APPEND_ATTEMPTS):
             last = self._last(evidence_id)
-            position = last[0] + 1 if last else 0
+            position = last.position + 1 if last else 0
             event = new_event(
-                last[1] if last else None,
+                last.data if last else None,
                 evidence_id=evidence_id,
                 seq=position,
                 type=type,
@@ -118,7 +138,7 @@ class CustodyLog:
             encoded = encode_event(event)
             key = layout.custody_key(evidence_id, position)
             try:
-                self.store.put_bytes(key, encoded, retention=self._retention(), if_absent=True)
+                self.store.put_bytes(key, encoded, retention=self._retention_after(last), if_absent=True)
             except AlreadyExists:
                 # Ed25519 signatures are deterministic, so identical bytes there mean this very write
                 # landed and only its answer was lost (a retried create is refused): done, not twice

@@ -331,6 +331,26 @@ def any_store_station(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         yield retention_station(tmp_path / "station", vault_url="s3://retention-test/vault")
 
 
+def test_a_record_appended_after_a_lock_extension_is_locked_as_long_as_the_chain(
+    any_store_station: Station, tmp_path: Path
+) -> None:
+    """An access between two retention runs must not be the one record of a years-long chain that
+    an admin could delete after the default 31 days."""
+    station = any_store_station
+    (item,) = ingest_recent(station, tmp_path / "BWC-RET10", 1, seed=7900)
+    years = (datetime.now(UTC) + timedelta(days=7 * 365)).replace(microsecond=0)
+    lifecycle.extend_records(station.vault, item, years)
+    station.vault.custody.append(
+        item, "access", actor="det-smith", role="investigator", details={"purpose": "review"}
+    )
+    records = [v for v in lifecycle.custody_versions(station.vault, item) if not v.is_delete_marker]
+    assert len(records) == 2
+    assert all(r.retention is not None and r.retention.retain_until >= years for r in records)
+    newest = max(records, key=lambda r: layout.custody_position(r.key))
+    with pytest.raises(LockedError):
+        station.vault.store.delete_version(newest.key, newest.version_id)
+
+
 def test_storage_refuses_deletion_before_the_lock_date(any_store_station: Station, tmp_path: Path) -> None:
     station = any_store_station
     (item,) = ingest_recent(station, tmp_path / "BWC-RET09", 1, seed=7800)
