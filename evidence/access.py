@@ -23,7 +23,18 @@ Role = Literal["officer", "investigator", "storage-admin"]
 ROLES: tuple[Role, ...] = ("officer", "investigator", "storage-admin")
 
 Action = Literal[
-    "get", "export", "thumbs", "list", "link", "unlink", "hold", "release", "retention", "fixity"
+    "get",
+    "export",
+    "thumbs",
+    "list",
+    "link",
+    "unlink",
+    "close",
+    "reopen",
+    "hold",
+    "release",
+    "retention",
+    "fixity",
 ]
 
 PERMITTED: Mapping[Action, frozenset[Role]] = {
@@ -33,6 +44,10 @@ PERMITTED: Mapping[Action, frozenset[Role]] = {
     "list": frozenset({"officer", "investigator", "storage-admin"}),
     "link": frozenset({"officer", "investigator"}),
     "unlink": frozenset({"officer", "investigator"}),
+    # a case's closure starts the clock of rules counted from closure: the people who know the case
+    # (or the admin, from the records system) record it; each record names who did
+    "close": frozenset({"investigator", "storage-admin"}),
+    "reopen": frozenset({"investigator", "storage-admin"}),
     "hold": frozenset({"investigator", "storage-admin"}),
     # releasing a legal hold lets evidence become disposable: a storage admin's act alone, as the
     # storage policy also enforces (infra/policies: investigators may place holds, never lift them)

@@ -27,12 +27,25 @@ from evidence.signing import SigningKey, VerifyingKey
 CUSTODY_FORMAT = "evidence-pipeline/custody/v1"
 
 EventType = Literal[
-    "ingest", "link", "unlink", "access", "export", "hold", "release", "retention", "disposal", "fixity"
+    "ingest",
+    "link",
+    "unlink",
+    "closure",
+    "reopen",
+    "access",
+    "export",
+    "hold",
+    "release",
+    "retention",
+    "disposal",
+    "fixity",
 ]
 EVENT_TYPES: tuple[str, ...] = (
     "ingest",
     "link",
     "unlink",
+    "closure",
+    "reopen",
     "access",
     "export",
     "hold",

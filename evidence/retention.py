@@ -27,7 +27,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -35,10 +35,10 @@ from typing import Any, Literal, Protocol
 from evidence.errors import ConfigError
 
 Action = Literal["keep", "dispose", "review"]
-Anchor = Literal["recording", "link"]
+Anchor = Literal["recording", "link", "closure"]
 EndAction = Literal["dispose", "review"]
 
-ANCHORS: tuple[Anchor, ...] = ("recording", "link")
+ANCHORS: tuple[Anchor, ...] = ("recording", "link", "closure")
 END_ACTIONS: tuple[EndAction, ...] = ("dispose", "review")
 
 _CATEGORY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -273,12 +273,6 @@ def _parse_rule(name: str, entry: object, problem: _Problem) -> RetentionRule:
     except ConfigError as err:
         raise problem(f"[categories.{name}]: {err}") from None
     anchor = entry.get("from", "recording")
-    if anchor == "closure":
-        raise problem(
-            f'[categories.{name}] counts from "closure", which is not supported: nothing in the vault '
-            'records when a case closed. Use from = "link" with action = "review", and set a legal hold '
-            "while proceedings are open"
-        )
     if anchor not in ANCHORS:
         raise problem(f"[categories.{name}] from = {anchor!r}; use one of {', '.join(ANCHORS)}")
     action = entry.get("action", "review")
@@ -299,6 +293,8 @@ class LinkFact:
     category: str | None
     """The incident's category as the link recorded it (e.g. ``domestic-abuse``), if any."""
     linked_at: datetime
+    closed_at: datetime | None = None
+    """When the incident's case closed, as the item's chain records it; None while it is open."""
 
 
 @dataclass(frozen=True)
@@ -361,8 +357,9 @@ def decide(facts: RetentionFacts, policy: RetentionPolicy, now: datetime) -> Dec
     now = as_utc(now)
     candidates = _candidate_dates(facts, policy)
     # the latest date wins; on a tie, a review rule wins over a dispose rule (a person looks first)
-    until, rule, why = max(candidates, key=lambda c: (c[0], c[1].action == "review"))
-    end: EndAction = "dispose" if all(r.action == "dispose" for _, r, _ in candidates) else "review"
+    chosen = max(candidates, key=lambda c: (c.until, c.action == "review"))
+    until, rule, why = chosen.until, chosen.rule, chosen.why
+    end: EndAction = "dispose" if all(c.action == "dispose" for c in candidates) else "review"
     floor = as_utc(policy.minimum_after_ingest.after(as_utc(facts.ingested_at)))
     if floor > until:
         until = floor
@@ -387,26 +384,48 @@ def decide(facts: RetentionFacts, policy: RetentionPolicy, now: datetime) -> Dec
     return Decision(facts.evidence_id, "dispose", until, rule.category, rule.describe(), f"elapsed: {reason}")
 
 
-def _candidate_dates(
-    facts: RetentionFacts, policy: RetentionPolicy
-) -> list[tuple[datetime, RetentionRule, str]]:
+@dataclass(frozen=True)
+class _Candidate:
+    """One rule's date for an item, and what it asks for when the date passes."""
+
+    until: datetime
+    rule: RetentionRule
+    why: str
+    action: EndAction
+
+
+def _candidate_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Candidate]:
     recorded, recorded_why = recording_anchor(facts)
     default = policy.rule(policy.default_category)
     # the unlinked default is a floor for linked items too: linking never shortens retention
-    candidates = [(as_utc(default.period.after(recorded)), default, recorded_why)]
+    candidates = [_Candidate(as_utc(default.period.after(recorded)), default, recorded_why, default.action)]
     for link in facts.links:
         category = policy.category_for_incident(link.category)
         rule = policy.rule(category)
+        action = rule.action
+        linked = as_utc(link.linked_at)
         if rule.anchor == "link":
-            linked = as_utc(link.linked_at)
             start, why = linked, f"linked to {link.incident} {_day(linked)}"
+        elif rule.anchor == "closure" and link.closed_at is not None:
+            # a link made after the case closed counts from the link: never shorter than it says
+            closed = as_utc(link.closed_at)
+            start = max(closed, linked)
+            why = f"case {link.incident} closed {_day(closed)}"
+            if linked > closed:
+                why += f", linked after closure {_day(linked)}"
+        elif rule.anchor == "closure":
+            # A case still open has no date to count from. The closure can come no earlier than the
+            # link, so the period from the link is the earliest the rule could end: a person then
+            # checks whether the case is still open, rather than the item being kept by neglect.
+            start, action = linked, "review"
+            why = f"case {link.incident} not recorded as closed; linked {_day(linked)}"
         else:
             start, why = recorded, f"{recorded_why}; linked to {link.incident}"
         if link.category is None:
             why += ", incident category unknown"
         elif category == policy.unclassified_category and link.category != category:
             why += f", incident category {link.category!r} not in the policy"
-        candidates.append((as_utc(rule.period.after(start)), rule, why))
+        candidates.append(_Candidate(as_utc(rule.period.after(start)), rule, why, action))
     return candidates
 
 
@@ -444,10 +463,12 @@ class ChainState:
 def facts_from_events(
     evidence_id: str, ingested_at: datetime, recorded_at: datetime | None, events: Iterable[EventLike]
 ) -> ChainState:
-    """Fold link/unlink, hold/release, retention and disposal events, in chain order. A re-link of
-    an incident counts from the latest link (longer, never shorter) and keeps its category unless
-    the new link names one."""
+    """Fold link/unlink, closure/reopen, hold/release, retention and disposal events, in chain order.
+    A re-link of an incident counts from the latest link (longer, never shorter) and keeps its
+    category unless the new link names one. A case's closure is the latest one not reopened since;
+    it is a fact about the incident, so it outlives an unlink and a re-link of it."""
     links: dict[str, LinkFact] = {}
+    closures: dict[str, datetime] = {}
     holds: dict[str, str | None] = {}
     retain_until: datetime | None = None
     disposed_at: datetime | None = None
@@ -463,6 +484,12 @@ def facts_from_events(
             links[incident] = LinkFact(incident, None if category is None else str(category), event.at)
         elif event.type == "unlink":
             links.pop(str(details.get("incident", "")), None)
+        elif event.type == "closure":
+            closed_at = _moment_or_none(details.get("closed_at"))
+            if closed_at is not None:  # a closure without a readable date leaves the case open
+                closures[str(details.get("incident", ""))] = closed_at
+        elif event.type == "reopen":
+            closures.pop(str(details.get("incident", "")), None)
         elif event.type == "hold":
             held_for = details.get("incident")
             holds[str(details.get("hold_id", ""))] = None if held_for is None else str(held_for)
@@ -479,10 +506,19 @@ def facts_from_events(
         evidence_id=evidence_id,
         ingested_at=as_utc(ingested_at),
         recorded_at=None if recorded_at is None else as_utc(recorded_at),
-        links=tuple(links.values()),
+        links=tuple(replace(link, closed_at=closures.get(link.incident)) for link in links.values()),
         holds=tuple(sorted(holds)),
     )
     return ChainState(facts, dict(holds), retain_until, disposed_at, disposal_rule)
+
+
+def _moment_or_none(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
 
 
 def lock_extension(decision: Decision, locked_until: datetime | None, now: datetime) -> datetime | None:

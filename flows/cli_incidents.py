@@ -124,6 +124,44 @@ def incident_show(
     _render_items(shown, title=f"Incident {ref}")
 
 
+IncidentArgument = Annotated[str, typer.Argument(help="Incident reference, e.g. KNT-2026-000123.")]
+ClosureReason = Annotated[
+    str, typer.Option("--reason", help="Why (e.g. 'CPS: no further action, letter 2027-01-12'); recorded.")
+]
+
+
+@incident_app.command("close")
+def incident_close(
+    reference: IncidentArgument,
+    reason: ClosureReason,
+    closed_at: Annotated[
+        str | None,
+        typer.Option(
+            "--closed-at", help="When the case closed (ISO 8601; no offset means UTC). Default: now."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record that an incident's case closed: rules counted from closure start from this date."""
+    from flows.closure import close_incident
+    from flows.retention import parse_now
+
+    settings, ref = _incident(reference)
+    when = parse_now(closed_at, option="--closed-at")
+    report = close_incident(*_open(settings), ref, when, reason, acting_user(settings))
+    _render_closure(report, as_json)
+
+
+@incident_app.command("reopen")
+def incident_reopen(reference: IncidentArgument, reason: ClosureReason, as_json: JsonOption = False) -> None:
+    """Record that a closed case is open again: its items return to review, never disposal."""
+    from flows.closure import reopen_incident
+
+    settings, ref = _incident(reference)
+    report = reopen_incident(*_open(settings), ref, reason, acting_user(settings))
+    _render_closure(report, as_json)
+
+
 @items_app.command("list")
 def items_list(
     officer: Annotated[str | None, typer.Option("--officer", help="Officer id.")] = None,
@@ -199,6 +237,13 @@ def _checked(incident: str, evidence_ids: list[str]) -> tuple[Any, Any, list[str
     return settings, ref, [require_evidence_id(e) for e in evidence_ids]
 
 
+def _incident(reference: str) -> tuple[Any, Any]:
+    from evidence.incident import parse_incident_ref
+
+    settings = settings_now()
+    return settings, parse_incident_ref(reference, settings.incident_ref_pattern)
+
+
 def _open(settings: Any) -> tuple[Any, Any]:
     from flows.records import open_catalog
     from storage.vault import Vault
@@ -237,6 +282,25 @@ def _render_change(result: Any, verb: str, as_json: bool) -> None:
         out.print(f"{evidence_id} already linked to {result.incident}; nothing written")
 
 
+def _render_closure(report: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(report.as_json())
+    else:
+        title = f"Incident {report.incident}: " + (
+            f"case closed {report.closed_at:%Y-%m-%d %H:%M:%S} UTC" if report.closed_at else "case reopened"
+        )
+        table = Table(title=title)
+        table.add_column("evidence id", no_wrap=True, min_width=29)
+        table.add_column("status")
+        table.add_column("note", overflow="fold")
+        for outcome in report.outcomes:
+            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
+        out.print(table)
+    if report.failed:
+        err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish")
+        raise typer.Exit(9)
+
+
 def _render_items(items: list[Any], *, title: str) -> None:
     table = Table(title=title)
     table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
@@ -247,7 +311,7 @@ def _render_items(items: list[Any], *, title: str) -> None:
     table.add_column("size", justify="right")
     table.add_column("incidents", overflow="fold")
     table.add_column("category", overflow="fold")
-    table.add_column("holds / flags", overflow="fold")
+    table.add_column("holds / closures / flags", overflow="fold")
     for item in items:
         when = item.recorded_at or item.ingested_at
         table.add_row(
@@ -259,7 +323,13 @@ def _render_items(items: list[Any], *, title: str) -> None:
             str(item.size),
             ", ".join(item.incidents),
             ", ".join(item.categories),
-            ", ".join([*(f"hold {h}" for h in item.holds), *item.flags]),
+            ", ".join(
+                [
+                    *(f"hold {h}" for h in item.holds),
+                    *(f"{ref} closed {at:%Y-%m-%d}" for ref, at in item.closures),
+                    *item.flags,
+                ]
+            ),
         )
     out.print(table)
     out.print(f"{len(items)} item(s); each listing is recorded in the items' chains of custody")

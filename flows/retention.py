@@ -88,6 +88,8 @@ class CatalogItemLike(Protocol):
     def linked_at(self) -> datetime | None: ...
     @property
     def retain_until(self) -> datetime | None: ...
+    @property
+    def closures(self) -> tuple[tuple[str, datetime], ...]: ...
 
 
 def facts_from_catalog(
@@ -103,7 +105,10 @@ def facts_from_catalog(
     else:
         lookup = incident_category or (lambda incident: None)
         pairs = [(incident, lookup(incident)) for incident in item.incidents]
-    links = tuple(LinkFact(incident, category, linked_at) for incident, category in pairs)
+    closed = dict(item.closures)
+    links = tuple(
+        LinkFact(incident, category, linked_at, closed.get(incident)) for incident, category in pairs
+    )
     return RetentionFacts(item.evidence_id, item.ingested_at, item.recorded_at, links, tuple(item.holds))
 
 
@@ -370,15 +375,15 @@ class RetentionReport:
         }
 
 
-def parse_now(text: str | None) -> datetime:
-    """``--now`` as an aware UTC time; a time without a zone is UTC."""
+def parse_now(text: str | None, *, option: str = "--now") -> datetime:
+    """A time option (``--now``) as an aware UTC time; a time without a zone is UTC; none is now."""
     if not text:
         return datetime.now(UTC)
     try:
         return as_utc(datetime.fromisoformat(text))
     except ValueError:
         raise InvalidInput(
-            f"--now {text!r} is not an ISO 8601 time (for example 2026-12-31T02:00:00Z)"
+            f"{option} {text!r} is not an ISO 8601 time (for example 2026-12-31T02:00:00Z)"
         ) from None
 
 

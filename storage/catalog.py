@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-STATE_EVENT_TYPES = frozenset({"link", "unlink", "hold", "release", "retention", "disposal"})
+STATE_EVENT_TYPES = frozenset(
+    {"link", "unlink", "closure", "reopen", "hold", "release", "retention", "disposal"}
+)
 """Events that change what the catalog answers; the rest only lengthen the chain."""
 KEPT_EVENT_TYPES = STATE_EVENT_TYPES | {"ingest"}
 """Kept in the catalog: the state events, and the ingest event, which is what remains of a disposed item."""
@@ -120,6 +122,15 @@ links_table = sa.Table(
     sa.Index("links_by_category", "category"),
 )
 
+closures_table = sa.Table(
+    # a table of its own (not a column of links) so catalogs made before closures gain it on open
+    "closures",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("incident", sa.String(64), primary_key=True),
+    sa.Column("closed_at", sa.DateTime, nullable=False),
+)
+
 holds_table = sa.Table(
     "holds",
     metadata,
@@ -157,6 +168,8 @@ class CatalogItem:
     disposed_at: datetime | None
     custody_length: int
     """Events the catalog has seen for the item: a chain found shorter lost events off its end."""
+    closures: tuple[tuple[str, datetime], ...] = ()
+    """(incident, when its case closed) for linked incidents whose closure is in force."""
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -178,6 +191,7 @@ class CatalogItem:
             "retention_category": self.retention_category,
             "linked_at": _iso(self.linked_at),
             "disposed_at": _iso(self.disposed_at),
+            "closed": {incident: _iso(at) for incident, at in self.closures},
         }
 
 
@@ -218,6 +232,8 @@ class ItemState:
     retain_until: datetime | None = None
     retention_category: str | None = None
     disposed_at: datetime | None = None
+    closures: Mapping[str, datetime] = field(default_factory=dict)
+    """incident -> when its case closed, for linked incidents whose closure is in force."""
 
     @property
     def linked_at(self) -> datetime | None:
@@ -228,6 +244,7 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
     """Current links, holds, retention and disposal of one item from its events in chain order.
     Re-linking an incident already linked keeps the first link (and its time); an unlink ends it."""
     links: dict[str, tuple[datetime, str | None]] = {}
+    closures: dict[str, datetime] = {}
     holds: dict[str, str | None] = {}
     retain_until: datetime | None = None
     retention_category: str | None = None
@@ -240,6 +257,12 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
                 links[incident] = (event.at, _text(details.get("category")))
         elif event.type == "unlink":
             links.pop(_text(details.get("incident")) or "", None)
+        elif event.type == "closure":
+            incident, closed_at = _text(details.get("incident")), _parse_time(details.get("closed_at"))
+            if incident and closed_at is not None:
+                closures[incident] = closed_at
+        elif event.type == "reopen":
+            closures.pop(_text(details.get("incident")) or "", None)
         elif event.type == "hold":
             hold_id = _text(details.get("hold_id"))
             if hold_id:
@@ -251,7 +274,8 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
             retention_category = _text(details.get("category"))
         elif event.type == "disposal":
             disposed_at = event.at
-    return ItemState(links, holds, retain_until, retention_category, disposed_at)
+    in_force = {incident: at for incident, at in closures.items() if incident in links}
+    return ItemState(links, holds, retain_until, retention_category, disposed_at, in_force)
 
 
 # -- the catalog --------------------------------------------------------------------------------
@@ -411,7 +435,14 @@ class Catalog:
             ThreadPoolExecutor(max_workers=readers) as pool,
             self._engine.begin() as conn,
         ):
-            for table in (links_table, holds_table, state_events_table, chains_table, items_table):
+            for table in (
+                links_table,
+                closures_table,
+                holds_table,
+                state_events_table,
+                chains_table,
+                items_table,
+            ):
                 conn.execute(sa.delete(table))
             for batch in _chunks(vault.list_items(), REBUILD_BATCH):
                 rows = []
@@ -544,9 +575,10 @@ class Catalog:
                 stored[row.evidence_id].append(
                     StateEvent(row.seq, row.type, _from_db(row.at), json.loads(row.details), row.actor)
                 )
-            conn.execute(sa.delete(links_table).where(links_table.c.evidence_id.in_(chunk)))
-            conn.execute(sa.delete(holds_table).where(holds_table.c.evidence_id.in_(chunk)))
+            for table in (links_table, closures_table, holds_table):
+                conn.execute(sa.delete(table).where(table.c.evidence_id.in_(chunk)))
         link_rows: list[dict[str, Any]] = []
+        closure_rows: list[dict[str, Any]] = []
         hold_rows: list[dict[str, Any]] = []
         chain_updates: list[dict[str, Any]] = []
         remains: list[dict[str, Any]] = []
@@ -558,6 +590,10 @@ class Catalog:
             link_rows.extend(
                 {"incident": ref, "evidence_id": evidence_id, "category": category, "linked_at": _to_db(at)}
                 for ref, (at, category) in state.links.items()
+            )
+            closure_rows.extend(
+                {"evidence_id": evidence_id, "incident": ref, "closed_at": _to_db(at)}
+                for ref, at in state.closures.items()
             )
             hold_rows.extend(
                 {"evidence_id": evidence_id, "hold_id": hold_id, "incident": ref}
@@ -575,6 +611,8 @@ class Catalog:
         self._upsert_items(conn, remains)
         if link_rows:
             conn.execute(sa.insert(links_table), link_rows)
+        if closure_rows:
+            conn.execute(sa.insert(closures_table), closure_rows)
         if hold_rows:
             conn.execute(sa.insert(holds_table), hold_rows)
         conn.execute(
@@ -620,6 +658,7 @@ class Catalog:
             rows = list(conn.execute(stmt))
             links: dict[str, list[tuple[str, str | None]]] = {}
             holds: dict[str, list[str]] = {}
+            closures: dict[str, list[tuple[str, datetime]]] = {}
             for chunk in _chunks([row.evidence_id for row in rows], QUERY_CHUNK):
                 for link in conn.execute(
                     sa.select(
@@ -633,8 +672,22 @@ class Catalog:
                     )
                 ):
                     holds.setdefault(hold.evidence_id, []).append(hold.hold_id)
+                for closure in conn.execute(
+                    sa.select(
+                        closures_table.c.evidence_id, closures_table.c.incident, closures_table.c.closed_at
+                    ).where(closures_table.c.evidence_id.in_(chunk))
+                ):
+                    closures.setdefault(closure.evidence_id, []).append(
+                        (closure.incident, _from_db(closure.closed_at))
+                    )
         return [
-            _catalog_item(row, links.get(row.evidence_id, []), holds.get(row.evidence_id, [])) for row in rows
+            _catalog_item(
+                row,
+                links.get(row.evidence_id, []),
+                holds.get(row.evidence_id, []),
+                closures.get(row.evidence_id, []),
+            )
+            for row in rows
         ]
 
 
@@ -754,7 +807,12 @@ def _state_row(event: CustodyEvent) -> dict[str, Any]:
     }
 
 
-def _catalog_item(row: Any, links: list[tuple[str, str | None]], holds: list[str]) -> CatalogItem:
+def _catalog_item(
+    row: Any,
+    links: list[tuple[str, str | None]],
+    holds: list[str],
+    closures: list[tuple[str, datetime]],
+) -> CatalogItem:
     return CatalogItem(
         evidence_id=row.evidence_id,
         ingested_at=_from_db(row.ingested_at),
@@ -774,6 +832,7 @@ def _catalog_item(row: Any, links: list[tuple[str, str | None]], holds: list[str
         linked_at=_from_db_or_none(row.linked_at),
         disposed_at=_from_db_or_none(row.disposed_at),
         custody_length=int(row.length or 0),
+        closures=tuple(sorted(closures)),
     )
 
 

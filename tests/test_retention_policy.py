@@ -3,6 +3,7 @@ refused with a clear message, and decisions never dispose of held or unexpired e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -65,9 +66,14 @@ action = "dispose"
 period = "40 days"
 from = "link"
 action = "review"
+[categories.after-case]
+period = "3 years"
+from = "closure"
+action = "dispose"
 [incident_categories]
 theft = "quick"
 homicide = "archive"
+assault = "after-case"
 """
 MIXED_POLICY = parse_policy(MIXED.encode(), source="mixed.toml")
 
@@ -153,7 +159,6 @@ def test_a_period_is_at_least_its_length(moment: datetime, years: int, months: i
     ("change", "message"),
     [
         (lambda t: t.replace('period = "31 days"', 'peroid = "31 days"'), "unknown key.*peroid"),
-        (lambda t: t.replace('from = "link"', 'from = "closure"'), "closure.*not supported"),
         (lambda t: t.replace('from = "link"', 'from = "arrest"'), "from = 'arrest'"),
         (lambda t: t.replace('action = "review"', 'action = "delete"'), "action = 'delete'"),
         (lambda t: t.replace('default_category = "short"', 'default_category = "long"'), "default_category"),
@@ -267,6 +272,36 @@ def test_recorded_times_without_a_zone_are_utc() -> None:
     assert parse_recorded_at(None) is None and parse_recorded_at("last tuesday") is None
 
 
+def test_a_closed_case_counts_from_its_closure_then_follows_its_rule() -> None:
+    linked, closed = T0 + timedelta(days=2), T0.replace(year=2028)
+    item = facts(links=(LinkFact("KNT-2026-000123", "assault", linked, closed_at=closed),))
+    decision = decide(item, MIXED_POLICY, T0.replace(year=2030))
+    assert (decision.action, decision.category, decision.keep_until) == (
+        "keep",
+        "after-case",
+        closed.replace(year=2031),
+    )
+    assert "case KNT-2026-000123 closed 2028-03-14" in decision.reason
+    assert decide(item, MIXED_POLICY, closed.replace(year=2031) + timedelta(seconds=1)).action == "dispose"
+
+
+def test_an_open_case_is_reviewed_a_period_after_its_link_never_disposed() -> None:
+    linked = T0 + timedelta(days=2)
+    item = facts(links=(LinkFact("KNT-2026-000123", "assault", linked),))
+    decision = decide(item, MIXED_POLICY, T0.replace(year=2040))
+    assert (decision.action, decision.keep_until) == ("review", linked.replace(year=2029))
+    assert "not recorded as closed" in decision.reason
+    assert decide(item, MIXED_POLICY, linked.replace(year=2029) - timedelta(seconds=1)).action == "keep"
+
+
+def test_an_item_linked_after_the_case_closed_counts_from_its_link() -> None:
+    closed, linked = T0, T0 + timedelta(days=100)
+    item = facts(links=(LinkFact("KNT-2026-000123", "assault", linked, closed_at=closed),))
+    decision = decide(item, MIXED_POLICY, T0)
+    assert decision.keep_until == linked.replace(year=2029)
+    assert "linked after closure" in decision.reason
+
+
 def test_lock_extension_only_ever_moves_later() -> None:
     decision = decide(facts(links=(LinkFact("KNT-2026-000123", "domestic-abuse", T0),)), POLICY, T0)
     assert lock_extension(decision, T0 + timedelta(days=31), T0) == decision.keep_until
@@ -307,11 +342,39 @@ def test_facts_from_a_chain() -> None:
     assert disposed.disposed_at == T0.replace(year=2034) and disposed.disposal_rule == "x"
 
 
+def test_closures_from_a_chain_latest_not_reopened_and_outliving_a_relink() -> None:
+    def closed_at(*events: CustodyEvent) -> list[datetime | None]:
+        state = facts_from_events(ITEM, T0, T0, [event(0, "ingest", T0), *events])
+        return [link.closed_at for link in state.facts.links]
+
+    link = event(1, "link", T0, incident="A-2026-001", category="assault")
+    first = event(
+        2, "closure", T0 + timedelta(days=9), incident="A-2026-001", closed_at="2026-04-01T00:00:00Z"
+    )
+    reopen = event(3, "reopen", T0 + timedelta(days=20), incident="A-2026-001", reason="appeal")
+    again = event(
+        4, "closure", T0 + timedelta(days=40), incident="A-2026-001", closed_at="2026-05-01T00:00:00"
+    )
+    assert closed_at(link) == [None]
+    assert closed_at(link, first) == [datetime(2026, 4, 1, tzinfo=UTC)]
+    assert closed_at(link, first, reopen) == [None]
+    assert closed_at(link, first, reopen, again) == [datetime(2026, 5, 1, tzinfo=UTC)]
+    unlink = event(5, "unlink", T0 + timedelta(days=50), incident="A-2026-001")
+    relink = event(6, "link", T0 + timedelta(days=60), incident="A-2026-001")
+    assert closed_at(link, first, unlink, relink) == [datetime(2026, 4, 1, tzinfo=UTC)]
+    other = event(2, "closure", T0, incident="B-2026-002", closed_at="2026-04-01T00:00:00Z")
+    assert closed_at(link, other) == [None]  # another incident's closure
+    unreadable = event(2, "closure", T0, incident="A-2026-001", closed_at="last week")
+    assert closed_at(link, unreadable) == [None]  # an unreadable date leaves the case open
+
+
 # -- properties -------------------------------------------------------------------------------------
 
 moments = st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2045, 1, 1), timezones=st.just(UTC))
 offsets = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=4000))
-link_categories = st.sampled_from([None, "domestic-abuse", "theft", "no-crime", "smuggling", "homicide"])
+link_categories = st.sampled_from(
+    [None, "domestic-abuse", "theft", "no-crime", "smuggling", "homicide", "assault"]
+)
 
 
 @st.composite
@@ -319,7 +382,9 @@ def items(draw: st.DrawFn) -> RetentionFacts:
     recorded = draw(st.none() | moments)
     ingested = draw(moments)
     links = tuple(
-        LinkFact(f"KNT-2026-{n:06d}", draw(link_categories), ingested + draw(offsets))
+        LinkFact(
+            f"KNT-2026-{n:06d}", draw(link_categories), ingested + draw(offsets), draw(st.none() | moments)
+        )
         for n in range(draw(st.integers(0, 3)))
     )
     holds = tuple(f"incident:H-{n}" for n in range(draw(st.integers(0, 2))))
@@ -360,8 +425,26 @@ def test_keep_until_is_never_before_any_applicable_rule(
     assert decision.keep_until >= policy.minimum_after_ingest.after(ingested)
     for link in item.links:
         rule = policy.rule(policy.category_for_incident(link.category))
-        start = link.linked_at if rule.anchor == "link" else recorded
+        if rule.anchor == "closure":
+            start = max(link.linked_at, link.closed_at or link.linked_at)
+        else:
+            start = link.linked_at if rule.anchor == "link" else recorded
         assert decision.keep_until >= rule.period.after(start)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items(), policies(), moments, moments)
+def test_a_case_still_open_is_never_disposed_and_closing_it_never_shortens(
+    item: RetentionFacts, policy: RetentionPolicy, now: datetime, closed: datetime
+) -> None:
+    opened = replace(item, links=tuple(replace(link, closed_at=None) for link in item.links))
+    open_decision = decide(opened, policy, now)
+    if any(
+        policy.rule(policy.category_for_incident(link.category)).anchor == "closure" for link in item.links
+    ):
+        assert open_decision.action != "dispose"
+    closed_all = replace(item, links=tuple(replace(link, closed_at=closed) for link in item.links))
+    assert decide(closed_all, policy, now).keep_until >= open_decision.keep_until
 
 
 @settings(max_examples=300, deadline=None)

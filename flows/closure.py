@@ -1,0 +1,173 @@
+"""Case closure (``evidence incident close`` / ``evidence incident reopen``): when the case behind an
+incident closed, for retention rules that count from closure (``docs/retention.md`` §2).
+
+A closure is a ``closure`` event in the custody chain of every item linked to the incident (the
+incident, the date the case closed, who recorded it and why); a reopening is a ``reopen`` event.
+The chain is what retention reads, so the date is signed, attributable and kept with the evidence.
+Until a closure is recorded, a rule counted from closure treats the case as open: its items come up
+for review a period after their link, never for disposal.
+
+Like holds, a closure covers the items linked to the incident when it is recorded; running the
+command again covers items linked since, and is otherwise a no-op. Recording a different date for a
+closed case corrects it: the new event stands, the old one stays in the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from evidence.access import Actor
+from evidence.errors import EvidenceError, InvalidInput, NotFound
+from evidence.incident import IncidentRef
+from evidence.retention import LinkFact, as_utc
+from flows.holds import chain_state, clean_reason
+from flows.records import record
+from storage.catalog import Catalog
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of this machine's clock a closure time may be (another machine's clock)."""
+
+
+@dataclass(frozen=True)
+class ClosureOutcome:
+    evidence_id: str
+    status: str
+    """``closed``, ``already closed``, ``date corrected``, ``reopened``, ``not closed``,
+    ``not linked`` (the catalog is behind the chain) or ``failed``."""
+    note: str = ""
+
+
+@dataclass
+class ClosureReport:
+    incident: str
+    action: str
+    """``close`` or ``reopen``."""
+    closed_at: datetime | None
+    outcomes: list[ClosureOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ClosureOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "incident": self.incident,
+            "action": self.action,
+            "closed_at": None if self.closed_at is None else self.closed_at.isoformat(),
+            "items": [
+                {"evidence_id": o.evidence_id, "status": o.status, "note": o.note} for o in self.outcomes
+            ],
+        }
+
+
+def close_incident(
+    vault: Vault,
+    catalog: Catalog,
+    incident: IncidentRef,
+    closed_at: datetime,
+    reason: str,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+) -> ClosureReport:
+    """Record that the incident's case closed at ``closed_at`` on every item linked to it."""
+    actor.require("close")
+    stated = clean_reason(reason)
+    closed = as_utc(closed_at)
+    if closed > as_utc(now or datetime.now(UTC)) + CLOCK_SKEW:
+        raise InvalidInput(
+            f"--closed-at {closed.isoformat()} is in the future: record a closure once the case has closed"
+        )
+    report = ClosureReport(incident.value, "close", closed)
+    for evidence_id in _linked(catalog, incident):
+        try:
+            report.outcomes.append(_close_one(vault, catalog, evidence_id, incident, closed, stated, actor))
+        except EvidenceError as err:
+            log.warning("closure failed", extra={"evidence_id": evidence_id, "error": str(err)})
+            report.outcomes.append(ClosureOutcome(evidence_id, "failed", str(err)))
+    return report
+
+
+def reopen_incident(
+    vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str, actor: Actor
+) -> ClosureReport:
+    """Record that the incident's case is open again on every linked item recorded as closed."""
+    actor.require("reopen")
+    stated = clean_reason(reason)
+    report = ClosureReport(incident.value, "reopen", None)
+    for evidence_id in _linked(catalog, incident):
+        try:
+            link = _link_in_chain(vault, evidence_id, incident)
+            if link is None or link.closed_at is None:
+                status = "not linked" if link is None else "not closed"
+                report.outcomes.append(ClosureOutcome(evidence_id, status))
+                continue
+            record(
+                vault,
+                catalog,
+                evidence_id,
+                "reopen",
+                actor=actor.user_id,
+                role=actor.role,
+                details={"incident": incident.value, "reason": stated},
+            )
+            report.outcomes.append(
+                ClosureOutcome(evidence_id, "reopened", f"was closed {_shown(link.closed_at)}")
+            )
+        except EvidenceError as err:
+            log.warning("reopen failed", extra={"evidence_id": evidence_id, "error": str(err)})
+            report.outcomes.append(ClosureOutcome(evidence_id, "failed", str(err)))
+    return report
+
+
+def _close_one(
+    vault: Vault,
+    catalog: Catalog,
+    evidence_id: str,
+    incident: IncidentRef,
+    closed: datetime,
+    reason: str,
+    actor: Actor,
+) -> ClosureOutcome:
+    link = _link_in_chain(vault, evidence_id, incident)
+    if link is None:
+        return ClosureOutcome(evidence_id, "not linked", "the catalog lists a link the chain no longer has")
+    if link.closed_at == closed:
+        return ClosureOutcome(evidence_id, "already closed")
+    record(
+        vault,
+        catalog,
+        evidence_id,
+        "closure",
+        actor=actor.user_id,
+        role=actor.role,
+        details={"incident": incident.value, "closed_at": closed.isoformat(), "reason": reason},
+    )
+    if link.closed_at is None:
+        return ClosureOutcome(evidence_id, "closed")
+    return ClosureOutcome(evidence_id, "date corrected", f"was {_shown(link.closed_at)}")
+
+
+def _linked(catalog: Catalog, incident: IncidentRef) -> list[str]:
+    items = catalog.items(incident=incident.value)
+    if not items:
+        raise NotFound(
+            f"no evidence is linked to incident {incident} in the catalog: link items first (or rebuild "
+            "the catalog if they were linked on another machine)"
+        )
+    return [item.evidence_id for item in items]
+
+
+def _link_in_chain(vault: Vault, evidence_id: str, incident: IncidentRef) -> LinkFact | None:
+    """The item's link to the incident as its own chain records it (the catalog may lag behind)."""
+    links = chain_state(vault, evidence_id).facts.links
+    return next((link for link in links if link.incident == incident.value), None)
+
+
+def _shown(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
