@@ -293,6 +293,45 @@ def test_workers_poll_pools_that_prefect_yaml_deploys_to(services: dict[str, dic
         assert pool in pools, f"{name} polls {pool}, which no deployment in infra/prefect.yaml uses"
 
 
+def test_deployment_parameters_from_the_environment_are_set_where_they_are_deployed(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """`prefect deploy` fills `{{ $VAR }}` from its own environment: an unset one deploys an empty value."""
+    text = (INFRA / "prefect.yaml").read_text()
+    wanted = set(re.findall(r"\{\{\s*\$(\w+)\s*\}\}", text))
+    assert wanted, "no parameters from the environment"
+    assert wanted <= set(environment(services["prefect-deploy"])), wanted - set(
+        environment(services["prefect-deploy"])
+    )
+
+
+def test_scheduled_feed_linking_acts_as_a_user_who_may_link_and_record_closures(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The admin pool runs as the storage-admin account, which may not link: the feed names its own."""
+    from evidence.access import UserDirectory
+
+    feed = next(
+        d
+        for d in yaml.safe_load((INFRA / "prefect.yaml").read_text())["deployments"]
+        if d["name"] == "feed-linking"
+    )
+    assert feed["parameters"]["linked_by"] == "{{ $EVIDENCE_FEED_SERVICE_USER }}"
+    example = env_example()
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'[users.{example["EVIDENCE_ADMIN_SERVICE_USER"]}]\nrole = "storage-admin"\n'
+        f'[users.{example["EVIDENCE_FEED_SERVICE_USER"]}]\nrole = "investigator"\n'
+    )
+    directory = UserDirectory.load(users)
+    feed_user = directory.resolve(example["EVIDENCE_FEED_SERVICE_USER"])
+    feed_user.require("link")
+    feed_user.require("close")
+    directory.resolve(example["EVIDENCE_ADMIN_SERVICE_USER"]).require("retention")
+    deployment_doc = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    assert f'[users.{example["EVIDENCE_FEED_SERVICE_USER"]}] role = "investigator"' in deployment_doc
+
+
 def test_bind_mounts_name_files_that_exist(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         for volume in service.get("volumes", []):
