@@ -1,7 +1,8 @@
 """Incident feeds from the records system: reading an export, and matching items to incidents.
 
 A feed is a CSV (header row) or JSON (a list of objects) export with one row per incident and officer:
-``incident_ref``, ``officer_id``, ``start``, ``end`` and optionally ``category`` (``domestic-abuse``).
+``incident_ref``, ``officer_id``, ``start``, ``end`` and optionally ``category`` (``domestic-abuse``) and
+``closed_at`` (when the case closed, for retention counted from closure; empty while it is open).
 Every row is hostile input: a row whose reference, officer, times or category cannot be accepted is
 reported as rejected with its row number, and the rest of the feed goes on.
 
@@ -58,6 +59,8 @@ class FeedIncident:
     """UTC."""
     end: datetime
     category: str | None
+    closed_at: datetime | None = None
+    """UTC; None while the case is open (or the export does not say)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,14 @@ class Feed:
         for incident in self.incidents:
             if incident.category:
                 known.setdefault(incident.incident.value, incident.category)
+        return known
+
+    def closures(self) -> dict[str, tuple[datetime, int]]:
+        """Incident -> (when its case closed, the first row saying so), for closed incidents."""
+        known: dict[str, tuple[datetime, int]] = {}
+        for incident in self.incidents:
+            if incident.closed_at is not None:
+                known.setdefault(incident.incident.value, (incident.closed_at, incident.row))
         return known
 
 
@@ -155,6 +166,7 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDE
     incidents: list[FeedIncident] = []
     rejected: list[RejectedRow] = []
     categories: dict[str, tuple[str, int]] = {}
+    closures: dict[str, tuple[datetime, int]] = {}
     seen: set[tuple[str, str, datetime, datetime]] = set()
     for number, row in rows:
         try:
@@ -171,6 +183,19 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDE
                         number,
                         f"category {incident.category!r} conflicts with {known[0]!r} given for {ref} "
                         f"in row {known[1]}",
+                    )
+                )
+                continue
+        if incident.closed_at is not None:
+            closed = closures.setdefault(ref, (incident.closed_at, number))
+            if closed[0] != incident.closed_at:
+                # a case closes once: rows that disagree leave the date to a person (a row that says
+                # nothing does not disagree: exports often give the closure on one row of several)
+                rejected.append(
+                    RejectedRow(
+                        number,
+                        f"closed_at {incident.closed_at.isoformat()} conflicts with "
+                        f"{closed[0].isoformat()} given for {ref} in row {closed[1]}",
                     )
                 )
                 continue
@@ -192,7 +217,7 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
     if missing:
         raise InvalidInput(
             f"{name} has no column {', '.join(missing)}: a feed needs a header row with "
-            f"{', '.join(REQUIRED_COLUMNS)} (and optionally category)"
+            f"{', '.join(REQUIRED_COLUMNS)} (and optionally category, closed_at)"
         )
     reader.fieldnames = columns
     while True:
@@ -233,7 +258,14 @@ def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
         raise InvalidInput(f"end {end.isoformat()} is before start {start.isoformat()}")
     if end - start > MAX_WINDOW:
         raise InvalidInput(f"window of {end - start} is longer than {MAX_WINDOW.days} days; check the dates")
-    return FeedIncident(number, incident, officer, start, end, _category(fields.get("category")))
+    closed_at = (
+        None if fields.get("closed_at") in (None, "") else parse_time(fields["closed_at"], "closed_at")
+    )
+    if closed_at is not None and closed_at < start:
+        raise InvalidInput(
+            f"closed_at {closed_at.isoformat()} is before the incident's start {start.isoformat()}"
+        )
+    return FeedIncident(number, incident, officer, start, end, _category(fields.get("category")), closed_at)
 
 
 def parse_time(value: Any, what: str) -> datetime:

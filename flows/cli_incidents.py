@@ -361,7 +361,14 @@ def _render_feed(report: Any) -> None:
             f"[yellow]skipped[/] {skipped.evidence_id} -> {skipped.incident}: {skipped.reason}",
             highlight=False,
         )
+    if report.closed or report.closures_already:
+        verb = "to record" if report.dry_run else "recorded"
+        out.print(
+            f"case closures: {len(report.closed)} item(s) {verb}, {report.closures_already} already recorded"
+        )
+    if report.closures_refused:
+        err.print(f"[yellow]closures not recorded:[/] {report.closures_refused}", highlight=False)
     for failed in report.failed:
         err.print(
-            f"[red]not linked[/] {failed.evidence_id} -> {failed.incident}: {failed.reason}; re-run the feed"
+            f"[red]not written[/] {failed.evidence_id} -> {failed.incident}: {failed.reason}; re-run the feed"
         )

@@ -10,6 +10,10 @@ for review a period after their link, never for disposal.
 Like holds, a closure covers the items linked to the incident when it is recorded; running the
 command again covers items linked since, and is otherwise a no-op. Recording a different date for a
 closed case corrects it: the new event stands, the old one stays in the chain.
+
+A records-system feed with a ``closed_at`` column records closures too, on every run of
+``link-feed``, so rules counted from closure work without anyone typing a command. A feed never
+reopens a case: an export that does not mention a closure may simply be partial.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from evidence.access import Actor
-from evidence.errors import EvidenceError, InvalidInput, NotFound
+from evidence.errors import AccessDenied, EvidenceError, InvalidInput, NotFound
+from evidence.feed import Feed
 from evidence.incident import IncidentRef
 from evidence.retention import LinkFact, as_utc
 from flows.holds import chain_state, clean_reason
@@ -78,19 +83,72 @@ def close_incident(
     """Record that the incident's case closed at ``closed_at`` on every item linked to it."""
     actor.require("close")
     stated = clean_reason(reason)
-    closed = as_utc(closed_at)
-    if closed > as_utc(now or datetime.now(UTC)) + CLOCK_SKEW:
-        raise InvalidInput(
-            f"--closed-at {closed.isoformat()} is in the future: record a closure once the case has closed"
-        )
-    report = ClosureReport(incident.value, "close", closed)
-    for evidence_id in _linked(catalog, incident):
+    closed = _not_in_future(closed_at, now)
+    return _close_items(vault, catalog, incident, _linked(catalog, incident), closed, stated, actor, "manual")
+
+
+def close_from_feed(vault: Vault, catalog: Catalog, feed: Feed, actor: Actor) -> list[ClosureReport]:
+    """Record every closure the feed gives on the items linked to its incident (after the feed's own
+    links are written, so they are covered too). Items already closed on that date are left alone."""
+    closures = feed.closures()
+    if not closures:
+        return []
+    actor.require("close")
+    reports = []
+    for ref, (closed_at, row) in sorted(closures.items()):
+        incident = IncidentRef(ref)
+        evidence_ids = [item.evidence_id for item in catalog.items(incident=ref)]
         try:
-            report.outcomes.append(_close_one(vault, catalog, evidence_id, incident, closed, stated, actor))
+            closed = _not_in_future(closed_at, None)
+        except InvalidInput as err:
+            reports.append(
+                ClosureReport(
+                    ref, "close", closed_at, [ClosureOutcome(e, "failed", str(err)) for e in evidence_ids]
+                )
+            )
+            continue
+        reason = f"closed per the records-system feed (row {row})"
+        reports.append(_close_items(vault, catalog, incident, evidence_ids, closed, reason, actor, "feed"))
+    return reports
+
+
+def may_close(actor: Actor) -> bool:
+    try:
+        actor.require("close")
+    except AccessDenied:
+        return False
+    return True
+
+
+def _close_items(
+    vault: Vault,
+    catalog: Catalog,
+    incident: IncidentRef,
+    evidence_ids: list[str],
+    closed: datetime,
+    reason: str,
+    actor: Actor,
+    source: str,
+) -> ClosureReport:
+    report = ClosureReport(incident.value, "close", closed)
+    for evidence_id in evidence_ids:
+        try:
+            report.outcomes.append(
+                _close_one(vault, catalog, evidence_id, incident, closed, reason, actor, source)
+            )
         except EvidenceError as err:
             log.warning("closure failed", extra={"evidence_id": evidence_id, "error": str(err)})
             report.outcomes.append(ClosureOutcome(evidence_id, "failed", str(err)))
     return report
+
+
+def _not_in_future(closed_at: datetime, now: datetime | None) -> datetime:
+    closed = as_utc(closed_at)
+    if closed > as_utc(now or datetime.now(UTC)) + CLOCK_SKEW:
+        raise InvalidInput(
+            f"closure time {closed.isoformat()} is in the future: record a closure once the case has closed"
+        )
+    return closed
 
 
 def reopen_incident(
@@ -133,6 +191,7 @@ def _close_one(
     closed: datetime,
     reason: str,
     actor: Actor,
+    source: str,
 ) -> ClosureOutcome:
     link = _link_in_chain(vault, evidence_id, incident)
     if link is None:
@@ -146,7 +205,12 @@ def _close_one(
         "closure",
         actor=actor.user_id,
         role=actor.role,
-        details={"incident": incident.value, "closed_at": closed.isoformat(), "reason": reason},
+        details={
+            "incident": incident.value,
+            "closed_at": closed.isoformat(),
+            "reason": reason,
+            "source": source,
+        },
     )
     if link.closed_at is None:
         return ClosureOutcome(evidence_id, "closed")

@@ -36,6 +36,7 @@ from evidence.feed import (
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
 from evidence.settings import Settings
+from flows.closure import close_from_feed, may_close
 from flows.records import note_events, record
 from storage.catalog import Catalog, ItemState, StateEvent, fold_events
 from storage.vault import Vault
@@ -198,6 +199,13 @@ class SkippedLink:
 
 
 @dataclass(frozen=True)
+class FeedClosure:
+    evidence_id: str
+    incident: str
+    closed_at: datetime
+
+
+@dataclass(frozen=True)
 class FeedReport:
     incidents: int
     """Feed rows accepted."""
@@ -211,7 +219,12 @@ class FeedReport:
     """Matches the vault refused (item gone or disposed since it was catalogued)."""
     dry_run: bool = False
     failed: tuple[SkippedLink, ...] = field(default=())
-    """Links that could not be written (storage failure); re-running the feed writes them."""
+    """Links (and closures) that could not be written (storage failure); re-running the feed writes them."""
+    closed: tuple[FeedClosure, ...] = ()
+    """Case closures the feed gave, recorded on linked items (or, in a dry run, to be recorded)."""
+    closures_already: int = 0
+    closures_refused: str | None = None
+    """Why the feed's closures were not recorded (the user may not record closures)."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -236,6 +249,18 @@ class FeedReport:
                 {"evidence_id": s.evidence_id, "incident": s.incident, "reason": s.reason}
                 for s in self.failed
             ],
+            "closures": {
+                "recorded": [
+                    {
+                        "evidence_id": c.evidence_id,
+                        "incident": c.incident,
+                        "closed_at": c.closed_at.isoformat(),
+                    }
+                    for c in self.closed
+                ],
+                "already": self.closures_already,
+                "refused": self.closures_refused,
+            },
         }
 
 
@@ -312,6 +337,7 @@ def link_feed(
                 skipped.append(SkippedLink(link.evidence_id, link.incident, str(outcome)))
             else:
                 failed.append(SkippedLink(link.evidence_id, link.incident, str(outcome)))
+    closed, closures_already, closures_refused = _feed_closures(vault, catalog, feed, actor, dry_run, failed)
     report = FeedReport(
         incidents=len(feed.incidents),
         rejected=feed.rejected,
@@ -323,6 +349,9 @@ def link_feed(
         skipped=tuple(skipped),
         dry_run=dry_run,
         failed=tuple(failed),
+        closed=tuple(closed),
+        closures_already=closures_already,
+        closures_refused=closures_refused,
     )
     log.info(
         "feed linked",
@@ -335,6 +364,43 @@ def link_feed(
         },
     )
     return report
+
+
+def _feed_closures(
+    vault: Vault, catalog: Catalog, feed: Feed, actor: Actor, dry_run: bool, failed: list[SkippedLink]
+) -> tuple[list[FeedClosure], int, str | None]:
+    """Closures the feed gives, recorded after its links (so newly linked items are covered)."""
+    given = feed.closures()
+    if not given:
+        return [], 0, None
+    if not may_close(actor):
+        return (
+            [],
+            0,
+            f"the feed gives {len(given)} case closure(s), but {actor.user_id} ({actor.role}) may not record "
+            "closures: run the feed as an investigator or storage admin to record them",
+        )
+    recorded: list[FeedClosure] = []
+    already = 0
+    if dry_run:
+        for ref, (closed_at, _) in sorted(given.items()):
+            for item in catalog.items(incident=ref):
+                if dict(item.closures).get(ref) == closed_at:
+                    already += 1
+                else:
+                    recorded.append(FeedClosure(item.evidence_id, ref, closed_at))
+        return recorded, already, None
+    for report in close_from_feed(vault, catalog, feed, actor):
+        for outcome in report.outcomes:
+            if outcome.status in ("closed", "date corrected") and report.closed_at is not None:
+                recorded.append(FeedClosure(outcome.evidence_id, report.incident, report.closed_at))
+            elif outcome.status == "already closed":
+                already += 1
+            elif outcome.status == "failed":
+                failed.append(
+                    SkippedLink(outcome.evidence_id, report.incident, f"closure not recorded: {outcome.note}")
+                )
+    return recorded, already, None
 
 
 def _feed_link(

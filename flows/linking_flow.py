@@ -69,7 +69,12 @@ def link_feed_flow(
             {"outcome": "rows rejected", "count": len(report.rejected)},
             {"outcome": "unlinked by a person, left alone", "count": len(report.kept_unlinked)},
             {"outcome": "no recording time", "count": len(report.undated)},
-            {"outcome": "not linked: storage failure (re-run)", "count": len(report.failed)},
+            {"outcome": "not written: storage failure (re-run)", "count": len(report.failed)},
+            {
+                "outcome": "case closures to record" if dry_run else "case closures recorded",
+                "count": len(report.closed),
+            },
+            {"outcome": "case closures already recorded", "count": report.closures_already},
         ],
         description=f"Records-system feed linking at station {settings.station_id}",
     )

@@ -33,6 +33,8 @@ role = "investigator"
 role = "investigator"
 [users.admin]
 role = "storage-admin"
+[users.pc-1]
+role = "officer"
 """
 
 
@@ -404,6 +406,92 @@ def test_feed_links_through_the_vault_and_a_second_run_writes_nothing(
 
     table = run("link-feed", str(feed))
     assert table.exit_code == 0 and "0 linked" in table.output and "row 6 rejected" in table.output
+
+
+FEED_WITH_CLOSURES = (
+    "incident_ref,officer_id,start,end,category,closed_at\n"
+    "KNT-2026-000001,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,domestic-abuse,2026-06-01T00:00:00Z\n"
+    "KNT-2026-000002,PC-1,2026-03-14T08:50:00Z,2026-03-14T10:00:00Z,,2026-07-01T00:00:00\n"
+    "KNT-2026-000002,PC-2,2026-03-14T08:50:00Z,2026-03-14T10:00:00Z,,\n"  # silent: does not disagree
+    "KNT-2026-000003,PC-2,2026-03-14T12:00:00,2026-03-14T13:00:00,,2026-03-14T11:00:00\n"
+)
+
+
+def test_a_feed_with_closure_dates_records_them_on_linked_items_once(
+    station: Station, fed: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    _, ids = fed
+    feed = tmp_path / "closures.csv"
+    feed.write_text(FEED_WITH_CLOSURES)
+
+    dry = json.loads(run("link-feed", str(feed), "--dry-run", "--json").stdout)
+    assert dry["closures"]["recorded"] == []  # nothing is linked yet, so nothing to close
+    assert chain_lengths(station, ids) == [1] * 8
+
+    first = run("link-feed", str(feed), "--json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert [r["row"] for r in doc["rejected_rows"]] == [5]
+    assert "before the incident's start" in doc["rejected_rows"][0]["reason"]
+    assert sorted(
+        (c["evidence_id"], c["incident"], c["closed_at"]) for c in doc["closures"]["recorded"]
+    ) == sorted(
+        [
+            (ids[0], "KNT-2026-000001", "2026-06-01T00:00:00+00:00"),
+            (ids[2], "KNT-2026-000002", "2026-07-01T00:00:00+00:00"),
+            (ids[3], "KNT-2026-000002", "2026-07-01T00:00:00+00:00"),
+        ]
+    )
+    closure = station.vault.custody.events(ids[0])[-1]
+    assert (
+        closure.type == "closure"
+        and closure.details["source"] == "feed"
+        and "row 2" in closure.details["reason"]
+    )
+    assert closure.actor == "det-a" and station.vault.custody.verify(ids[0]).intact
+    catalogued = station.catalog.item(ids[2])
+    assert catalogued is not None and catalogued.closures == (
+        ("KNT-2026-000002", datetime(2026, 7, 1, tzinfo=UTC)),
+    )
+    after_first = chain_lengths(station, ids)
+    assert after_first == [3, 1, 3, 3, 1, 1, 1, 1]
+
+    second = json.loads(run("link-feed", str(feed), "--json").stdout)
+    assert second["closures"] == {"recorded": [], "already": 3, "refused": None}
+    assert chain_lengths(station, ids) == after_first
+    assert "case closures: 0 item(s) recorded, 3 already recorded" in run("link-feed", str(feed)).output
+
+
+def test_a_feed_run_by_an_officer_links_but_leaves_closures_to_someone_who_may_record_them(
+    station: Station, fed: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    _, ids = fed
+    feed = tmp_path / "closures.csv"
+    feed.write_text(FEED_WITH_CLOSURES)
+    result = run("link-feed", str(feed), "--json", user="pc-1")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert len(doc["linked"]) == 3 and doc["closures"]["recorded"] == []
+    assert "may not record closures" in doc["closures"]["refused"]
+    assert [e.type for e in station.vault.custody.events(ids[0])] == ["ingest", "link"]
+
+
+def test_closure_dates_that_disagree_for_one_incident_are_rejected_by_row() -> None:
+    feed = parse_feed(
+        (
+            b"incident_ref,officer_id,start,end,closed_at\n"
+            b"KNT-2026-000001,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,2026-06-01T00:00:00Z\n"
+            b"KNT-2026-000001,PC-2,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,2026-06-02T00:00:00Z\n"
+            b"KNT-2026-000001,PC-3,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+            b"KNT-2026-000002,PC-3,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,soon\n"
+        ),
+        name="export.csv",
+    )
+    assert [i.officer_id for i in feed.incidents] == ["PC-1", "PC-3"]
+    assert feed.closures() == {"KNT-2026-000001": (datetime(2026, 6, 1, tzinfo=UTC), 2)}
+    rejected = {r.row: r.reason for r in feed.rejected}
+    assert "conflicts with 2026-06-01T00:00:00+00:00" in rejected[3] and "row 2" in rejected[3]
+    assert "closed_at 'soon' is not an ISO 8601 time" in rejected[5]
 
 
 def test_feed_runs_check_the_vault_not_only_a_stale_catalog(
