@@ -33,6 +33,7 @@ Action = Literal[
     "reopen",
     "hold",
     "release",
+    "review",
     "retention",
     "fixity",
 ]
@@ -52,6 +53,9 @@ PERMITTED: Mapping[Action, frozenset[Role]] = {
     # releasing a legal hold lets evidence become disposable: a storage admin's act alone, as the
     # storage policy also enforces (infra/policies: investigators may place holds, never lift them)
     "release": frozenset({"storage-admin"}),
+    # a review decides the fate of evidence the policy will not decide alone: the admin who runs
+    # retention (the force's information-management reviewer), recorded by name
+    "review": frozenset({"storage-admin"}),
     "retention": frozenset({"storage-admin"}),
     "fixity": frozenset({"storage-admin"}),
 }

@@ -307,6 +307,10 @@ class RetentionFacts:
     recorded_at: datetime | None
     links: tuple[LinkFact, ...] = ()
     holds: tuple[str, ...] = ()
+    reviewed_keep_until: datetime | None = None
+    """The latest date a person's review kept the item until (``evidence retention review --keep-for``)."""
+    reviewed_dispose_at: datetime | None = None
+    """The latest review date a person settled as a disposal (``evidence retention review --dispose``)."""
 
 
 @dataclass(frozen=True)
@@ -358,30 +362,29 @@ def decide(facts: RetentionFacts, policy: RetentionPolicy, now: datetime) -> Dec
     candidates = _candidate_dates(facts, policy)
     # the latest date wins; on a tie, a review rule wins over a dispose rule (a person looks first)
     chosen = max(candidates, key=lambda c: (c.until, c.action == "review"))
-    until, rule, why = chosen.until, chosen.rule, chosen.why
+    until, why = chosen.until, chosen.why
+    category, rule = chosen.category, chosen.rule
     end: EndAction = "dispose" if all(c.action == "dispose" for c in candidates) else "review"
     floor = as_utc(policy.minimum_after_ingest.after(as_utc(facts.ingested_at)))
     if floor > until:
         until = floor
         why += f"; kept at least {policy.minimum_after_ingest} after ingest"
-    reason = f"{rule.describe()} ({why}) -> {_day(until)}"
+    reason = f"{rule} ({why}) -> {_day(until)}"
     if facts.holds:
         return Decision(
             facts.evidence_id,
             "keep",
             until,
-            rule.category,
-            rule.describe(),
+            category,
+            rule,
             f"legal hold {', '.join(sorted(facts.holds))}: kept whatever its dates; policy: {reason}",
             held=True,
         )
     if now < until:
-        return Decision(facts.evidence_id, "keep", until, rule.category, rule.describe(), reason)
+        return Decision(facts.evidence_id, "keep", until, category, rule, reason)
     if end == "review":
-        return Decision(
-            facts.evidence_id, "review", until, rule.category, rule.describe(), f"review due: {reason}"
-        )
-    return Decision(facts.evidence_id, "dispose", until, rule.category, rule.describe(), f"elapsed: {reason}")
+        return Decision(facts.evidence_id, "review", until, category, rule, f"review due: {reason}")
+    return Decision(facts.evidence_id, "dispose", until, category, rule, f"elapsed: {reason}")
 
 
 @dataclass(frozen=True)
@@ -389,16 +392,47 @@ class _Candidate:
     """One rule's date for an item, and what it asks for when the date passes."""
 
     until: datetime
-    rule: RetentionRule
+    category: str
+    rule: str
+    """``RetentionRule.describe()``, or the review that set the date."""
     why: str
     action: EndAction
 
+    @classmethod
+    def of(cls, until: datetime, rule: RetentionRule, why: str, action: EndAction) -> _Candidate:
+        return cls(as_utc(until), rule.category, rule.describe(), why, action)
+
 
 def _candidate_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Candidate]:
+    candidates = _policy_dates(facts, policy)
+    if facts.reviewed_keep_until is not None:
+        # a person kept it longer: a date of its own, and another review when it comes
+        kept = as_utc(facts.reviewed_keep_until)
+        latest = max(candidates, key=lambda c: c.until)
+        candidates.append(
+            _Candidate(
+                kept, latest.category, "kept by review", f"a review kept it until {_day(kept)}", "review"
+            )
+        )
+    if facts.reviewed_dispose_at is not None:
+        # A person reviewed it and decided it may go: every date that had come by then is settled
+        # as a disposal. A date still to come (a later link, a later keep) is not: it gets its own
+        # review, and a hold still stops everything.
+        decided = as_utc(facts.reviewed_dispose_at)
+        candidates = [
+            replace(c, action="dispose", why=f"{c.why}; a review on {_day(decided)} decided disposal")
+            if c.until <= decided and c.action == "review"
+            else c
+            for c in candidates
+        ]
+    return candidates
+
+
+def _policy_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Candidate]:
     recorded, recorded_why = recording_anchor(facts)
     default = policy.rule(policy.default_category)
     # the unlinked default is a floor for linked items too: linking never shortens retention
-    candidates = [_Candidate(as_utc(default.period.after(recorded)), default, recorded_why, default.action)]
+    candidates = [_Candidate.of(default.period.after(recorded), default, recorded_why, default.action)]
     for link in facts.links:
         category = policy.category_for_incident(link.category)
         rule = policy.rule(category)
@@ -425,7 +459,7 @@ def _candidate_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Ca
             why += ", incident category unknown"
         elif category == policy.unclassified_category and link.category != category:
             why += f", incident category {link.category!r} not in the policy"
-        candidates.append(_Candidate(as_utc(rule.period.after(start)), rule, why, action))
+        candidates.append(_Candidate.of(rule.period.after(start), rule, why, action))
     return candidates
 
 
@@ -463,13 +497,15 @@ class ChainState:
 def facts_from_events(
     evidence_id: str, ingested_at: datetime, recorded_at: datetime | None, events: Iterable[EventLike]
 ) -> ChainState:
-    """Fold link/unlink, closure/reopen, hold/release, retention and disposal events, in chain order.
+    """Fold link/unlink, closure/reopen, review, hold/release, retention and disposal events, in chain order.
     A re-link of an incident counts from the latest link (longer, never shorter) and keeps its
     category unless the new link names one. A case's closure is the latest one not reopened since;
     it is a fact about the incident, so it outlives an unlink and a re-link of it."""
     links: dict[str, LinkFact] = {}
     closures: dict[str, datetime] = {}
     holds: dict[str, str | None] = {}
+    reviewed_keep_until: datetime | None = None
+    reviewed_dispose_at: datetime | None = None
     retain_until: datetime | None = None
     disposed_at: datetime | None = None
     disposal_rule: str | None = None
@@ -490,6 +526,10 @@ def facts_from_events(
                 closures[str(details.get("incident", ""))] = closed_at
         elif event.type == "reopen":
             closures.pop(str(details.get("incident", "")), None)
+        elif event.type == "review":
+            reviewed_keep_until, reviewed_dispose_at = fold_review(
+                details, reviewed_keep_until, reviewed_dispose_at
+            )
         elif event.type == "hold":
             held_for = details.get("incident")
             holds[str(details.get("hold_id", ""))] = None if held_for is None else str(held_for)
@@ -508,8 +548,29 @@ def facts_from_events(
         recorded_at=None if recorded_at is None else as_utc(recorded_at),
         links=tuple(replace(link, closed_at=closures.get(link.incident)) for link in links.values()),
         holds=tuple(sorted(holds)),
+        reviewed_keep_until=reviewed_keep_until,
+        reviewed_dispose_at=reviewed_dispose_at,
     )
     return ChainState(facts, dict(holds), retain_until, disposed_at, disposal_rule)
+
+
+def fold_review(
+    details: Mapping[str, Any], keep_until: datetime | None, dispose_at: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """One ``review`` event folded into (latest date kept until, latest review date settled as a
+    disposal). The catalog folds reviews with this same function, so the nightly pass and the chain
+    agree. A disposal decision settles the review date that was due (``review_due``), not the moment
+    it was written: it can never make anything due sooner than the policy made it."""
+    decision = details.get("decision")
+    if decision == "keep":
+        until = _moment_or_none(details.get("keep_until"))
+        if until is not None:  # a keep without a readable date changes nothing
+            keep_until = until if keep_until is None else max(keep_until, until)
+    elif decision == "dispose":
+        due = _moment_or_none(details.get("review_due"))
+        if due is not None:
+            dispose_at = due if dispose_at is None else max(dispose_at, due)
+    return keep_until, dispose_at
 
 
 def _moment_or_none(value: object) -> datetime | None:

@@ -131,6 +131,58 @@ def retention_run(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+@retention_app.command("review")
+def retention_review(
+    evidence_ids: Annotated[list[str], typer.Argument(help="Evidence ids due for review (ev-...).")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="The reviewer's grounds; recorded in each item's custody chain.")
+    ],
+    keep_for: Annotated[
+        str | None,
+        typer.Option("--keep-for", help="Keep for a further period ('2 years'), then review again."),
+    ] = None,
+    dispose: Annotated[
+        bool,
+        typer.Option("--dispose", help="Settle the review as a disposal: the next --apply run disposes."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a review decision on items the retention run lists as due for review."""
+    from evidence.retention import Period, load_policy
+    from flows.records import open_catalog
+    from flows.retention import policy_path
+    from flows.review import review_items
+    from storage.vault import Vault
+
+    settings = settings_now()
+    period = Period.parse(keep_for) if keep_for is not None else None
+    actor = acting_user(settings)
+    actor.require("review")
+    report = review_items(
+        Vault.open(settings),
+        open_catalog(settings),
+        evidence_ids,
+        keep_for=period,
+        dispose=dispose,
+        reason=reason,
+        actor=actor,
+        policy=load_policy(policy_path(settings)),
+    )
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table(title=f"Review: {report.decision}")
+        table.add_column("evidence id", no_wrap=True, min_width=29)
+        table.add_column("status")
+        table.add_column("note", overflow="fold")
+        for outcome in report.outcomes:
+            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
+        out.print(table)
+    if report.failed:
+        err.print(f"{len(report.failed)} item(s) failed; run the same command again for them")
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
 # -- custody ----------------------------------------------------------------------------------------
 
 

@@ -90,6 +90,10 @@ class CatalogItemLike(Protocol):
     def retain_until(self) -> datetime | None: ...
     @property
     def closures(self) -> tuple[tuple[str, datetime], ...]: ...
+    @property
+    def reviewed_keep_until(self) -> datetime | None: ...
+    @property
+    def reviewed_dispose_at(self) -> datetime | None: ...
 
 
 def facts_from_catalog(
@@ -109,7 +113,15 @@ def facts_from_catalog(
     links = tuple(
         LinkFact(incident, category, linked_at, closed.get(incident)) for incident, category in pairs
     )
-    return RetentionFacts(item.evidence_id, item.ingested_at, item.recorded_at, links, tuple(item.holds))
+    return RetentionFacts(
+        item.evidence_id,
+        item.ingested_at,
+        item.recorded_at,
+        links,
+        tuple(item.holds),
+        item.reviewed_keep_until,
+        item.reviewed_dispose_at,
+    )
 
 
 def catalog_lock(item: CatalogItemLike, settings: Settings) -> datetime:
@@ -492,14 +504,15 @@ def _catalog(settings: Settings) -> Catalog:
     return open_catalog(settings)
 
 
-def _policy_path(settings: Settings) -> Path:
+def policy_path(settings: Settings) -> Path:
+    """The retention policy file the settings name (the shipped default when none is set)."""
     assert settings.retention_policy is not None
     return settings.retention_policy
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-decisions")
 def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionPass:
-    policy = load_policy(_policy_path(settings))
+    policy = load_policy(policy_path(settings))
     catalog = _catalog(settings)
     with _csv_writer(Path(csv_path)) as write:
         return decide_catalog(
@@ -516,7 +529,7 @@ def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionP
 def action_task(
     settings: Settings, planned: list[PlannedAction], now: datetime, user: str, apply: bool, batch: int
 ) -> list[RetentionLine]:
-    context = RunContext(load_policy(_policy_path(settings)), now, resolve_actor(settings, user), apply)
+    context = RunContext(load_policy(policy_path(settings)), now, resolve_actor(settings, user), apply)
     vault, catalog = _vault(settings), _catalog(settings)
     return [act_on(vault, catalog, item, context) for item in planned]
 
@@ -540,7 +553,7 @@ def retention(
     logger = get_run_logger()
     actor = resolve_actor(settings, user)
     actor.require("retention")
-    policy = load_policy(_policy_path(settings))
+    policy = load_policy(policy_path(settings))
     moment = parse_now(now)
     path = csv_path or str(default_csv_path(settings, moment, apply))
     decisions = decision_task(settings, moment, path)

@@ -36,6 +36,7 @@ from evidence import layout
 from evidence.custody import CustodyEvent, decode_event
 from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
 from evidence.manifest import Manifest
+from evidence.retention import fold_review
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 STATE_EVENT_TYPES = frozenset(
-    {"link", "unlink", "closure", "reopen", "hold", "release", "retention", "disposal"}
+    {"link", "unlink", "closure", "reopen", "review", "hold", "release", "retention", "disposal"}
 )
 """Events that change what the catalog answers; the rest only lengthen the chain."""
 KEPT_EVENT_TYPES = STATE_EVENT_TYPES | {"ingest"}
@@ -131,6 +132,16 @@ closures_table = sa.Table(
     sa.Column("closed_at", sa.DateTime, nullable=False),
 )
 
+reviews_table = sa.Table(
+    # people's review decisions, folded (evidence.retention.fold_review); a table of its own for the
+    # same reason as closures
+    "reviews",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("keep_until", sa.DateTime, nullable=True),
+    sa.Column("dispose_at", sa.DateTime, nullable=True),
+)
+
 holds_table = sa.Table(
     "holds",
     metadata,
@@ -170,6 +181,10 @@ class CatalogItem:
     """Events the catalog has seen for the item: a chain found shorter lost events off its end."""
     closures: tuple[tuple[str, datetime], ...] = ()
     """(incident, when its case closed) for linked incidents whose closure is in force."""
+    reviewed_keep_until: datetime | None = None
+    """The latest date a review kept the item until."""
+    reviewed_dispose_at: datetime | None = None
+    """When a review last decided the item may be disposed of."""
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -192,6 +207,8 @@ class CatalogItem:
             "linked_at": _iso(self.linked_at),
             "disposed_at": _iso(self.disposed_at),
             "closed": {incident: _iso(at) for incident, at in self.closures},
+            "reviewed_keep_until": _iso(self.reviewed_keep_until),
+            "reviewed_dispose_at": _iso(self.reviewed_dispose_at),
         }
 
 
@@ -234,6 +251,8 @@ class ItemState:
     disposed_at: datetime | None = None
     closures: Mapping[str, datetime] = field(default_factory=dict)
     """incident -> when its case closed, for linked incidents whose closure is in force."""
+    reviewed_keep_until: datetime | None = None
+    reviewed_dispose_at: datetime | None = None
 
     @property
     def linked_at(self) -> datetime | None:
@@ -246,6 +265,8 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
     links: dict[str, tuple[datetime, str | None]] = {}
     closures: dict[str, datetime] = {}
     holds: dict[str, str | None] = {}
+    kept_until: datetime | None = None
+    dispose_at: datetime | None = None
     retain_until: datetime | None = None
     retention_category: str | None = None
     disposed_at: datetime | None = None
@@ -263,6 +284,8 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
                 closures[incident] = closed_at
         elif event.type == "reopen":
             closures.pop(_text(details.get("incident")) or "", None)
+        elif event.type == "review":
+            kept_until, dispose_at = fold_review(details, kept_until, dispose_at)
         elif event.type == "hold":
             hold_id = _text(details.get("hold_id"))
             if hold_id:
@@ -275,7 +298,9 @@ def fold_events(events: Iterable[StateEvent]) -> ItemState:
         elif event.type == "disposal":
             disposed_at = event.at
     in_force = {incident: at for incident, at in closures.items() if incident in links}
-    return ItemState(links, holds, retain_until, retention_category, disposed_at, in_force)
+    return ItemState(
+        links, holds, retain_until, retention_category, disposed_at, in_force, kept_until, dispose_at
+    )
 
 
 # -- the catalog --------------------------------------------------------------------------------
@@ -438,6 +463,7 @@ class Catalog:
             for table in (
                 links_table,
                 closures_table,
+                reviews_table,
                 holds_table,
                 state_events_table,
                 chains_table,
@@ -575,10 +601,11 @@ class Catalog:
                 stored[row.evidence_id].append(
                     StateEvent(row.seq, row.type, _from_db(row.at), json.loads(row.details), row.actor)
                 )
-            for table in (links_table, closures_table, holds_table):
+            for table in (links_table, closures_table, reviews_table, holds_table):
                 conn.execute(sa.delete(table).where(table.c.evidence_id.in_(chunk)))
         link_rows: list[dict[str, Any]] = []
         closure_rows: list[dict[str, Any]] = []
+        review_rows: list[dict[str, Any]] = []
         hold_rows: list[dict[str, Any]] = []
         chain_updates: list[dict[str, Any]] = []
         remains: list[dict[str, Any]] = []
@@ -595,6 +622,14 @@ class Catalog:
                 {"evidence_id": evidence_id, "incident": ref, "closed_at": _to_db(at)}
                 for ref, at in state.closures.items()
             )
+            if state.reviewed_keep_until is not None or state.reviewed_dispose_at is not None:
+                review_rows.append(
+                    {
+                        "evidence_id": evidence_id,
+                        "keep_until": _to_db_or_none(state.reviewed_keep_until),
+                        "dispose_at": _to_db_or_none(state.reviewed_dispose_at),
+                    }
+                )
             hold_rows.extend(
                 {"evidence_id": evidence_id, "hold_id": hold_id, "incident": ref}
                 for hold_id, ref in state.holds.items()
@@ -613,6 +648,8 @@ class Catalog:
             conn.execute(sa.insert(links_table), link_rows)
         if closure_rows:
             conn.execute(sa.insert(closures_table), closure_rows)
+        if review_rows:
+            conn.execute(sa.insert(reviews_table), review_rows)
         if hold_rows:
             conn.execute(sa.insert(holds_table), hold_rows)
         conn.execute(
@@ -659,6 +696,7 @@ class Catalog:
             links: dict[str, list[tuple[str, str | None]]] = {}
             holds: dict[str, list[str]] = {}
             closures: dict[str, list[tuple[str, datetime]]] = {}
+            reviews: dict[str, tuple[datetime | None, datetime | None]] = {}
             for chunk in _chunks([row.evidence_id for row in rows], QUERY_CHUNK):
                 for link in conn.execute(
                     sa.select(
@@ -680,12 +718,20 @@ class Catalog:
                     closures.setdefault(closure.evidence_id, []).append(
                         (closure.incident, _from_db(closure.closed_at))
                     )
+                for review in conn.execute(
+                    sa.select(reviews_table).where(reviews_table.c.evidence_id.in_(chunk))
+                ):
+                    reviews[review.evidence_id] = (
+                        _from_db_or_none(review.keep_until),
+                        _from_db_or_none(review.dispose_at),
+                    )
         return [
             _catalog_item(
                 row,
                 links.get(row.evidence_id, []),
                 holds.get(row.evidence_id, []),
                 closures.get(row.evidence_id, []),
+                reviews.get(row.evidence_id, (None, None)),
             )
             for row in rows
         ]
@@ -812,6 +858,7 @@ def _catalog_item(
     links: list[tuple[str, str | None]],
     holds: list[str],
     closures: list[tuple[str, datetime]],
+    review: tuple[datetime | None, datetime | None],
 ) -> CatalogItem:
     return CatalogItem(
         evidence_id=row.evidence_id,
@@ -833,6 +880,8 @@ def _catalog_item(
         disposed_at=_from_db_or_none(row.disposed_at),
         custody_length=int(row.length or 0),
         closures=tuple(sorted(closures)),
+        reviewed_keep_until=review[0],
+        reviewed_dispose_at=review[1],
     )
 
 
