@@ -13,7 +13,11 @@ ever kept "indefinitely" without a date on which a person must look at it again:
 - a recording's time never counts from later than its ingest (a camera clock set in the future would
   otherwise keep footage for decades), and nothing is disposed of sooner than
   ``minimum_after_ingest`` after it reached the vault (a camera clock set in the past, or a device
-  docked weeks late, would otherwise lose footage before anyone could link it).
+  docked weeks late, would otherwise lose footage before anyone could link it);
+- a rule counted from a case's closure treats a case with no recorded closure as open: its items come
+  up for review a period after their link, never for disposal;
+- a person's review decision (keep for longer, or dispose) settles only the review date that was due:
+  it never brings a date forward, and a hold still stops everything.
 
 :func:`decide` is what the retention flow runs for every catalogued item; :func:`facts_from_events`
 derives the same facts from an item's custody chain, which the flow re-reads before it changes
@@ -420,7 +424,7 @@ def _candidate_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Ca
         # review, and a hold still stops everything.
         decided = as_utc(facts.reviewed_dispose_at)
         candidates = [
-            replace(c, action="dispose", why=f"{c.why}; a review on {_day(decided)} decided disposal")
+            replace(c, action="dispose", why=f"{c.why}; review due {_day(decided)} decided disposal")
             if c.until <= decided and c.action == "review"
             else c
             for c in candidates
