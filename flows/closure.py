@@ -97,18 +97,21 @@ def close_from_feed(vault: Vault, catalog: Catalog, feed: Feed, actor: Actor) ->
     reports = []
     for ref, (closed_at, row) in sorted(closures.items()):
         incident = IncidentRef(ref)
-        evidence_ids = [item.evidence_id for item in catalog.items(incident=ref)]
+        linked = catalog.items(incident=ref)
         try:
             closed = _not_in_future(closed_at, None)
         except InvalidInput as err:
-            reports.append(
-                ClosureReport(
-                    ref, "close", closed_at, [ClosureOutcome(e, "failed", str(err)) for e in evidence_ids]
-                )
-            )
+            failed = [ClosureOutcome(item.evidence_id, "failed", str(err)) for item in linked]
+            reports.append(ClosureReport(ref, "close", closed_at, failed))
             continue
+        # An hourly feed repeats every closed case it knows: items the catalog already shows closed on
+        # that date are not read again (the catalog is only ever behind the chains, never ahead).
+        done = {item.evidence_id for item in linked if dict(item.closures).get(ref) == closed}
+        pending = [item.evidence_id for item in linked if item.evidence_id not in done]
         reason = f"closed per the records-system feed (row {row})"
-        reports.append(_close_items(vault, catalog, incident, evidence_ids, closed, reason, actor, "feed"))
+        report = _close_items(vault, catalog, incident, pending, closed, reason, actor, "feed")
+        report.outcomes.extend(ClosureOutcome(evidence_id, "already closed") for evidence_id in sorted(done))
+        reports.append(report)
     return reports
 
 
