@@ -184,7 +184,7 @@ class CatalogItem:
     reviewed_keep_until: datetime | None = None
     """The latest date a review kept the item until."""
     reviewed_dispose_at: datetime | None = None
-    """When a review last decided the item may be disposed of."""
+    """The latest review date a review settled as a disposal."""
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -260,7 +260,8 @@ class ItemState:
 
 
 def fold_events(events: Iterable[StateEvent]) -> ItemState:
-    """Current links, holds, retention and disposal of one item from its events in chain order.
+    """Current links, case closures, reviews, holds, retention and disposal of one item from its
+    events in chain order.
     Re-linking an incident already linked keeps the first link (and its time); an unlink ends it."""
     links: dict[str, tuple[datetime, str | None]] = {}
     closures: dict[str, datetime] = {}
