@@ -1,6 +1,6 @@
 """Investigator commands: ``get`` (whole item or a byte range), ``export`` (an incident as a BagIt bag)
 and ``thumbs`` (decrypted previews). Each needs the investigator role and records the access in the
-item's custody chain (``flows/retrieval.py``, ``docs/access.md``)."""
+item's custody chain (``flows/retrieval.py``, ``flows/export.py``, ``docs/access.md``)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,8 @@ def export(
     from rich.progress import Progress
 
     from evidence.incident import parse_incident_ref
-    from flows.retrieval import clean_purpose, export_incident
+    from flows.export import export_incident
+    from flows.retrieval import clean_purpose
 
     settings = settings_now()
     ref = parse_incident_ref(incident, settings.incident_ref_pattern)

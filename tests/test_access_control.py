@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from evidence.access import Actor
 from evidence.errors import AccessDenied, InvalidInput
 from flows.commands import app
-from flows.retrieval import export_items, export_thumbnails, get_original, get_range
+from flows.export import export_items
+from flows.retrieval import export_thumbnails, get_original, get_range
 from tests.factories import make_device
 from tests.station import Station, make_station
 from tests.test_export_incident import INCIDENT, INVESTIGATOR, OFFICER, ingested_ids, link, write_users

@@ -19,7 +19,7 @@ from evidence.access import Actor
 from evidence.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from evidence.incident import IncidentRef, parse_incident_ref
 from flows.commands import app
-from flows.retrieval import MAX_NAME_BYTES, export_incident, export_items, safe_file_name
+from flows.export import MAX_NAME_BYTES, export_incident, export_items, safe_file_name
 from tests.factories import make_device, make_jpeg
 from tests.station import Station, make_station
 
