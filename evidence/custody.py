@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from evidence.errors import IntegrityError
 from evidence.ids import require_evidence_id
@@ -41,21 +41,7 @@ EventType = Literal[
     "disposal",
     "fixity",
 ]
-EVENT_TYPES: tuple[str, ...] = (
-    "ingest",
-    "link",
-    "unlink",
-    "closure",
-    "reopen",
-    "access",
-    "export",
-    "hold",
-    "release",
-    "review",
-    "retention",
-    "disposal",
-    "fixity",
-)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from evidence.errors import EvidenceError
 from flows.cli_app import (
+    EXIT_SOME_FAILED,
     JsonOption,
     acting_user,
     app,
@@ -126,7 +127,7 @@ def ingest(
     else:
         _render_report(report)
     if not report.complete:
-        raise typer.Exit(9)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def _render_report(report: Any) -> None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evidence.access import Actor, UserDirectory
 from evidence.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from flows.outcomes import ItemReport
+
+EXIT_SOME_FAILED = 9
+"""Some items failed and the others were done; running the same command again finishes the job."""
 
 app = typer.Typer(
     name="evidence",
@@ -65,3 +71,25 @@ def acting_user(settings: Settings) -> Actor:
 
 def print_json(doc: object) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def finish_item_report(report: ItemReport, title: str, as_json: bool) -> None:
+    """Print a per-item report (JSON, or a table of evidence id, status and note); when items failed,
+    say so and exit 9, so a script knows to run the same command again."""
+    from rich.table import Table
+
+    from flows.console import err, out
+
+    if as_json:
+        print_json(report.as_json())
+    else:
+        table = Table(title=title)
+        table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
+        table.add_column("status")
+        table.add_column("note", overflow="fold")
+        for outcome in report.outcomes:
+            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
+        out.print(table)
+    if report.failed:
+        err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish them")
+        raise typer.Exit(EXIT_SOME_FAILED)

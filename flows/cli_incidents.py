@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli_app import JsonOption, acting_user, app, print_json, settings_now
+from flows.cli_app import (
+    EXIT_SOME_FAILED,
+    JsonOption,
+    acting_user,
+    app,
+    finish_item_report,
+    print_json,
+    settings_now,
+)
 from flows.console import err, out
 
 incident_app = typer.Typer(help="Incidents and the evidence linked to them.", no_args_is_help=True)
@@ -103,7 +111,7 @@ def link_feed(
     else:
         _render_feed(report)
     if report.failed:
-        raise typer.Exit(9)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @incident_app.command("show")
@@ -283,22 +291,8 @@ def _render_change(result: Any, verb: str, as_json: bool) -> None:
 
 
 def _render_closure(report: Any, as_json: bool) -> None:
-    if as_json:
-        print_json(report.as_json())
-    else:
-        title = f"Incident {report.incident}: " + (
-            f"case closed {report.closed_at:%Y-%m-%d %H:%M:%S} UTC" if report.closed_at else "case reopened"
-        )
-        table = Table(title=title)
-        table.add_column("evidence id", no_wrap=True, min_width=29)
-        table.add_column("status")
-        table.add_column("note", overflow="fold")
-        for outcome in report.outcomes:
-            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
-        out.print(table)
-    if report.failed:
-        err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish")
-        raise typer.Exit(9)
+    when = f"case closed {report.closed_at:%Y-%m-%d %H:%M:%S} UTC" if report.closed_at else "case reopened"
+    finish_item_report(report, f"Incident {report.incident}: {when}", as_json)
 
 
 def _render_items(items: list[Any], *, title: str) -> None:

@@ -15,7 +15,16 @@ import typer
 from rich.table import Table
 
 from evidence.errors import EvidenceError, IntegrityError, NotFound
-from flows.cli_app import JsonOption, acting_user, app, invocation, print_json, settings_now
+from flows.cli_app import (
+    EXIT_SOME_FAILED,
+    JsonOption,
+    acting_user,
+    app,
+    finish_item_report,
+    invocation,
+    print_json,
+    settings_now,
+)
 from flows.console import err, out
 
 hold_app = typer.Typer(help="Legal holds on the evidence of an incident.", no_args_is_help=True)
@@ -27,8 +36,6 @@ IncidentOption = Annotated[str, typer.Option("--incident", help="Incident refere
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (court case, request); recorded in every item's custody chain.")
 ]
-
-EXIT_SOME_FAILED = 9
 
 
 # -- holds ----------------------------------------------------------------------------------------
@@ -168,19 +175,7 @@ def retention_review(
         actor=actor,
         policy=load_policy(policy_path(settings)),
     )
-    if as_json:
-        print_json(report.as_json())
-    else:
-        table = Table(title=f"Review: {report.decision}")
-        table.add_column("evidence id", no_wrap=True, min_width=29)
-        table.add_column("status")
-        table.add_column("note", overflow="fold")
-        for outcome in report.outcomes:
-            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
-        out.print(table)
-    if report.failed:
-        err.print(f"{len(report.failed)} item(s) failed; run the same command again for them")
-        raise typer.Exit(EXIT_SOME_FAILED)
+    finish_item_report(report, f"Review: {report.decision}", as_json)
 
 
 # -- custody ----------------------------------------------------------------------------------------

@@ -18,33 +18,23 @@ reopens a case: an export that does not mention a closure may simply be partial.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from evidence.access import Actor
-from evidence.errors import AccessDenied, EvidenceError, InvalidInput, NotFound
+from evidence.errors import AccessDenied, InvalidInput, NotFound
 from evidence.feed import Feed
 from evidence.incident import IncidentRef
 from evidence.retention import LinkFact, as_utc
 from flows.holds import chain_state, clean_reason
+from flows.outcomes import FAILED, ItemOutcome, failures, for_each_item
 from flows.records import record
 from storage.catalog import Catalog
 from storage.vault import Vault
 
-log = logging.getLogger(__name__)
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of this machine's clock a closure time may be (another machine's clock)."""
-
-
-@dataclass(frozen=True)
-class ClosureOutcome:
-    evidence_id: str
-    status: str
-    """``closed``, ``already closed``, ``date corrected``, ``reopened``, ``not closed``,
-    ``not linked`` (the catalog is behind the chain) or ``failed``."""
-    note: str = ""
 
 
 @dataclass
@@ -53,20 +43,20 @@ class ClosureReport:
     action: str
     """``close`` or ``reopen``."""
     closed_at: datetime | None
-    outcomes: list[ClosureOutcome] = field(default_factory=list)
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+    """Statuses: ``closed``, ``already closed``, ``date corrected``, ``reopened``, ``not closed``,
+    ``not linked`` (the catalog is behind the chain) or ``failed``."""
 
     @property
-    def failed(self) -> list[ClosureOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+    def failed(self) -> list[ItemOutcome]:
+        return failures(self.outcomes)
 
     def as_json(self) -> dict[str, object]:
         return {
             "incident": self.incident,
             "action": self.action,
             "closed_at": None if self.closed_at is None else self.closed_at.isoformat(),
-            "items": [
-                {"evidence_id": o.evidence_id, "status": o.status, "note": o.note} for o in self.outcomes
-            ],
+            "items": [outcome.as_json() for outcome in self.outcomes],
         }
 
 
@@ -101,7 +91,7 @@ def close_from_feed(vault: Vault, catalog: Catalog, feed: Feed, actor: Actor) ->
         try:
             closed = _not_in_future(closed_at, None)
         except InvalidInput as err:
-            failed = [ClosureOutcome(item.evidence_id, "failed", str(err)) for item in linked]
+            failed = [ItemOutcome(item.evidence_id, FAILED, str(err)) for item in linked]
             reports.append(ClosureReport(ref, "close", closed_at, failed))
             continue
         # An hourly feed repeats every closed case it knows: items the catalog already shows closed on
@@ -110,7 +100,7 @@ def close_from_feed(vault: Vault, catalog: Catalog, feed: Feed, actor: Actor) ->
         pending = [item.evidence_id for item in linked if item.evidence_id not in done]
         reason = f"closed per the records-system feed (row {row})"
         report = _close_items(vault, catalog, incident, pending, closed, reason, actor, "feed")
-        report.outcomes.extend(ClosureOutcome(evidence_id, "already closed") for evidence_id in sorted(done))
+        report.outcomes.extend(ItemOutcome(evidence_id, "already closed") for evidence_id in sorted(done))
         reports.append(report)
     return reports
 
@@ -133,16 +123,12 @@ def _close_items(
     actor: Actor,
     source: str,
 ) -> ClosureReport:
-    report = ClosureReport(incident.value, "close", closed)
-    for evidence_id in evidence_ids:
-        try:
-            report.outcomes.append(
-                _close_one(vault, catalog, evidence_id, incident, closed, reason, actor, source)
-            )
-        except EvidenceError as err:
-            log.warning("closure failed", extra={"evidence_id": evidence_id, "error": str(err)})
-            report.outcomes.append(ClosureOutcome(evidence_id, "failed", str(err)))
-    return report
+    outcomes = for_each_item(
+        evidence_ids,
+        lambda evidence_id: _close_one(vault, catalog, evidence_id, incident, closed, reason, actor, source),
+        doing="closure",
+    )
+    return ClosureReport(incident.value, "close", closed, outcomes)
 
 
 def _not_in_future(closed_at: datetime, now: datetime | None) -> datetime:
@@ -160,30 +146,30 @@ def reopen_incident(
     """Record that the incident's case is open again on every linked item recorded as closed."""
     actor.require("reopen")
     stated = clean_reason(reason)
-    report = ClosureReport(incident.value, "reopen", None)
-    for evidence_id in _linked(catalog, incident):
-        try:
-            link = _link_in_chain(vault, evidence_id, incident)
-            if link is None or link.closed_at is None:
-                status = "not linked" if link is None else "not closed"
-                report.outcomes.append(ClosureOutcome(evidence_id, status))
-                continue
-            record(
-                vault,
-                catalog,
-                evidence_id,
-                "reopen",
-                actor=actor.user_id,
-                role=actor.role,
-                details={"incident": incident.value, "reason": stated},
-            )
-            report.outcomes.append(
-                ClosureOutcome(evidence_id, "reopened", f"was closed {_shown(link.closed_at)}")
-            )
-        except EvidenceError as err:
-            log.warning("reopen failed", extra={"evidence_id": evidence_id, "error": str(err)})
-            report.outcomes.append(ClosureOutcome(evidence_id, "failed", str(err)))
-    return report
+    outcomes = for_each_item(
+        _linked(catalog, incident),
+        lambda evidence_id: _reopen_one(vault, catalog, evidence_id, incident, stated, actor),
+        doing="reopen",
+    )
+    return ClosureReport(incident.value, "reopen", None, outcomes)
+
+
+def _reopen_one(
+    vault: Vault, catalog: Catalog, evidence_id: str, incident: IncidentRef, reason: str, actor: Actor
+) -> ItemOutcome:
+    link = _link_in_chain(vault, evidence_id, incident)
+    if link is None or link.closed_at is None:
+        return ItemOutcome(evidence_id, "not linked" if link is None else "not closed")
+    record(
+        vault,
+        catalog,
+        evidence_id,
+        "reopen",
+        actor=actor.user_id,
+        role=actor.role,
+        details={"incident": incident.value, "reason": reason},
+    )
+    return ItemOutcome(evidence_id, "reopened", f"was closed {_shown(link.closed_at)}")
 
 
 def _close_one(
@@ -195,12 +181,12 @@ def _close_one(
     reason: str,
     actor: Actor,
     source: str,
-) -> ClosureOutcome:
+) -> ItemOutcome:
     link = _link_in_chain(vault, evidence_id, incident)
     if link is None:
-        return ClosureOutcome(evidence_id, "not linked", "the catalog lists a link the chain no longer has")
+        return ItemOutcome(evidence_id, "not linked", "the catalog lists a link the chain no longer has")
     if link.closed_at == closed:
-        return ClosureOutcome(evidence_id, "already closed")
+        return ItemOutcome(evidence_id, "already closed")
     record(
         vault,
         catalog,
@@ -216,8 +202,8 @@ def _close_one(
         },
     )
     if link.closed_at is None:
-        return ClosureOutcome(evidence_id, "closed")
-    return ClosureOutcome(evidence_id, "date corrected", f"was {_shown(link.closed_at)}")
+        return ItemOutcome(evidence_id, "closed")
+    return ItemOutcome(evidence_id, "date corrected", f"was {_shown(link.closed_at)}")
 
 
 def _linked(catalog: Catalog, incident: IncidentRef) -> list[str]:

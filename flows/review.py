@@ -17,49 +17,39 @@ and shows the item was looked at twice).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from evidence.access import Actor
-from evidence.errors import EvidenceError, InvalidInput
+from evidence.errors import InvalidInput
 from evidence.ids import require_evidence_id
 from evidence.retention import Period, RetentionPolicy, as_utc, decide
 from flows.holds import chain_state, clean_reason
+from flows.outcomes import ItemOutcome, failures, for_each_item
 from flows.records import record
 from storage.catalog import Catalog
 from storage.vault import Vault
 
-log = logging.getLogger(__name__)
 
 ReviewDecision = Literal["keep", "dispose"]
-
-
-@dataclass(frozen=True)
-class ReviewOutcome:
-    evidence_id: str
-    status: str
-    """``kept``, ``disposal decided``, ``not due``, ``disposed before`` or ``failed``."""
-    note: str = ""
 
 
 @dataclass
 class ReviewReport:
     decision: ReviewDecision
-    outcomes: list[ReviewOutcome] = field(default_factory=list)
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+    """Statuses: ``kept``, ``disposal decided``, ``not due``, ``disposed before`` or ``failed``."""
 
     @property
-    def failed(self) -> list[ReviewOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+    def failed(self) -> list[ItemOutcome]:
+        return failures(self.outcomes)
 
     def as_json(self) -> dict[str, object]:
         return {
             "decision": self.decision,
-            "items": [
-                {"evidence_id": o.evidence_id, "status": o.status, "note": o.note} for o in self.outcomes
-            ],
+            "items": [outcome.as_json() for outcome in self.outcomes],
         }
 
 
@@ -84,16 +74,12 @@ def review_items(
     if not ids:
         raise InvalidInput("name the evidence ids reviewed (the retention report lists those due)")
     moment = as_utc(now or datetime.now(UTC))
-    report = ReviewReport("dispose" if dispose else "keep")
-    for evidence_id in ids:
-        try:
-            report.outcomes.append(
-                _review_one(vault, catalog, evidence_id, keep_for, stated, actor, policy, moment)
-            )
-        except EvidenceError as err:
-            log.warning("review failed", extra={"evidence_id": evidence_id, "error": str(err)})
-            report.outcomes.append(ReviewOutcome(evidence_id, "failed", str(err)))
-    return report
+    outcomes = for_each_item(
+        ids,
+        lambda evidence_id: _review_one(vault, catalog, evidence_id, keep_for, stated, actor, policy, moment),
+        doing="review",
+    )
+    return ReviewReport("dispose" if dispose else "keep", outcomes)
 
 
 def _review_one(
@@ -105,13 +91,13 @@ def _review_one(
     actor: Actor,
     policy: RetentionPolicy,
     now: datetime,
-) -> ReviewOutcome:
+) -> ItemOutcome:
     state = chain_state(vault, evidence_id)
     if state.disposed_at is not None:
-        return ReviewOutcome(evidence_id, "disposed before", f"disposed of {_shown(state.disposed_at)}")
+        return ItemOutcome(evidence_id, "disposed before", f"disposed of {_shown(state.disposed_at)}")
     decision = decide(state.facts, policy, now)
     if decision.action != "review":
-        return ReviewOutcome(evidence_id, "not due", decision.reason)
+        return ItemOutcome(evidence_id, "not due", decision.reason)
     details: dict[str, object] = {
         "decision": "keep" if keep_for is not None else "dispose",
         "review_due": decision.keep_until.astimezone(UTC).isoformat(),
@@ -125,8 +111,8 @@ def _review_one(
         details["keep_until"] = as_utc(keep_for.after(now)).isoformat()
     record(vault, catalog, evidence_id, "review", actor=actor.user_id, role=actor.role, details=details)
     if keep_for is not None:
-        return ReviewOutcome(evidence_id, "kept", f"until {details['keep_until']}, then reviewed again")
-    return ReviewOutcome(
+        return ItemOutcome(evidence_id, "kept", f"until {details['keep_until']}, then reviewed again")
+    return ItemOutcome(
         evidence_id,
         "disposal decided",
         "the next `retention run --apply` disposes of it unless a hold stops it",
