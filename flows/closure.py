@@ -32,7 +32,6 @@ from flows.records import record
 from storage.catalog import Catalog
 from storage.vault import Vault
 
-
 CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of this machine's clock a closure time may be (another machine's clock)."""
 

@@ -32,7 +32,6 @@ from flows.records import record
 from storage.catalog import Catalog
 from storage.vault import Vault
 
-
 ReviewDecision = Literal["keep", "dispose"]
 
 
