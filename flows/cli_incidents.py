@@ -162,7 +162,7 @@ def incident_close(
 
 @incident_app.command("reopen")
 def incident_reopen(reference: IncidentArgument, reason: ClosureReason, as_json: JsonOption = False) -> None:
-    """Record that a closed case is open again: its items return to review, never disposal."""
+    """Record that a closed case is open again: rules counted from closure wait for its next closure."""
     from flows.closure import reopen_incident
 
     settings, ref = _incident(reference)

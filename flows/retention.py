@@ -60,6 +60,8 @@ from storage.vault import Vault
 
 log = logging.getLogger(__name__)
 
+REVIEW_OUTCOME = "listed for review: a person decides (evidence retention review ID --keep-for P | --dispose)"
+
 ACTION_BATCH = 100
 UNFINISHED_WINDOW = timedelta(days=31)
 """Disposed items whose disposal is this recent are checked for leftovers (an interrupted run)."""
@@ -239,7 +241,7 @@ def act_on(
             return _finish_disposal(vault, planned, context)
         assert planned.decision is not None
         if planned.kind == "review":
-            return _line(planned.decision, "review", "listed for review: a person decides")
+            return _line(planned.decision, "review", REVIEW_OUTCOME)
         if planned.kind == "held":
             return _line(planned.decision, "keep", "kept past its date: legal hold")
         state = chain_state(vault, planned.evidence_id)
@@ -250,7 +252,7 @@ def act_on(
         if decision.action == "dispose":
             return _dispose(vault, catalog, decision, planned, context)
         if decision.action == "review":
-            return _line(decision, "review", "listed for review: a person decides")
+            return _line(decision, "review", REVIEW_OUTCOME)
         return _extend(vault, catalog, decision, state.retain_until, context)
     except EvidenceError as err:
         log.warning("retention action failed", extra={"evidence_id": planned.evidence_id, "error": str(err)})
