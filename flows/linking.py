@@ -37,6 +37,7 @@ from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
 from evidence.settings import Settings
 from flows.closure import close_from_feed, may_close
+from flows.outcomes import FAILED
 from flows.records import note_events, record
 from storage.catalog import Catalog, ItemState, StateEvent, fold_events
 from storage.vault import Vault
@@ -396,7 +397,7 @@ def _feed_closures(
                 recorded.append(FeedClosure(outcome.evidence_id, report.incident, report.closed_at))
             elif outcome.status == "already closed":
                 already += 1
-            elif outcome.status == "failed":
+            elif outcome.status == FAILED:
                 failed.append(
                     SkippedLink(outcome.evidence_id, report.incident, f"closure not recorded: {outcome.note}")
                 )
