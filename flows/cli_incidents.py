@@ -121,10 +121,7 @@ def incident_show(
     as_json: JsonOption = False,
 ) -> None:
     """The items linked to an incident, with their operational metadata (recorded as an access)."""
-    from evidence.incident import parse_incident_ref
-
-    settings = settings_now()
-    ref = parse_incident_ref(reference, settings.incident_ref_pattern)
+    settings, ref = _incident(reference)
     shown = _listed(settings, purpose, incident=ref.value)
     if as_json:
         print_json({"incident": ref.value, "items": [item.operational() for item in shown]})
@@ -238,14 +235,13 @@ def catalog_rebuild(as_json: JsonOption = False) -> None:
 
 def _checked(incident: str, evidence_ids: list[str]) -> tuple[Any, Any, list[str]]:
     from evidence.ids import require_evidence_id
-    from evidence.incident import parse_incident_ref
 
-    settings = settings_now()
-    ref = parse_incident_ref(incident, settings.incident_ref_pattern)
+    settings, ref = _incident(incident)
     return settings, ref, [require_evidence_id(e) for e in evidence_ids]
 
 
 def _incident(reference: str) -> tuple[Any, Any]:
+    """The settings, and the reference checked against their pattern (refused with one line)."""
     from evidence.incident import parse_incident_ref
 
     settings = settings_now()
