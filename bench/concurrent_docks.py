@@ -35,12 +35,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.run_all import ingest_settings, machine_description
+from bench.servers import BenchmarkError
 from bench.small_photos import (
     MB,
     PACKAGES,
     PREFECT_NOTES,
     STORES,
-    BenchmarkError,
     Measurement,
     add_counts,
     add_measure_options,
@@ -49,8 +50,6 @@ from bench.small_photos import (
     check_disk,
     default_prefect_database,
     device_files,
-    ingest_settings,
-    machine_description,
     make_photos,
     measured,
     new_workdir,

@@ -16,7 +16,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.large_file import INGEST_MODES, MODES, S3_MODES, Measurement
+from bench.servers import BUCKET, REGION, BenchmarkError, MotoS3Server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -37,18 +37,11 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 DEFAULT_SIZES = (1 * GiB, 4 * GiB)
 QUICK_SIZES = (256 * MiB, 512 * MiB)
-REGION = "eu-west-2"
-BUCKET = "evidence-bench"
 RSS_TOLERANCE_MIB = 32
 """Peak RSS may differ this much between sizes and still count as not growing (allocator noise)."""
 QUIET_CORES = 0.25
 """Others' CPU use (in cores) below which the shared machine counts as quiet enough to measure."""
 CHILD_TIMEOUT_SECONDS = 3600
-SERVER_START_SECONDS = 60
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run or produced an unusable result; the message says what to do."""
 
 
 # -- sizes and resources ----------------------------------------------------------------------------
@@ -112,105 +105,11 @@ def check_resources(workdir: Path, sizes: Sequence[int]) -> None:
 # -- the S3 endpoint ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoServer:
-    """moto's S3 server as a separate process on 127.0.0.1, so its memory and CPU are not the
-    measured process's (its CPU time and peak RSS are read from /proc and reported separately)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._log_path = workdir / f"moto-{self.port}.log"
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = _base_environment(self._workdir) | {"TMPDIR": str(self._workdir)}
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self._workdir,
-            )
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BenchmarkError(f"moto's server exited at start-up:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise BenchmarkError(f"moto's server did not listen on port {self.port} in {SERVER_START_SECONDS}s")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-    def create_bucket(self) -> None:
-        import boto3
-
-        # moto accepts any credentials; explicit ones keep a real AWS profile out of it
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106
-            region_name=REGION,
-        )
-        client = session.client("s3", endpoint_url=self.endpoint)
-        client.create_bucket(
-            Bucket=BUCKET,
-            ObjectLockEnabledForBucket=True,
-            CreateBucketConfiguration={"LocationConstraint": REGION},
-        )
-
-    def cpu_seconds(self) -> float:
-        fields = self._proc_file("stat").rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_kib(self) -> int:
-        for line in self._proc_file("status").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def _proc_file(self, name: str) -> str:
-        assert self._process is not None
-        return Path(f"/proc/{self._process.pid}/{name}").read_text()
-
-
 @contextmanager
-def moto_server(workdir: Path) -> Iterator[MotoServer]:
-    server = MotoServer(workdir)
-    try:
-        server.start()
-        server.create_bucket()
+def moto_server(workdir: Path) -> Iterator[MotoS3Server]:
+    with MotoS3Server(workdir, _base_environment(workdir)) as server:
+        assert isinstance(server, MotoS3Server)
         yield server
-    finally:
-        server.stop()
-
-
-# -- child processes ----------------------------------------------------------------------------------
 
 
 def _base_environment(workdir: Path) -> dict[str, str]:
@@ -365,7 +264,7 @@ def measure_once(mode: str, path: Path, workdir: Path, *, quiet_wait: float = 0.
         return _observed(run, server=server)
 
 
-def _observed(run: Any, *, server: MotoServer | None) -> Sample:
+def _observed(run: Any, *, server: MotoS3Server | None) -> Sample:
     """Run a child and note what else the machine did meanwhile."""
     busy_before, children_before, own_before = (
         machine_busy_seconds(),

@@ -34,7 +34,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,13 +48,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.run_all import ingest_settings, machine_busy_seconds, machine_description
+from bench.servers import BUCKET, REGION, BenchmarkError, MotoS3Server, ServerProcess, free_port
 
 PACKAGES = ("prefect", "boto3", "moto", "cryptography", "pillow")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REGION = "eu-west-2"
-BUCKET = "evidence-bench"
 MB = 1_000_000
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -74,16 +72,11 @@ DEVICE_SERIAL = "BWC-BENCH01"
 OFFICER = "PC-1"
 WARM_UP_SERIAL = "BWC-WARMUP"
 
-SERVER_START_SECONDS = 120.0
 CHILD_TIMEOUT_SECONDS = 1800.0
 QUIET_CORES = 0.25
 DEFAULT_QUIET_WAIT = 20.0
 
 T = TypeVar("T")
-
-
-class BenchmarkError(Exception):
-    """The benchmark cannot run or produced a result that must not be reported (lost files)."""
 
 
 # -- inputs -------------------------------------------------------------------------------------------
@@ -509,12 +502,6 @@ def measure_photos(
 # -- the servers (the parent side) --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def clean_environment(workdir: Path) -> dict[str, str]:
     """This process's environment without station, AWS or Prefect settings (a real account, a local
     evidence.toml or a configured Prefect server must not leak in), plus moto's dummy credentials."""
@@ -531,82 +518,15 @@ def clean_environment(workdir: Path) -> dict[str, str]:
     }
 
 
-class ServerProcess:
-    """A server in a process of its own on 127.0.0.1, stopped always, its output in a log file."""
-
-    name = "server"
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.log_path = workdir / f"{self.name}-{self.port}.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def environment(self) -> dict[str, str]:
-        return clean_environment(self.workdir) | {"TMPDIR": str(self.workdir)}
-
-    def ready(self) -> bool:
-        raise NotImplementedError
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(), cwd=self.workdir
-            )
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BenchmarkError(f"{self.name} exited at start-up:\n{self.log_tail()}")
-            if self.ready():
-                return
-            time.sleep(0.2)
-        raise BenchmarkError(f"{self.name} was not ready on port {self.port} in {SERVER_START_SECONDS:.0f} s")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> ServerProcess:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 class PrefectServer(ServerProcess):
     """``prefect server start`` as a station or the site runs it (services on, no UI), on SQLite in
     its home directory or on the database ``database_url`` names."""
 
     name = "prefect-server"
+    start_seconds = 120.0
 
     def __init__(self, workdir: Path, database_url: str | None = None) -> None:
-        super().__init__(workdir)
+        super().__init__(workdir, clean_environment(workdir))
         self.database_url = database_url
 
     @property
@@ -630,41 +550,6 @@ class PrefectServer(ServerProcess):
                 return bool(response.status == 200)
         except OSError:
             return False
-
-
-class S3Server(ServerProcess):
-    """moto's S3 server with one Object-Lock bucket; a fresh one per run, so it holds only that run."""
-
-    name = "moto-s3"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-
-    def ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def start(self) -> None:
-        super().start()
-        import boto3
-
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 (moto's dummy credentials)
-            region_name=REGION,
-        )
-        session.client("s3", endpoint_url=self.endpoint).create_bucket(
-            Bucket=BUCKET,
-            ObjectLockEnabledForBucket=True,
-            CreateBucketConfiguration={"LocationConstraint": REGION},
-        )
 
 
 def postgres_unavailable() -> str | None:
@@ -781,13 +666,13 @@ def prefect_api(workdir: Path, api_url: str | None = None, database: str = "sqli
 
 
 @contextmanager
-def store_for_run(store: str, workdir: Path, run_dir: Path) -> Iterator[tuple[str, S3Server | None]]:
+def store_for_run(store: str, workdir: Path, run_dir: Path) -> Iterator[tuple[str, MotoS3Server | None]]:
     """A fresh vault URL for one run (and, for S3, a fresh moto server)."""
     if store == "local":
         yield (run_dir / "station" / "vault").resolve().as_uri(), None
         return
-    with S3Server(workdir) as server:
-        assert isinstance(server, S3Server)
+    with MotoS3Server(workdir, clean_environment(workdir)) as server:
+        assert isinstance(server, MotoS3Server)
         yield f"s3://{BUCKET}/{run_dir.name}", server
 
 
@@ -797,7 +682,7 @@ def run_child(
     *,
     workdir: Path,
     prefect: PrefectApi,
-    s3: S3Server | None,
+    s3: MotoS3Server | None,
 ) -> Measurement:
     """``python -m MODULE measure ...`` in a fresh process; its result comes back through a file.
     Fails if the vault does not hold every device file exactly once."""
