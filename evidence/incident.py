@@ -45,15 +45,18 @@ def parse_incident_ref(raw: str, pattern: str = DEFAULT_INCIDENT_REF_PATTERN) ->
         raise InvalidReference(
             f"incident reference is {len(raw)} characters long; references are short codes"
         )
-    candidate = raw.strip().upper()
-    shown = candidate if len(candidate) <= 40 else candidate[:37] + "..."
-    if not candidate:
+    typed = raw.strip()
+    shown = typed if len(typed) <= 40 else typed[:37] + "..."
+    if not typed:
         raise InvalidReference("incident reference is empty")
-    if not candidate.isascii() or not candidate.isprintable():
+    # checked before upper-casing: 'ı' (dotless i), 'ſ' (long s) and 'ﬀ' become ASCII when upper-cased,
+    # so a look-alike would otherwise pass as a different, valid reference
+    if not typed.isascii() or not typed.isprintable():
         raise InvalidReference(
             f"incident reference {shown!r} contains characters outside plain ASCII (look-alike letters "
             "or digits?); type it again from the records system"
         )
+    candidate = typed.upper()
     if len(candidate) > MAX_REFERENCE_LENGTH or not _compiled(pattern).fullmatch(candidate):
         raise InvalidReference(
             f"{shown!r} is not an incident reference in this force's format "

@@ -49,6 +49,9 @@ MALFORMED = [
     "KNT-2026-000123' OR '1'='1",
     "\u041aNT-2026-000123",  # Cyrillic capital KA
     "KNT-\uff12\uff10\uff12\uff16-000123",  # full-width digits
+    "\u0131NT-2026-000123",  # dotless i: upper-cases to a plain 'I'
+    "\u017fNT-2026-000123",  # long s: upper-cases to a plain 'S'
+    "\ufb00-2026-000123",  # 'ff' ligature: upper-cases to 'FF'
     "KNT-2026-000123\x00",
     "KNT-2026-\n000123",
     "knt 2026 000123",
@@ -87,7 +90,8 @@ def test_whatever_is_accepted_is_a_plain_ascii_reference_in_the_format(raw: str)
         ref = parse_incident_ref(raw)
     except InvalidReference:
         return
-    assert ref.value.isascii() and ref.value.isprintable() and ref.value == ref.value.strip().upper()
+    assert raw.strip().isascii(), "only what was typed in plain ASCII is accepted, not what upper-cases to it"
+    assert ref.value.isascii() and ref.value.isprintable() and ref.value == raw.strip().upper()
     assert ".." not in ref.value and "'" not in ref.value and not ref.value.startswith("/")
     import re
 
