@@ -4,7 +4,8 @@ A hold is two things, and both must agree before anything is disposed of: a ``ho
 item's custody chain (what the retention policy reads: who held it, for which incident, why) and the
 S3 legal hold on every stored version of the item (what the store enforces, even against someone who
 bypasses this program). Setting writes storage first and the event second; releasing writes the event
-first and clears storage last, and only when no other hold on the item remains in force. So a crash
+first and clears storage last, and only when no other hold on the item remains in force and the
+item's chain records this incident's hold (in force, or released by a run that was cut off). So a crash
 at any point leaves an item *more* protected than recorded, never less, and running the same command
 again finishes the job: both commands are idempotent.
 
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from evidence.access import Actor
+from evidence.custody import CustodyEvent
 from evidence.errors import EvidenceError, InvalidInput, NotFound
 from evidence.incident import IncidentRef
 from evidence.retention import ChainState, facts_from_events, parse_recorded_at
@@ -88,13 +90,17 @@ def clean_reason(reason: str | None) -> str:
 
 def chain_state(vault: Vault, evidence_id: str) -> ChainState:
     """The item's holds, links and disposal as its own custody chain records them."""
+    return chain_with_state(vault, evidence_id)[1]
+
+
+def chain_with_state(vault: Vault, evidence_id: str) -> tuple[list[CustodyEvent], ChainState]:
+    """The item's custody events, and what they say now."""
     manifest = vault.manifest(evidence_id)
-    return facts_from_events(
-        evidence_id,
-        manifest.ingested_at,
-        parse_recorded_at(manifest.recorded_at),
-        vault.custody.events(evidence_id),
+    events = vault.custody.events(evidence_id)
+    state = facts_from_events(
+        evidence_id, manifest.ingested_at, parse_recorded_at(manifest.recorded_at), events
     )
+    return events, state
 
 
 def set_hold(vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str, actor: Actor) -> HoldReport:
@@ -168,8 +174,20 @@ def _release_one(
     reason: str,
     actor: Actor,
 ) -> HoldOutcome:
-    state = chain_state(vault, evidence_id)
+    events, state = chain_with_state(vault, evidence_id)
     was_held = hold_id in state.hold_incidents
+    released_before = any(e.type == "release" and e.details.get("hold_id") == hold_id for e in events)
+    if not was_held and not released_before:
+        # this incident never held the item (linked after the hold was set, say): whatever holds
+        # its objects in storage was put there by something else, and is not this release's to lift
+        return HoldOutcome(
+            evidence_id,
+            "not held",
+            note=(
+                f"no hold for {incident} was ever recorded on this item; its storage holds are left as they "
+                "are (if a 'hold set' for it was interrupted, run it again, then release)"
+            ),
+        )
     if was_held:
         record(
             vault,

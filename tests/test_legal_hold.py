@@ -131,6 +131,26 @@ def test_release_finds_held_items_no_longer_linked(station: Station, trial_items
     assert sorted(o.evidence_id for o in released.outcomes if o.status == "released") == sorted(trial_items)
 
 
+def test_a_release_never_lifts_storage_holds_its_incident_did_not_place(
+    station: Station, trial_items: list[str], tmp_path: Path
+) -> None:
+    set_hold(station.vault, station.catalog, TRIAL, "trial", INVESTIGATOR)
+    # linked after the hold was set, and held in storage by someone else (a hold placed on the bucket
+    # directly, or a 'hold set' for another case cut off before its event was written)
+    late = ingest_recent(station, tmp_path / "BWC-HOLD2", 1, seed=8100)[0]
+    link_items(station.vault, station.catalog, [late], TRIAL, INVESTIGATOR, category="violence")
+    lifecycle.set_hold(station.vault, late, True)
+
+    report = {
+        o.evidence_id: o for o in release_hold(station.vault, station.catalog, TRIAL, "done", ADMIN).outcomes
+    }
+    assert (report[late].status, report[late].versions_changed) == ("not held", 0)
+    assert f"no hold for {TRIAL}" in report[late].note
+    assert held_flags(station, late) == [True, True, True]
+    assert "release" not in chain_types(station, late)
+    assert [report[i].status for i in trial_items] == ["released", "released"]
+
+
 def test_an_interrupted_release_is_finished_by_running_it_again(
     station: Station, trial_items: list[str]
 ) -> None:
