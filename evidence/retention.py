@@ -19,9 +19,10 @@ ever kept "indefinitely" without a date on which a person must look at it again:
 - a person's review decision (keep for longer, or dispose) settles only the review date that was due:
   it never brings a date forward, and a hold still stops everything.
 
-:func:`decide` is what the retention flow runs for every catalogued item; :func:`facts_from_events`
-derives the same facts from an item's custody chain, which the flow re-reads before it changes
-anything in storage (the catalog is an index and may lag behind the vault).
+:func:`decide` is what the retention flow runs for every catalogued item; :func:`fold_chain` is the
+one fold of an item's custody events, which the catalog indexes and :func:`facts_from_events` turns
+into the same facts when the flow re-reads the chain before it changes anything in storage (the
+catalog is an index and may lag behind the vault).
 """
 
 from __future__ import annotations
@@ -498,64 +499,106 @@ class ChainState:
     disposal_rule: str | None = None
 
 
-def facts_from_events(
-    evidence_id: str, ingested_at: datetime, recorded_at: datetime | None, events: Iterable[EventLike]
-) -> ChainState:
-    """Fold link/unlink, closure/reopen, review, hold/release, retention and disposal events, in chain order.
-    A re-link of an incident counts from the latest link (longer, never shorter) and keeps its
-    category unless the new link names one. A case's closure is the latest one not reopened since;
-    it is a fact about the incident, so it outlives an unlink and a re-link of it."""
-    links: dict[str, LinkFact] = {}
-    closures: dict[str, datetime] = {}
-    holds: dict[str, str | None] = {}
+@dataclass(frozen=True)
+class ChainFold:
+    """What an item's custody chain says now. The one fold of state-changing events: the chain's
+    readers and the catalog (``storage.catalog``) both use it, so the nightly pass, which reads the
+    catalog, and the action it leads to, which re-reads the chain, cannot disagree."""
+
+    links: Mapping[str, LinkFact] = field(default_factory=dict)
+    """Incident -> its link in force, with the case's closure if one is in force."""
+    holds: Mapping[str, str | None] = field(default_factory=dict)
+    """Hold id -> incident (if the hold named one), for holds in force."""
     reviewed_keep_until: datetime | None = None
     reviewed_dispose_at: datetime | None = None
     retain_until: datetime | None = None
+    """From the latest ``retention`` event: the lock the item's objects were last extended to."""
+    retention_category: str | None = None
+    disposed_at: datetime | None = None
+    """When the (first) ``disposal`` event was written: the disposal began then."""
+    disposal_rule: str | None = None
+
+    @property
+    def linked_at(self) -> datetime | None:
+        """The earliest link in force (for people; decisions use each link's own time)."""
+        return min((link.linked_at for link in self.links.values()), default=None)
+
+
+def fold_chain(events: Iterable[EventLike]) -> ChainFold:
+    """Fold link/unlink, closure/reopen, review, hold/release, retention and disposal events, given
+    in chain order. A re-link of an incident counts from the latest link (longer, never shorter) and
+    keeps its category unless the new link names one. A case's closure is the latest one not reopened
+    since; it is a fact about the incident, so it outlives an unlink and a re-link of it. An event
+    without the field it acts on (an incident, a hold id, a readable date) changes nothing."""
+    links: dict[str, LinkFact] = {}
+    closures: dict[str, datetime] = {}
+    holds: dict[str, str | None] = {}
+    kept_until: datetime | None = None
+    dispose_at: datetime | None = None
+    retain_until: datetime | None = None
+    retention_category: str | None = None
     disposed_at: datetime | None = None
     disposal_rule: str | None = None
     for event in events:
         details = event.details
-        if event.type == "link":
-            incident = str(details.get("incident", ""))
-            category = details.get("category") or None
+        incident = _text_or_none(details.get("incident"))
+        if event.type == "link" and incident:
+            category = _text_or_none(details.get("category"))
             earlier = links.get(incident)
             if category is None and earlier is not None:
                 category = earlier.category
-            links[incident] = LinkFact(incident, None if category is None else str(category), event.at)
-        elif event.type == "unlink":
-            links.pop(str(details.get("incident", "")), None)
-        elif event.type == "closure":
+            links[incident] = LinkFact(incident, category, as_utc(event.at))
+        elif event.type == "unlink" and incident:
+            links.pop(incident, None)
+        elif event.type == "closure" and incident:
             closed_at = _moment_or_none(details.get("closed_at"))
             if closed_at is not None:  # a closure without a readable date leaves the case open
-                closures[str(details.get("incident", ""))] = closed_at
-        elif event.type == "reopen":
-            closures.pop(str(details.get("incident", "")), None)
+                closures[incident] = closed_at
+        elif event.type == "reopen" and incident:
+            closures.pop(incident, None)
         elif event.type == "review":
-            reviewed_keep_until, reviewed_dispose_at = fold_review(
-                details, reviewed_keep_until, reviewed_dispose_at
-            )
+            kept_until, dispose_at = fold_review(details, kept_until, dispose_at)
         elif event.type == "hold":
-            held_for = details.get("incident")
-            holds[str(details.get("hold_id", ""))] = None if held_for is None else str(held_for)
+            hold_id = _text_or_none(details.get("hold_id"))
+            if hold_id:
+                holds[hold_id] = incident
         elif event.type == "release":
-            holds.pop(str(details.get("hold_id", "")), None)
+            holds.pop(_text_or_none(details.get("hold_id")) or "", None)
         elif event.type == "retention":
-            until = details.get("retain_until")
-            if isinstance(until, str):
-                retain_until = as_utc(datetime.fromisoformat(until))
+            until = _moment_or_none(details.get("retain_until"))
+            if until is not None:
+                retain_until = until
+                retention_category = _text_or_none(details.get("category"))
         elif event.type == "disposal" and disposed_at is None:
             disposed_at = as_utc(event.at)
-            disposal_rule = str(details.get("rule", ""))
+            disposal_rule = _text_or_none(details.get("rule")) or ""
+    return ChainFold(
+        {ref: replace(link, closed_at=closures.get(ref)) for ref, link in links.items()},
+        holds,
+        kept_until,
+        dispose_at,
+        retain_until,
+        retention_category,
+        disposed_at,
+        disposal_rule,
+    )
+
+
+def facts_from_events(
+    evidence_id: str, ingested_at: datetime, recorded_at: datetime | None, events: Iterable[EventLike]
+) -> ChainState:
+    """The retention facts of one item from its custody chain (events in chain order)."""
+    fold = fold_chain(events)
     facts = RetentionFacts(
         evidence_id=evidence_id,
         ingested_at=as_utc(ingested_at),
         recorded_at=None if recorded_at is None else as_utc(recorded_at),
-        links=tuple(replace(link, closed_at=closures.get(link.incident)) for link in links.values()),
-        holds=tuple(sorted(holds)),
-        reviewed_keep_until=reviewed_keep_until,
-        reviewed_dispose_at=reviewed_dispose_at,
+        links=tuple(fold.links.values()),
+        holds=tuple(sorted(fold.holds)),
+        reviewed_keep_until=fold.reviewed_keep_until,
+        reviewed_dispose_at=fold.reviewed_dispose_at,
     )
-    return ChainState(facts, dict(holds), retain_until, disposed_at, disposal_rule)
+    return ChainState(facts, dict(fold.holds), fold.retain_until, fold.disposed_at, fold.disposal_rule)
 
 
 def fold_review(
@@ -575,6 +618,10 @@ def fold_review(
         if due is not None:
             dispose_at = due if dispose_at is None else max(dispose_at, due)
     return keep_until, dispose_at
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _moment_or_none(value: object) -> datetime | None:

@@ -35,11 +35,12 @@ from evidence.feed import (
 )
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
+from evidence.retention import ChainFold, fold_chain
 from evidence.settings import Settings
 from flows.closure import close_from_feed, may_close
 from flows.outcomes import FAILED
 from flows.records import note_events, record
-from storage.catalog import Catalog, ItemState, StateEvent, fold_events
+from storage.catalog import Catalog
 from storage.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,12 @@ def clean_reason(reason: str | None, *, required: bool, what: str = "reason") ->
     return text
 
 
-def item_state(vault: Vault, evidence_id: str) -> tuple[list[CustodyEvent], ItemState]:
+def item_state(vault: Vault, evidence_id: str) -> tuple[list[CustodyEvent], ChainFold]:
     """The item's chain and what it says now; refuses an item that does not exist or was disposed."""
     events = vault.custody.events(require_evidence_id(evidence_id))
     if not events:
         raise NotFound(f"no evidence item {evidence_id} in {vault.store.url}")
-    state = fold_events(StateEvent.of(e) for e in events)
+    state = fold_chain(events)
     if state.disposed_at is not None:
         raise NotFound(f"{evidence_id} was disposed of on {state.disposed_at:%Y-%m-%d}; it cannot be linked")
     if not vault.has_item(evidence_id):

@@ -81,45 +81,26 @@ class CatalogItemLike(Protocol):
     @property
     def recorded_at(self) -> datetime | None: ...
     @property
-    def incidents(self) -> tuple[str, ...]: ...
-    @property
-    def categories(self) -> tuple[str, ...]: ...
+    def links(self) -> tuple[LinkFact, ...]: ...
     @property
     def holds(self) -> tuple[str, ...]: ...
     @property
-    def linked_at(self) -> datetime | None: ...
-    @property
     def retain_until(self) -> datetime | None: ...
-    @property
-    def closures(self) -> tuple[tuple[str, datetime], ...]: ...
     @property
     def reviewed_keep_until(self) -> datetime | None: ...
     @property
     def reviewed_dispose_at(self) -> datetime | None: ...
 
 
-def facts_from_catalog(
-    item: CatalogItemLike, incident_category: Callable[[str], str | None] | None = None
-) -> RetentionFacts:
-    """The catalog gives an item's incidents, the set of categories its links named, and the time of
-    the earliest link. With one incident the pairing is exact; with several, each incident's category
-    is asked of ``incident_category`` (the catalog's answer for the incident), and an incident with
-    none counts as of unknown category: the conservative case. Actions re-decide from the chain."""
-    linked_at = item.linked_at or item.ingested_at
-    if len(item.incidents) == 1:
-        pairs = [(item.incidents[0], item.categories[0] if item.categories else None)]
-    else:
-        lookup = incident_category or (lambda incident: None)
-        pairs = [(incident, lookup(incident)) for incident in item.incidents]
-    closed = dict(item.closures)
-    links = tuple(
-        LinkFact(incident, category, linked_at, closed.get(incident)) for incident, category in pairs
-    )
+def facts_from_catalog(item: CatalogItemLike) -> RetentionFacts:
+    """The retention facts the catalog holds for an item: each link with its own time, category and
+    case closure, as the chain's fold gave them (``evidence.retention.fold_chain``), so the decision
+    here is the one the action pass will take again from the chain."""
     return RetentionFacts(
         item.evidence_id,
         item.ingested_at,
         item.recorded_at,
-        links,
+        item.links,
         tuple(item.holds),
         item.reviewed_keep_until,
         item.reviewed_dispose_at,
@@ -173,7 +154,6 @@ def decide_catalog(
     *,
     real_now: datetime | None = None,
     on_kept: Callable[[RetentionLine], None] | None = None,
-    incident_category: Callable[[str], str | None] | None = None,
 ) -> DecisionPass:
     """One decision per catalogued item; collects the items that need the vault. ``on_kept`` hears
     every item that needs nothing (for the CSV), so the pass holds only the actionable ones."""
@@ -186,7 +166,7 @@ def decide_catalog(
             else:
                 result.counts["disposed before"] += 1
             continue
-        decision = decide(facts_from_catalog(item, incident_category), policy, now)
+        decision = decide(facts_from_catalog(item), policy, now)
         locked = catalog_lock(item, settings)
         if decision.action == "dispose":
             kind = "dispose"
@@ -461,7 +441,6 @@ def run_retention(
             vault.settings,
             moment,
             on_kept=write,
-            incident_category=functools.cache(catalog.incident_category),
         )
         lines = [act_on(vault, catalog, planned, context) for planned in decisions.planned]
         for line in lines:
@@ -523,7 +502,6 @@ def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionP
             settings,
             now,
             on_kept=write,
-            incident_category=functools.cache(catalog.incident_category),
         )
 
 

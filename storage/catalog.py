@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from evidence import layout
 from evidence.custody import CustodyEvent, decode_event
 from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
 from evidence.manifest import Manifest
-from evidence.retention import fold_review
+from evidence.retention import ChainFold, LinkFact, fold_chain
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
@@ -185,6 +185,8 @@ class CatalogItem:
     """The latest date a review kept the item until."""
     reviewed_dispose_at: datetime | None = None
     """The latest review date a review settled as a disposal."""
+    links: tuple[LinkFact, ...] = ()
+    """Each link in force with its own time, category and case closure: what retention counts from."""
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -240,68 +242,11 @@ class StateEvent:
         return cls(event.seq, event.type, event.at, event.details, event.actor)
 
 
-@dataclass(frozen=True)
-class ItemState:
-    links: Mapping[str, tuple[datetime, str | None]] = field(default_factory=dict)
-    """incident -> (when linked, category) for every link in force."""
-    holds: Mapping[str, str | None] = field(default_factory=dict)
-    """hold id -> incident (or None) for every hold in force."""
-    retain_until: datetime | None = None
-    retention_category: str | None = None
-    disposed_at: datetime | None = None
-    closures: Mapping[str, datetime] = field(default_factory=dict)
-    """incident -> when its case closed, for linked incidents whose closure is in force."""
-    reviewed_keep_until: datetime | None = None
-    reviewed_dispose_at: datetime | None = None
-
-    @property
-    def linked_at(self) -> datetime | None:
-        return min((at for at, _ in self.links.values()), default=None)
-
-
-def fold_events(events: Iterable[StateEvent]) -> ItemState:
-    """Current links, case closures, reviews, holds, retention and disposal of one item from its
-    events in chain order.
-    Re-linking an incident already linked keeps the first link (and its time); an unlink ends it."""
-    links: dict[str, tuple[datetime, str | None]] = {}
-    closures: dict[str, datetime] = {}
-    holds: dict[str, str | None] = {}
-    kept_until: datetime | None = None
-    dispose_at: datetime | None = None
-    retain_until: datetime | None = None
-    retention_category: str | None = None
-    disposed_at: datetime | None = None
-    for event in sorted(events, key=lambda e: e.seq):
-        details = event.details
-        if event.type == "link":
-            incident = _text(details.get("incident"))
-            if incident and incident not in links:
-                links[incident] = (event.at, _text(details.get("category")))
-        elif event.type == "unlink":
-            links.pop(_text(details.get("incident")) or "", None)
-        elif event.type == "closure":
-            incident, closed_at = _text(details.get("incident")), _parse_time(details.get("closed_at"))
-            if incident and closed_at is not None:
-                closures[incident] = closed_at
-        elif event.type == "reopen":
-            closures.pop(_text(details.get("incident")) or "", None)
-        elif event.type == "review":
-            kept_until, dispose_at = fold_review(details, kept_until, dispose_at)
-        elif event.type == "hold":
-            hold_id = _text(details.get("hold_id"))
-            if hold_id:
-                holds[hold_id] = _text(details.get("incident"))
-        elif event.type == "release":
-            holds.pop(_text(details.get("hold_id")) or "", None)
-        elif event.type == "retention":
-            retain_until = _parse_time(details.get("retain_until"))
-            retention_category = _text(details.get("category"))
-        elif event.type == "disposal":
-            disposed_at = event.at
-    in_force = {incident: at for incident, at in closures.items() if incident in links}
-    return ItemState(
-        links, holds, retain_until, retention_category, disposed_at, in_force, kept_until, dispose_at
-    )
+def fold_events(events: Iterable[StateEvent]) -> ChainFold:
+    """An item's state from the events the catalog keeps, in chain order whatever order they came in:
+    the chain's own fold (``evidence.retention.fold_chain``), so the catalog answers what the chain says."""
+    in_chain_order: list[StateEvent] = sorted(events, key=lambda e: e.seq)
+    return fold_chain(in_chain_order)
 
 
 # -- the catalog --------------------------------------------------------------------------------
@@ -616,12 +561,18 @@ class Catalog:
                 # what a rebuild can know of a disposed item is what its chain says: index only that
                 remains.extend(row for row in [_item_row_from_ingest(evidence_id, events)] if row is not None)
             link_rows.extend(
-                {"incident": ref, "evidence_id": evidence_id, "category": category, "linked_at": _to_db(at)}
-                for ref, (at, category) in state.links.items()
+                {
+                    "incident": ref,
+                    "evidence_id": evidence_id,
+                    "category": link.category,
+                    "linked_at": _to_db(link.linked_at),
+                }
+                for ref, link in state.links.items()
             )
             closure_rows.extend(
-                {"evidence_id": evidence_id, "incident": ref, "closed_at": _to_db(at)}
-                for ref, at in state.closures.items()
+                {"evidence_id": evidence_id, "incident": ref, "closed_at": _to_db(link.closed_at)}
+                for ref, link in state.links.items()
+                if link.closed_at is not None
             )
             if state.reviewed_keep_until is not None or state.reviewed_dispose_at is not None:
                 review_rows.append(
@@ -694,17 +645,22 @@ class Catalog:
             stmt = stmt.limit(limit)
         with self._translated_errors(), self._engine.connect() as conn:
             rows = list(conn.execute(stmt))
-            links: dict[str, list[tuple[str, str | None]]] = {}
+            links: dict[str, list[tuple[str, str | None, datetime]]] = {}
             holds: dict[str, list[str]] = {}
             closures: dict[str, list[tuple[str, datetime]]] = {}
             reviews: dict[str, tuple[datetime | None, datetime | None]] = {}
             for chunk in _chunks([row.evidence_id for row in rows], QUERY_CHUNK):
                 for link in conn.execute(
                     sa.select(
-                        links_table.c.evidence_id, links_table.c.incident, links_table.c.category
+                        links_table.c.evidence_id,
+                        links_table.c.incident,
+                        links_table.c.category,
+                        links_table.c.linked_at,
                     ).where(links_table.c.evidence_id.in_(chunk))
                 ):
-                    links.setdefault(link.evidence_id, []).append((link.incident, link.category))
+                    links.setdefault(link.evidence_id, []).append(
+                        (link.incident, link.category, _from_db(link.linked_at))
+                    )
                 for hold in conn.execute(
                     sa.select(holds_table.c.evidence_id, holds_table.c.hold_id).where(
                         holds_table.c.evidence_id.in_(chunk)
@@ -856,7 +812,7 @@ def _state_row(event: CustodyEvent) -> dict[str, Any]:
 
 def _catalog_item(
     row: Any,
-    links: list[tuple[str, str | None]],
+    links: list[tuple[str, str | None, datetime]],
     holds: list[str],
     closures: list[tuple[str, datetime]],
     review: tuple[datetime | None, datetime | None],
@@ -872,8 +828,8 @@ def _catalog_item(
         kind=row.kind,
         size=int(row.size),
         flags=tuple(json.loads(row.flags)),
-        incidents=tuple(sorted(ref for ref, _ in links)),
-        categories=tuple(sorted({category for _, category in links if category})),
+        incidents=tuple(sorted(ref for ref, _, _ in links)),
+        categories=tuple(sorted({category for _, category, _ in links if category})),
         holds=tuple(sorted(holds)),
         retain_until=_from_db_or_none(row.retain_until),
         retention_category=row.retention_category,
@@ -883,6 +839,9 @@ def _catalog_item(
         closures=tuple(sorted(closures)),
         reviewed_keep_until=review[0],
         reviewed_dispose_at=review[1],
+        links=tuple(
+            LinkFact(ref, category, at, dict(closures).get(ref)) for ref, category, at in sorted(links)
+        ),
     )
 
 

@@ -8,17 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from evidence.errors import AccessDenied, InvalidInput, NotFound
 from evidence.incident import parse_incident_ref
-from evidence.retention import facts_from_events
 from flows.closure import close_incident, reopen_incident
 from flows.commands import app
 from flows.linking import link_items, unlink_items
-from storage.catalog import StateEvent, fold_events
 from tests.station import Station
 from tests.test_retention_flow import (
     ADMIN,
@@ -188,36 +184,3 @@ def test_the_commands(station: Station, tmp_path: Path, monkeypatch: pytest.Monk
     assert isinstance(bad_ref.exception, InvalidInput)
     officer = runner.invoke(app, ["--user", "oscar", "incident", "close", CASE.value, "--reason", "x"])
     assert isinstance(officer.exception, AccessDenied)
-
-
-# -- the catalog's fold and the chain's fold agree ------------------------------------------------
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-state_events = st.lists(
-    st.tuples(
-        st.sampled_from(["link", "unlink", "closure", "reopen"]),
-        st.sampled_from(["A-2026-001", "B-2026-002"]),
-        st.integers(0, 400),
-        st.booleans(),
-    ),
-    max_size=12,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(state_events)
-def test_the_catalog_and_the_chain_agree_on_which_closures_are_in_force(
-    steps: list[tuple[str, str, int, bool]],
-) -> None:
-    """The nightly decision reads the catalog; the action re-reads the chain: they must not differ."""
-    events = []
-    for seq, (kind, incident, day, readable) in enumerate(steps, start=1):
-        details: dict[str, object] = {"incident": incident}
-        if kind == "closure":
-            details["closed_at"] = (T0 + timedelta(days=day)).isoformat() if readable else "soon"
-        events.append(StateEvent(seq, kind, T0 + timedelta(days=seq), details))
-    catalog = fold_events(events)
-    chain = facts_from_events("ev-" + "a" * 26, T0, T0, events)
-    from_chain = {link.incident: link.closed_at for link in chain.facts.links if link.closed_at}
-    assert dict(catalog.closures) == from_chain
-    assert set(catalog.links) == {link.incident for link in chain.facts.links}

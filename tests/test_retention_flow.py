@@ -22,11 +22,11 @@ from evidence.access import Actor
 from evidence.errors import AccessDenied, LockedError, NotFound, StorageUnavailable
 from evidence.incident import parse_incident_ref
 from evidence.manifest import Manifest
-from evidence.retention import LinkFact, RetentionPolicy, load_policy
+from evidence.retention import RetentionPolicy, load_policy
 from flows.commands import app
 from flows.holds import release_hold, set_hold
 from flows.linking import link_items, unlink_items
-from flows.retention import RetentionLine, RetentionReport, facts_from_catalog, run_retention
+from flows.retention import RetentionLine, RetentionReport, run_retention
 from storage import lifecycle
 from tests.factories import DEVICE_FOLDER, make_jpeg
 from tests.station import Station, make_station
@@ -373,26 +373,6 @@ def test_storage_refuses_deletion_before_the_lock_date(any_store_station: Statio
     assert lifecycle.item_objects(station.vault, item).empty
     assert not [v for v in station.vault.store.list_versions("objects/") if not v.is_delete_marker]
     assert station.vault.custody.verify(item).intact
-
-
-# -- the catalog's view -------------------------------------------------------------------------------
-
-
-def test_catalog_facts_pair_incidents_with_categories() -> None:
-    from storage.catalog import CatalogItem
-
-    now = datetime.now(UTC)
-    item = CatalogItem(
-        "ev-" + "b" * 26, now, now, "st", "BWC", None, "image/jpeg", "photo", 1, (),
-        ("A-2026-001", "B-2026-002"), ("theft",), (), None, None, now, None, 1,
-    )  # fmt: skip
-    known = {"A-2026-001": "theft"}
-    facts = facts_from_catalog(item, known.get)
-    assert facts.links == (LinkFact("A-2026-001", "theft", now), LinkFact("B-2026-002", None, now))
-    single = facts_from_catalog(
-        CatalogItem(**{**item.__dict__, "incidents": ("A-2026-001",)})  # type: ignore[arg-type]
-    )
-    assert single.links == (LinkFact("A-2026-001", "theft", now),)
 
 
 # -- the Prefect flow and the command -----------------------------------------------------------------

@@ -20,7 +20,6 @@ from flows.commands import app
 from flows.holds import set_hold
 from flows.linking import link_items
 from flows.review import review_items
-from storage.catalog import StateEvent, fold_events
 from tests.station import Station
 from tests.test_retention_flow import (
     ADMIN,
@@ -210,25 +209,3 @@ def test_a_review_never_brings_a_date_forward_nor_beats_a_hold(
         assert now >= after.keep_until and not item.holds
     if item.holds:
         assert after.action == "keep"
-
-
-review_steps = st.lists(
-    st.tuples(st.sampled_from(["keep", "dispose", "junk"]), st.integers(0, 4000), st.booleans()),
-    max_size=6,
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(review_steps)
-def test_the_catalog_and_the_chain_fold_reviews_alike(steps: list[tuple[str, int, bool]]) -> None:
-    events = []
-    for seq, (decision, day, readable) in enumerate(steps, start=1):
-        moment = (T0 + timedelta(days=day)).isoformat() if readable else "later"
-        details = {"decision": decision, "keep_until": moment, "review_due": moment}
-        events.append(StateEvent(seq, "review", T0 + timedelta(days=seq), details))
-    catalog = fold_events(events)
-    chain = facts_from_events("ev-" + "a" * 26, T0, T0, events).facts
-    assert (catalog.reviewed_keep_until, catalog.reviewed_dispose_at) == (
-        chain.reviewed_keep_until,
-        chain.reviewed_dispose_at,
-    )
