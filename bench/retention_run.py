@@ -98,7 +98,13 @@ def synthetic_rows(count: int, now: datetime, *, seed: int = 1) -> Iterator[dict
 def write_catalog(catalog_url: str, rows: Iterator[dict[str, Any]], batch: int = 5000) -> int:
     import sqlalchemy as sa
 
-    from storage.catalog import chains_table, holds_table, items_table, links_table
+    from storage.catalog import (
+        chains_table,
+        disposals_finished_table,
+        holds_table,
+        items_table,
+        links_table,
+    )
 
     engine = sa.create_engine(catalog_url)
     written = 0
@@ -138,6 +144,13 @@ def write_catalog(catalog_url: str, rows: Iterator[dict[str, Any]], batch: int =
             ]
             if holds:
                 conn.execute(sa.insert(holds_table), holds)
+            finished = [  # disposed of long ago, and seen complete by an earlier run
+                {"evidence_id": r["evidence_id"], "confirmed_at": r["disposed_at"]}
+                for r in pending
+                if r["disposed_at"] is not None
+            ]
+            if finished:
+                conn.execute(sa.insert(disposals_finished_table), finished)
             pending.clear()
 
         for row in rows:

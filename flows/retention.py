@@ -63,8 +63,6 @@ log = logging.getLogger(__name__)
 REVIEW_OUTCOME = "listed for review: a person decides (evidence retention review ID --keep-for P | --dispose)"
 
 ACTION_BATCH = 100
-UNFINISHED_WINDOW = timedelta(days=31)
-"""Disposed items whose disposal is this recent are checked for leftovers (an interrupted run)."""
 ARTIFACT_ROWS = 500
 ACTION_WORKERS = 4
 CSV_FIELDS = ("evidence_id", "action", "outcome", "category", "keep_until", "rule", "reason")
@@ -86,6 +84,10 @@ class CatalogItemLike(Protocol):
     def holds(self) -> tuple[str, ...]: ...
     @property
     def retain_until(self) -> datetime | None: ...
+    @property
+    def disposed_at(self) -> datetime | None: ...
+    @property
+    def disposal_finished(self) -> bool: ...
     @property
     def reviewed_keep_until(self) -> datetime | None: ...
     @property
@@ -161,10 +163,10 @@ def decide_catalog(
     result = DecisionPass()
     for item in items:
         if item.disposed_at is not None:
-            if as_utc(item.disposed_at) >= real_now - UNFINISHED_WINDOW:
-                result.planned.append(PlannedAction(item.evidence_id, "unfinished", None))
-            else:
+            if item.disposal_finished:
                 result.counts["disposed before"] += 1
+            else:  # checked for leftovers of an interrupted disposal, every run until none are left
+                result.planned.append(PlannedAction(item.evidence_id, "unfinished", None))
             continue
         decision = decide(facts_from_catalog(item), policy, now)
         locked = catalog_lock(item, settings)
@@ -218,7 +220,7 @@ def act_on(
     line: one item never stops the run."""
     try:
         if planned.kind == "unfinished":
-            return _finish_disposal(vault, planned, context)
+            return _finish_disposal(vault, catalog, planned, context)
         assert planned.decision is not None
         if planned.kind == "review":
             return _line(planned.decision, "review", REVIEW_OUTCOME)
@@ -227,7 +229,7 @@ def act_on(
         state = chain_state(vault, planned.evidence_id)
         if state.disposed_at is not None:
             # the catalog missed the disposal event: a disposal started but may not have finished
-            return _finish_disposal(vault, planned, context)
+            return _finish_disposal(vault, catalog, planned, context)
         decision = decide(state.facts, context.policy, context.now)
         if decision.action == "dispose":
             return _dispose(vault, catalog, decision, planned, context)
@@ -273,12 +275,16 @@ def _dispose(
     )
     deleted = lifecycle.dispose(vault, objects)
     _lock_records(vault, decision.evidence_id, context)
+    _note_finished(catalog, decision.evidence_id)
     return _line(decision, "dispose", f"disposed: {deleted} stored version(s) deleted, key destroyed")
 
 
-def _finish_disposal(vault: Vault, planned: PlannedAction, context: RunContext) -> RetentionLine:
+def _finish_disposal(
+    vault: Vault, catalog: Catalog | None, planned: PlannedAction, context: RunContext
+) -> RetentionLine:
     objects = lifecycle.item_objects(vault, planned.evidence_id)
     if objects.empty:
+        _note_finished(catalog, planned.evidence_id)
         return RetentionLine(planned.evidence_id, "disposed", "disposal complete")
     lifecycle.refuse_if_undisposable(objects)
     if not context.apply:
@@ -289,9 +295,16 @@ def _finish_disposal(vault: Vault, planned: PlannedAction, context: RunContext) 
         )
     deleted = lifecycle.dispose(vault, objects)
     _lock_records(vault, planned.evidence_id, context)
+    _note_finished(catalog, planned.evidence_id)
     return RetentionLine(
         planned.evidence_id, "disposed", f"interrupted disposal finished: {deleted} stored version(s) deleted"
     )
+
+
+def _note_finished(catalog: Catalog | None, evidence_id: str) -> None:
+    """Only once the vault holds nothing of the item does the run stop checking it."""
+    if catalog is not None:
+        catalog.note_disposal_finished(evidence_id)
 
 
 def _lock_records(vault: Vault, evidence_id: str, context: RunContext) -> None:

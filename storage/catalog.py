@@ -142,6 +142,16 @@ reviews_table = sa.Table(
     sa.Column("dispose_at", sa.DateTime, nullable=True),
 )
 
+disposals_finished_table = sa.Table(
+    # items whose disposal was seen complete in the vault (nothing of them left but the chain), so the
+    # retention run stops re-checking them; a table of its own for the same reason as closures. An
+    # item disposed of but not in here is checked again every run until it is.
+    "disposals_finished",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("confirmed_at", sa.DateTime, nullable=False),
+)
+
 holds_table = sa.Table(
     "holds",
     metadata,
@@ -187,6 +197,8 @@ class CatalogItem:
     """The latest review date a review settled as a disposal."""
     links: tuple[LinkFact, ...] = ()
     """Each link in force with its own time, category and case closure: what retention counts from."""
+    disposal_finished: bool = False
+    """The disposal was seen complete in the vault; False for an item never disposed of."""
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -362,6 +374,11 @@ class Catalog:
                 return
             after = batch[-1].evidence_id
 
+    def note_disposal_finished(self, evidence_id: str) -> None:
+        """Record that nothing of a disposed item is left in the vault but its custody chain."""
+        with self._translated_errors(), self._engine.begin() as conn:
+            self._note_disposals_finished(conn, [evidence_id])
+
     def incident_category(self, incident: str) -> str | None:
         """The category the latest link event naming one gave this incident, if any did."""
         stmt = (
@@ -401,6 +418,7 @@ class Catalog:
         problems: list[str] = []
         item_count = event_count = 0
         with_manifest: set[str] = set()
+        listed: set[str] = set()  # with a manifest in the vault, readable or not
         with (
             self._translated_errors(),
             ThreadPoolExecutor(max_workers=readers) as pool,
@@ -411,12 +429,14 @@ class Catalog:
                 closures_table,
                 reviews_table,
                 holds_table,
+                disposals_finished_table,
                 state_events_table,
                 chains_table,
                 items_table,
             ):
                 conn.execute(sa.delete(table))
             for batch in _chunks(vault.list_items(), REBUILD_BATCH):
+                listed.update(batch)
                 rows = []
                 for evidence_id, manifest in zip(
                     batch, pool.map(_reader(vault.manifest), batch), strict=True
@@ -443,6 +463,13 @@ class Catalog:
                 item_count += len(orphan_rows)
                 self._apply_events(conn, events)
                 event_count += len(events)
+            # a disposal deletes the manifest last: a disposed item with no manifest left is finished
+            disposed = conn.execute(
+                sa.select(chains_table.c.evidence_id).where(chains_table.c.disposed_at.is_not(None))
+            )
+            self._note_disposals_finished(
+                conn, [r.evidence_id for r in disposed if r.evidence_id not in listed]
+            )
         report = RebuildReport(item_count, event_count, time.monotonic() - started, tuple(problems))
         log.info(
             "catalog rebuilt",
@@ -616,6 +643,20 @@ class Catalog:
             chain_updates,
         )
 
+    def _note_disposals_finished(self, conn: Connection, evidence_ids: Sequence[str]) -> None:
+        now = _to_db(datetime.now(UTC))
+        for chunk in _chunks(evidence_ids, QUERY_CHUNK):
+            known = set(
+                conn.execute(
+                    sa.select(disposals_finished_table.c.evidence_id).where(
+                        disposals_finished_table.c.evidence_id.in_(chunk)
+                    )
+                ).scalars()
+            )
+            fresh = [{"evidence_id": e, "confirmed_at": now} for e in dict.fromkeys(chunk) if e not in known]
+            if fresh:
+                conn.execute(sa.insert(disposals_finished_table), fresh)
+
     def _select(
         self,
         where: Sequence[sa.ColumnElement[bool]],
@@ -624,7 +665,11 @@ class Catalog:
         order_by_id: bool = False,
         limit: int | None = None,
     ) -> list[CatalogItem]:
-        joined = items_table.outerjoin(chains_table, chains_table.c.evidence_id == items_table.c.evidence_id)
+        joined = items_table.outerjoin(
+            chains_table, chains_table.c.evidence_id == items_table.c.evidence_id
+        ).outerjoin(
+            disposals_finished_table, disposals_finished_table.c.evidence_id == items_table.c.evidence_id
+        )
         stmt = sa.select(
             items_table,
             chains_table.c.length,
@@ -632,6 +677,7 @@ class Catalog:
             chains_table.c.retention_category,
             chains_table.c.linked_at,
             chains_table.c.disposed_at,
+            disposals_finished_table.c.confirmed_at.label("disposal_confirmed_at"),
         ).select_from(joined)
         for clause in where:
             stmt = stmt.where(clause)
@@ -842,6 +888,7 @@ def _catalog_item(
         links=tuple(
             LinkFact(ref, category, at, dict(closures).get(ref)) for ref, category, at in sorted(links)
         ),
+        disposal_finished=row.disposal_confirmed_at is not None,
     )
 
 

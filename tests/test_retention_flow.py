@@ -26,8 +26,9 @@ from evidence.retention import RetentionPolicy, load_policy
 from flows.commands import app
 from flows.holds import release_hold, set_hold
 from flows.linking import link_items, unlink_items
-from flows.retention import RetentionLine, RetentionReport, run_retention
+from flows.retention import RetentionLine, RetentionReport, decide_catalog, run_retention
 from storage import lifecycle
+from storage.catalog import disposals_finished_table
 from tests.factories import DEVICE_FOLDER, make_jpeg
 from tests.station import Station, make_station
 
@@ -304,11 +305,42 @@ def test_an_interrupted_disposal_is_finished_next_run(
     assert chain_types(station, first) == ["ingest", "disposal"]
 
     monkeypatch.setattr(store, "delete_version", original)
+    # however long before anyone runs retention again (the checks once stopped after 31 days), and
+    # whether or not the catalog was rebuilt meanwhile, the leftover is still found
+    station.catalog.rebuild(station.vault)
+    a_year_on = datetime.now(UTC) + timedelta(days=365)
+    pending = decide_catalog(
+        station.catalog.iter_items(include_disposed=True),
+        policy_of(station),
+        station.settings,
+        moment,
+        real_now=a_year_on,
+    )
+    assert [(p.evidence_id, p.kind) for p in pending.planned] == [(first, "unfinished")]
+    assert pending.counts["disposed before"] == 1, "the finished disposal is not checked again"
+
     finished = run_at(station, moment)
     assert by_id(finished)[first].outcome == "interrupted disposal finished: 1 stored version(s) deleted"
     assert versions_of(station, manifests[first]) == []
     assert chain_types(station, first) == ["ingest", "disposal"], "the disposal is recorded once"
-    assert by_id(run_at(station, moment))[first].outcome == "disposal complete"
+    settled = run_at(station, moment)
+    assert first not in by_id(settled) and settled.counts["disposed before"] == 2
+    station.catalog.rebuild(station.vault)
+    assert run_at(station, moment).counts["disposed before"] == 2, "a rebuild sees both finished"
+
+
+def test_a_disposal_finished_before_the_catalog_knew_is_confirmed_once(
+    station: Station, tmp_path: Path
+) -> None:
+    """A catalog that never saw the disposal finish (an older catalog, or the event recorded on
+    another machine) checks the vault once, then counts the item as disposed of."""
+    (item,) = ingest_recent(station, tmp_path / "BWC-RET11", 1, seed=7800)
+    moment = recorded(station, item) + timedelta(days=32)
+    run_at(station, moment)
+    with station.catalog._engine.begin() as conn:  # as a catalog made before the confirmation table
+        conn.execute(disposals_finished_table.delete())
+    assert by_id(run_at(station, moment))[item].outcome == "disposal complete"
+    assert item not in by_id(run_at(station, moment))
 
 
 def test_only_storage_admins_run_retention(station: Station) -> None:
