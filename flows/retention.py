@@ -238,9 +238,18 @@ def act_on(
         return _extend(vault, catalog, decision, state.retain_until, context)
     except EvidenceError as err:
         log.warning("retention action failed", extra={"evidence_id": planned.evidence_id, "error": str(err)})
-        if planned.decision is None:
-            return RetentionLine(planned.evidence_id, planned.kind, f"failed: {err}")
-        return _line(planned.decision, planned.kind, f"failed: {err}")
+        return _failed(planned, str(err))
+    except Exception as err:
+        # a fault this program did not foresee (an untranslated storage error, a bug) is still one
+        # item's: the others are disposed of or extended, and each line says what really happened
+        log.exception("retention action failed unexpectedly", extra={"evidence_id": planned.evidence_id})
+        return _failed(planned, f"unexpected {type(err).__name__}: {err} (details in the run's log)")
+
+
+def _failed(planned: PlannedAction, why: str) -> RetentionLine:
+    if planned.decision is None:
+        return RetentionLine(planned.evidence_id, planned.kind, f"failed: {why}")
+    return _line(planned.decision, planned.kind, f"failed: {why}")
 
 
 def _dispose(
@@ -568,7 +577,7 @@ def retention(
     for future, batch in zip(futures, batches, strict=True):
         try:
             lines.extend(future.result())
-        except Exception as err:  # a batch that failed as a whole is reported per item
+        except Exception as err:  # the batch never ran (its task could not open the vault, say)
             lines.extend(RetentionLine(p.evidence_id, p.kind, f"failed: {err}") for p in batch)
     with Path(path).open("a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)

@@ -329,6 +329,25 @@ def test_an_interrupted_disposal_is_finished_next_run(
     assert run_at(station, moment).counts["disposed before"] == 2, "a rebuild sees both finished"
 
 
+def test_an_unforeseen_fault_on_one_item_does_not_stop_the_others(
+    station: Station, tmp_path: Path, monkeypatch: Any
+) -> None:
+    first, second = sorted(ingest_recent(station, tmp_path / "BWC-RET12", 2, seed=7900))
+    original = lifecycle.dispose
+
+    def faulty(vault: Any, objects: lifecycle.ItemObjects) -> int:
+        if objects.evidence_id == first:
+            raise KeyError("x-amz-version-id")  # say, a store answer this program does not expect
+        return original(vault, objects)
+
+    monkeypatch.setattr(lifecycle, "dispose", faulty)
+    report = run_at(station, recorded(station, first) + timedelta(days=32))
+    assert by_id(report)[first].outcome.startswith("failed: unexpected KeyError")
+    assert by_id(report)[second].outcome.startswith("disposed: 3")
+    assert not station.vault.has_item(second)
+    assert station.vault.has_item(first)
+
+
 def test_a_disposal_finished_before_the_catalog_knew_is_confirmed_once(
     station: Station, tmp_path: Path
 ) -> None:
