@@ -92,6 +92,13 @@ def retention_run(
     apply: Annotated[
         bool, typer.Option("--apply", help="Dispose of elapsed items and extend locks (default: dry run).")
     ] = False,
+    extend_locks: Annotated[
+        bool,
+        typer.Option(
+            "--extend-locks",
+            help="Extend storage locks to the policy's dates now; without --apply nothing is disposed of.",
+        ),
+    ] = False,
     now: Annotated[
         str | None,
         typer.Option("--now", help="Decide as if it were this time (ISO 8601; for rehearsals and tests)."),
@@ -114,12 +121,21 @@ def retention_run(
     from flows.retention import retention
 
     report = retention(
-        apply=apply, now=now, user=actor.user_id, csv_path=None if csv_path is None else str(csv_path)
+        apply=apply,
+        now=now,
+        user=actor.user_id,
+        csv_path=None if csv_path is None else str(csv_path),
+        extend_locks=extend_locks,
     )
     if as_json:
         print_json(report.as_json())
     else:
-        kind = "applied" if report.applied else "dry run (nothing changed; --apply to act)"
+        if report.applied:
+            kind = "applied"
+        elif report.locks_extended:
+            kind = "storage locks extended, nothing disposed of (--apply to dispose)"
+        else:
+            kind = "dry run (nothing changed; --apply to act)"
         table = Table(title=f"Retention at {report.now.astimezone(UTC).isoformat()}: {kind}")
         table.add_column("evidence id", no_wrap=True, min_width=29)
         table.add_column("action")

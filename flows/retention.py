@@ -7,7 +7,10 @@ an interrupted disposal) and, for each, first re-reads the item's custody chain 
 decides again from those: the catalog is an index that may lag behind the vault (a hold set on another
 machine), and nothing irreversible is done on an index's word.
 
-Without ``apply`` the action pass only reads, and the report says what would happen. With ``apply``:
+Without ``apply`` the action pass only reads, and the report says what would happen; ``extend_locks``
+alone applies the extensions and nothing else, because a longer lock only ever protects (the nightly
+deployment runs so: storage locks keep up with links every night, disposal waits for a person's
+``apply``). With ``apply``:
 
 - dispose: the chain must verify; no legal hold in the chain or on any stored version; no COMPLIANCE
   lock in force. Then the ``disposal`` event is appended (intent, rule, policy, who) *before* any
@@ -211,6 +214,9 @@ class RunContext:
     now: datetime
     actor: Actor
     apply: bool
+    """Dispose of what has elapsed (and extend locks)."""
+    extend_locks: bool
+    """Extend storage locks to the policy's dates; true whenever ``apply`` is."""
 
 
 def act_on(
@@ -336,7 +342,7 @@ def _extend(
     if target is None:
         return _line(decision, "keep", "kept: storage lock already reaches the policy date")
     shown = "none" if locked_until is None else _moment(locked_until)
-    if not context.apply:
+    if not context.extend_locks:
         return _line(decision, "extend", f"would extend the storage lock from {shown} to {_moment(target)}")
     change = lifecycle.extend_lock(vault, decision.evidence_id, target, objects=objects)
     previous = change.previous_retain_until or recorded_lock
@@ -369,11 +375,19 @@ def _moment(moment: datetime) -> str:
 class RetentionReport:
     now: datetime
     applied: bool
+    locks_extended: bool
+    """Storage locks were extended (with ``apply``, or ``extend_locks`` alone)."""
     policy: str
     actor: str
     counts: dict[str, int]
     lines: list[RetentionLine]
     csv_path: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.applied:
+            return "run (applied)"
+        return "dry run, storage locks extended" if self.locks_extended else "dry run"
 
     @property
     def failures(self) -> list[RetentionLine]:
@@ -383,6 +397,7 @@ class RetentionReport:
         return {
             "now": self.now.isoformat(),
             "applied": self.applied,
+            "locks_extended": self.locks_extended,
             "policy": self.policy,
             "actor": self.actor,
             "counts": self.counts,
@@ -407,9 +422,9 @@ def resolve_actor(settings: Settings, user: str | None) -> Actor:
     return UserDirectory.load(settings.users_file).resolve(user or settings.user)
 
 
-def default_csv_path(settings: Settings, now: datetime, applied: bool) -> Path:
+def default_csv_path(settings: Settings, now: datetime, applied: bool, locks_extended: bool = False) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    kind = "applied" if applied else "dry-run"
+    kind = "applied" if applied else "locks-extended" if locks_extended else "dry-run"
     return settings.data_dir / "reports" / f"retention-{stamp}-{kind}.csv"
 
 
@@ -449,13 +464,14 @@ def run_retention(
     *,
     now: datetime | None = None,
     apply: bool = False,
+    extend_locks: bool = False,
     csv_path: Path | None = None,
 ) -> RetentionReport:
     """The run without Prefect: decisions, actions (one at a time), CSV. The flow does the same with
     the actions spread over task runs."""
     actor.require("retention")
     moment = as_utc(now) if now is not None else datetime.now(UTC)
-    context = RunContext(policy, moment, actor, apply)
+    context = RunContext(policy, moment, actor, apply, apply or extend_locks)
     with _csv_writer(csv_path) as write:
         decisions = decide_catalog(
             catalog.iter_items(include_disposed=True),
@@ -470,6 +486,7 @@ def run_retention(
     return RetentionReport(
         moment,
         apply,
+        apply or extend_locks,
         policy.label,
         actor.user_id,
         summarise(decisions.counts, lines),
@@ -529,9 +546,16 @@ def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionP
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-actions-{batch}")
 def action_task(
-    settings: Settings, planned: list[PlannedAction], now: datetime, user: str, apply: bool, batch: int
+    settings: Settings,
+    planned: list[PlannedAction],
+    now: datetime,
+    user: str,
+    apply: bool,
+    extend_locks: bool,
+    batch: int,
 ) -> list[RetentionLine]:
-    context = RunContext(load_policy(policy_path(settings)), now, resolve_actor(settings, user), apply)
+    policy = load_policy(policy_path(settings))
+    context = RunContext(policy, now, resolve_actor(settings, user), apply, apply or extend_locks)
     vault, catalog = _vault(settings), _catalog(settings)
     return [act_on(vault, catalog, item, context) for item in planned]
 
@@ -548,16 +572,18 @@ def retention(
     user: str | None = None,
     csv_path: str | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    extend_locks: bool = False,
 ) -> RetentionReport:
     """Retention run: a dry run by default (what would be disposed of, kept, extended or due for
-    review, and why); ``apply=True`` disposes of what has elapsed and extends storage locks."""
+    review, and why); ``apply=True`` disposes of what has elapsed and extends storage locks;
+    ``extend_locks=True`` alone extends the locks and disposes of nothing."""
     settings = load_settings(**(settings_overrides or {}))
     logger = get_run_logger()
     actor = resolve_actor(settings, user)
     actor.require("retention")
     policy = load_policy(policy_path(settings))
     moment = parse_now(now)
-    path = csv_path or str(default_csv_path(settings, moment, apply))
+    path = csv_path or str(default_csv_path(settings, moment, apply, extend_locks))
     decisions = decision_task(settings, moment, path)
     logger.info(
         "retention decisions at %s under %s: %d item(s) need the vault; %s",
@@ -570,7 +596,7 @@ def retention(
         decisions.planned[i : i + ACTION_BATCH] for i in range(0, len(decisions.planned), ACTION_BATCH)
     ]
     futures = [
-        action_task.submit(settings, batch, moment, actor.user_id, apply, n)
+        action_task.submit(settings, batch, moment, actor.user_id, apply, extend_locks, n)
         for n, batch in enumerate(batches)
     ]
     lines: list[RetentionLine] = []
@@ -584,7 +610,14 @@ def retention(
         for line in lines:
             writer.writerow(line.row())
     report = RetentionReport(
-        moment, apply, policy.label, actor.user_id, summarise(decisions.counts, lines), lines, path
+        moment,
+        apply,
+        apply or extend_locks,
+        policy.label,
+        actor.user_id,
+        summarise(decisions.counts, lines),
+        lines,
+        path,
     )
     create_table_artifact(
         key="retention-report",
@@ -596,7 +629,7 @@ def retention(
             for line in lines[:ARTIFACT_ROWS]
         ],
         description=(
-            f"Retention {'run (applied)' if apply else 'dry run'} at {moment.isoformat()} under "
+            f"Retention {report.kind} at {moment.isoformat()} under "
             f"{policy.label} by {actor.user_id}; full report: {path}"
         ),
     )

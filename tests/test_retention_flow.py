@@ -429,6 +429,32 @@ def test_storage_refuses_deletion_before_the_lock_date(any_store_station: Statio
 # -- the Prefect flow and the command -----------------------------------------------------------------
 
 
+def test_extending_locks_alone_protects_linked_items_and_disposes_of_nothing(
+    prefect_harness: None, station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly deployment: storage locks keep up with links every night, while disposal waits
+    for a person's --apply. Without it a DA item's lock lapsed 31 days after ingest."""
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    plain, da = ingest_recent(station, tmp_path / "BWC-RET13", 2, seed=8300)
+    link_items(station.vault, station.catalog, [da], DA_CASE, INVESTIGATOR, category="domestic-abuse")
+    lock_before = lifecycle.item_objects(station.vault, da).locked_until()
+    assert lock_before is not None and lock_before < datetime.now(UTC) + timedelta(days=32)
+    when = (recorded(station, plain) + timedelta(days=32)).isoformat()
+
+    result = runner.invoke(
+        app, ["--user", "sam", "retention", "run", "--now", when, "--extend-locks", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["applied"], doc["locks_extended"]) == (False, True)
+    assert doc["counts"] == {"would dispose": 1, "lock extended": 1}
+    assert station.vault.has_item(plain) and chain_types(station, plain) == ["ingest"]
+    lock_after = lifecycle.item_objects(station.vault, da).locked_until()
+    assert lock_after is not None and lock_after > datetime.now(UTC) + timedelta(days=9 * 365)
+    assert chain_types(station, da)[-1] == "retention"
+    assert "locks-extended" in Path(doc["csv"]).name
+
+
 def test_cli_runs_the_retention_flow(
     prefect_harness: None, station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
