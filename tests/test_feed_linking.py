@@ -5,6 +5,7 @@ running the same feed again changes nothing."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -356,6 +357,53 @@ def run(*args: str, user: str | None = "det-a") -> Result:
 
 def chain_lengths(station: Station, ids: list[str]) -> list[int]:
     return [len(station.vault.custody.stored(e)) for e in ids]
+
+
+@pytest.mark.slow
+def test_a_thousand_incidents_link_ten_thousand_items_through_the_vault_and_a_second_run_writes_nothing(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's scale through the real ``link_feed``: every link is a signed custody record in the
+    vault. Each item is stored as ingest leaves it (without media); fsync is skipped to set up 10,000
+    of them in a test's time, which changes nothing the linking does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from evidence.access import UserDirectory
+    from flows.linking import link_feed
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    feed, dated = generated(seed=5)
+    assert (len(feed.incidents), len(dated)) == (1000, 10_000)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stored = list(
+            pool.map(
+                lambda nx: stored_item(
+                    station.vault, station.catalog, nx[0], nx[1].officer_id, nx[1].recorded_at
+                ),
+                enumerate(dated),
+            )
+        )
+    assert stored == [x.evidence_id for x in dated]
+    actor = UserDirectory.load(station.settings.users_file).resolve("det-a")
+    expected = oracle(feed, dated)
+    unambiguous = {e: next(iter(refs)) for e, refs in expected.items() if len(refs) == 1}
+    assert len(unambiguous) > 3000 and sum(len(refs) > 1 for refs in expected.values()) > 300
+
+    report = link_feed(station.vault, station.catalog, feed, actor, tolerance=TOLERANCE)
+    assert {(x.evidence_id, x.incident) for x in report.linked} == set(unambiguous.items())
+    assert {a.evidence_id: set(a.incidents) for a in report.ambiguous} == {
+        e: refs for e, refs in expected.items() if len(refs) > 1
+    }
+    assert (report.failed, report.skipped) == ((), ())
+    for evidence_id in stored:  # the vault, the source of truth, says the same
+        links = [e.details["incident"] for e in station.vault.custody.events(evidence_id) if e.type == "link"]
+        assert links == ([unambiguous[evidence_id]] if evidence_id in unambiguous else [])
+    records = sum(1 for _ in station.vault.store.list_versions("custody/"))
+
+    again = link_feed(station.vault, station.catalog, feed, actor, tolerance=TOLERANCE)
+    assert again.linked == () and again.already_linked == len(unambiguous)
+    assert again.ambiguous == report.ambiguous
+    assert sum(1 for _ in station.vault.store.list_versions("custody/")) == records, "nothing written"
 
 
 def test_feed_links_through_the_vault_and_a_second_run_writes_nothing(
