@@ -185,6 +185,7 @@ def export_items(
     bag_name = out_dir.name
     started = datetime.now(UTC)
     log.info("export started", extra={"incident": incident.value, "items": len(ids)})
+    recorded: list[str] = []
     try:
         checked: list[tuple[CheckedItem, ExportedItem]] = []
         for evidence_id in ids:
@@ -198,6 +199,7 @@ def export_items(
         for item, entry in checked:
             with naming_errors(entry.evidence_id):
                 record_access(vault, catalog, entry.evidence_id, "export", actor, details)
+                recorded.append(entry.evidence_id)
                 report = custody_report(vault, item, incident=incident, exported_as=entry.path)
                 payload.update(_write_reports(partial, entry.evidence_id, report))
         total_bytes = sum(size for _, size in payload.values())
@@ -222,7 +224,13 @@ def export_items(
         _publish(partial, out_dir)
     except EvidenceError as error:
         shutil.rmtree(partial, ignore_errors=True)
-        raise type(error)(f"{error} (export stopped; nothing was written at {out_dir})") from error
+        attempted = (
+            f"; the export events of {len(recorded)} item(s) stay in their chains, as the record of "
+            "an export that was attempted and produced no bag"
+            if recorded
+            else ""
+        )
+        raise type(error)(f"{error} (export stopped; nothing was written at {out_dir}{attempted})") from error
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -186,6 +186,26 @@ def test_flipped_byte_stops_export_naming_the_item_and_leaves_nothing(
         assert [e.type for e in station.vault.custody.events(evidence_id)] == ["ingest", "link"]
 
 
+def test_a_bag_failing_after_the_export_was_recorded_says_so(
+    station: Station, linked: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export events are written once every item verified, before the bag is sealed: if sealing
+    then fails, the error must not claim that nothing happened."""
+    import flows.export
+
+    def refuse(bag: Path) -> None:
+        raise IntegrityError(f"bag at {bag} does not validate")
+
+    monkeypatch.setattr(flows.export, "validate_bag", refuse)
+    bag_dir = tmp_path / "exports" / "bag"
+    with pytest.raises(IntegrityError) as raised:
+        export_items(station.vault, linked, INCIDENT, INVESTIGATOR, "review", bag_dir)
+    assert f"export events of {len(linked)} item(s) stay in their chains" in str(raised.value)
+    assert list((tmp_path / "exports").iterdir()) == []
+    for evidence_id in linked:
+        assert [e.type for e in station.vault.custody.events(evidence_id)] == ["ingest", "link", "export"]
+
+
 def test_item_not_linked_by_its_own_chain_is_refused(
     station: Station, linked: list[str], tmp_path: Path
 ) -> None:
