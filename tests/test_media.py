@@ -128,7 +128,10 @@ def test_photo_metadata_matches_exifread_reference(corpus: Path, name: str) -> N
         assert info.recorded_at is not None, f"dump has {taken!r}"
         assert info.recorded_at.strftime("%Y:%m:%d %H:%M:%S") == taken
         offset = expected.get("EXIF OffsetTimeOriginal")
-        assert (info.recorded_at.utcoffset() is not None) == bool(offset)
+        if offset:
+            assert info.recorded_at.isoformat().endswith(offset), f"dump has offset {offset!r}"
+        else:
+            assert info.recorded_at.utcoffset() is None
     else:
         assert info.recorded_at is None
 
