@@ -214,22 +214,22 @@ def custody(
     named. Works for disposed items too: the chain outlives the evidence."""
     from evidence.ids import require_evidence_id
     from flows.records import open_catalog
-    from storage.vault import Vault
+    from storage.custody import open_for_verification
 
     require_evidence_id(evidence_id)
     settings = settings_now()
     acting_user(settings).require("list")
     trusted = _trusted_keys(trust) if trust is not None else None
-    vault = Vault.open(settings)
+    chains = open_for_verification(settings)  # public keys only: a third party holds nothing secret
     expected = None
     try:
         known = open_catalog(settings).item(evidence_id)
         expected = known.custody_length if known is not None else None
     except EvidenceError:
         expected = None  # the catalog only adds the length check; the chain stands on its own
-    if not vault.custody.has_chain(evidence_id):
-        raise NotFound(f"no custody records for {evidence_id} in {vault.store.url}")
-    verification = vault.custody.verify(
+    if not chains.has_chain(evidence_id):
+        raise NotFound(f"no custody records for {evidence_id} in {chains.store.url}")
+    verification = chains.verify(
         evidence_id, trusted=trusted, trusted_only=trusted is not None, expected_length=expected
     )
     if as_json:

@@ -25,6 +25,7 @@ from evidence.custody import (
     verify_chain,
 )
 from evidence.errors import AlreadyExists, ConfigError, StorageUnavailable
+from evidence.settings import Settings
 from evidence.signing import SigningKey, VerifyingKey
 from storage.base import LockMode, ObjectStore, Retention
 
@@ -37,6 +38,18 @@ class _LastRecord:
     position: int
     data: bytes
     retention: Retention | None
+
+
+def open_for_verification(settings: Settings) -> CustodyLog:
+    """The vault's custody chains, to read and verify (``docs/custody.md`` §5), opened from the vault URL
+    and the storage credentials alone. Verifying needs public keys only, so a court or the defence can
+    check a chain holding nothing secret: no id key, no decryption key, no signing key (without one,
+    nothing can be appended)."""
+    from storage.open import open_store
+
+    return CustodyLog(
+        open_store(settings), station_id=settings.station_id, signer=None, retention=lambda: None
+    )
 
 
 class CustodyLog:

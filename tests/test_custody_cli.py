@@ -5,6 +5,9 @@ keys alone; a disposed item's chain still prints and verifies."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,40 @@ def test_trust_verifies_with_the_published_keys_alone(station: Station, item: st
     empty = tmp_path / "empty"
     empty.mkdir()
     assert isinstance(custody(item, "--trust", str(empty)).exception, InvalidInput)
+
+
+def test_a_third_party_verifies_with_public_keys_alone(station: Station, item: str, tmp_path: Path) -> None:
+    """The defence's expert gets read access to the vault and the force's published signing keys, and
+    nothing secret: no id key, no decryption key, no signing key (no keys folder at all). Run as a
+    process of its own, so nothing the station's keys left in this one can help."""
+    verifier = tmp_path / "defence-expert"
+    verifier.mkdir()
+    assert station.settings.users_file is not None
+    (verifier / "users.toml").write_bytes(station.settings.users_file.read_bytes())
+    published = tmp_path / "force-published-keys"
+    published.mkdir()
+    (published / "station-1.pub").write_bytes((station.settings.keys_path / "signing.pub").read_bytes())
+    env = os.environ | {"EVIDENCE_DATA_DIR": str(verifier), "EVIDENCE_VAULT_URL": station.settings.vault_url}
+    keys_dir = verifier / "keys"  # where the verifier's settings look for key files
+
+    def verify() -> tuple[int, dict[str, Any]]:
+        argv = [sys.executable, "-m", "flows", "--user", "ivy", "custody", item, "--trust", str(published)]
+        done = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode in (0, IntegrityError.exit_code), done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    code, doc = verify()
+    assert not keys_dir.exists(), "no key file was needed, and none was made"
+    assert code == 0 and doc["intact"] is True and doc["trusted_only"] is True
+    assert [e["type"] for e in doc["events"]] == ["ingest", "access", "access", "access", "access"]
+
+    target = record_file(station, item, 2)
+    overwrite(target, target.read_bytes().replace(b"review 1", b"review 7"))
+    code, doc = verify()
+    assert code == IntegrityError.exit_code and doc["intact"] is False
+    found = problems(doc)
+    assert "altered" in found[2] and "does not follow" in found[3]
+    assert not keys_dir.exists()
 
 
 def test_a_disposed_items_chain_remains_and_verifies(station: Station, item: str) -> None:
