@@ -3,7 +3,9 @@ signed custody events with who, when and why, at ingest and by hand; listings re
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -182,18 +184,121 @@ def test_unlinking_an_item_that_is_not_linked_is_refused_and_writes_nothing(
     assert chain_types(station, items[1]) == ["ingest"]
 
 
-@pytest.mark.parametrize("raw", MALFORMED[2:9], ids=range(7))
-def test_malformed_references_write_nothing_anywhere(station: Station, items: list[str], raw: str) -> None:
-    before = catalog_lengths(station, items)
+def front_door(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``evidence ARGV`` as a person does (``flows.cli.main``): exit code, stdout, stderr."""
+    from flows.cli import main
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["evidence", *argv])
+        with pytest.raises(SystemExit) as exited:
+            main()
+    written = capsys.readouterr()
+    return int(exited.value.code or 0), written.out, written.err
+
+
+def catalog_rows(station: Station) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every catalog table, in primary-key order."""
+    import sqlalchemy as sa
+
+    from storage.catalog import metadata
+
+    engine = sa.create_engine(station.catalog.url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table.name: [
+                    tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))
+                ]
+                for table in metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def vault_listing(station: Station) -> list[tuple[str, str, bool]]:
+    store = station.vault.store
+    return sorted((v.key, v.version_id, v.is_delete_marker) for v in store.list_versions("")) + [
+        (u.key, u.upload_id, False) for u in store.list_incomplete_uploads("")
+    ]
+
+
+def device_state(device: Path) -> dict[str, tuple[str, int, int]]:
+    return {
+        str(path.relative_to(device)): (hashlib.sha256(path.read_bytes()).hexdigest(), *_stat(path))
+        for path in sorted(device.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+@pytest.mark.parametrize("raw", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_references_write_nothing_anywhere(
+    station: Station, items: list[str], raw: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command that takes an incident reference refuses a malformed one with one line and exit 2
+    before it writes anything: no custody event, no catalog row, no object, no bag or preview folder,
+    and at ingest not a byte read into the vault nor a file wiped from the device. An empty or blank
+    reference is refused by the same check ("incident reference is empty"); typer passes it through."""
+    device = make_device(tmp_path / "BWC-LINK07", photos=2, videos=0, seed=19)
+    bag, previews = tmp_path / "bag", tmp_path / "previews"
+    before = [len(station.vault.custody.events(e)) for e in items]
+    assert before == [1, 1, 1]
+    rows, objects, on_device = catalog_rows(station), vault_listing(station), device_state(device)
+    with pytest.raises(InvalidReference) as expected:
+        parse_incident_ref(raw)
     for argv in (
-        ["link", items[0], "--incident", raw],
+        ["link", items[0], "--incident", raw, "--reason", "x"],
         ["unlink", items[0], "--incident", raw, "--reason", "x"],
         ["incident", "show", raw],
+        ["incident", "close", raw, "--reason", "x"],
+        ["incident", "reopen", raw, "--reason", "x"],
+        ["export", "--incident", raw, "--out", str(bag), "--purpose", "x"],
+        ["thumbs", "--incident", raw, "--out", str(previews)],
+        ["hold", "set", "--incident", raw, "--reason", "x"],
+        ["hold", "release", "--incident", raw, "--reason", "x"],
+        ["ingest", str(device), "--incident", raw, "--wipe"],
     ):
-        result = run(*argv)
-        assert isinstance(result.exception, InvalidReference), (argv, result.output)
-    assert [len(station.vault.custody.events(e)) for e in items] == before == [1, 1, 1]
-    assert catalog_lengths(station, items) == before
+        code, stdout, stderr = front_door(["--user", "det-a", *argv], capsys)  # may link, hold, export
+        assert (code, stdout) == (InvalidReference.exit_code, ""), (argv, stdout, stderr)
+        assert stderr == f"error: {expected.value}\n", (argv, stderr)  # one line, the reference's fault
+    assert not bag.exists() and not previews.exists()
+    assert device_state(device) == on_device  # nothing wiped, nothing touched
+    assert [len(station.vault.custody.events(e)) for e in items] == before
+    assert catalog_rows(station) == rows
+    assert vault_listing(station) == objects
+
+
+@pytest.mark.parametrize("raw", MALFORMED, ids=range(len(MALFORMED)))
+def test_a_feed_row_with_a_malformed_reference_is_rejected_and_links_nothing(
+    station: Station, items: list[str], raw: str, tmp_path: Path
+) -> None:
+    """A feed row is refused by row, not the whole feed: the row would fit all three items (same officer,
+    window over their recording times), so only the reference check stands between it and three links.
+    An empty reference is a missing column to the feed reader; a blank one is an empty reference."""
+    feed = tmp_path / "incidents.json"
+    row = {"incident_ref": raw, "officer_id": "PC-1", "start": "2026-03-14T19:30:00Z"}
+    feed.write_text(json.dumps([row | {"end": "2026-03-14T21:00:00Z"}]))
+    before = [len(station.vault.custody.events(e)) for e in items]
+    rows, objects = catalog_rows(station), vault_listing(station)
+    result = run("link-feed", str(feed), "--json", user="det-a")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    if raw == "":
+        reason = "missing incident_ref"
+    else:
+        with pytest.raises(InvalidReference) as expected:
+            parse_incident_ref(raw)
+        reason = str(expected.value)
+    assert doc["rejected_rows"] == [{"row": 1, "reason": reason}] and "\n" not in reason
+    assert (doc["incidents"], doc["linked"], doc["ambiguous"]) == (0, [], [])
+    assert [len(station.vault.custody.events(e)) for e in items] == before
+    assert catalog_rows(station) == rows
+    assert vault_listing(station) == objects
 
 
 def test_who_may_link(station: Station, items: list[str]) -> None:
