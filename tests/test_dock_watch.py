@@ -8,12 +8,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from evidence.layout import ITEMS_PREFIX
 from tests.factories import make_device
 from tests.station import make_station
 
 
-def test_docked_device_is_ingested_and_sigterm_stops_cleanly(cli_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT (Ctrl-C)"])
+def test_docked_device_is_ingested_and_a_stop_signal_stops_cleanly(
+    cli_env: dict[str, str], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """A service manager stops the dock with SIGTERM, a person at the console with Ctrl-C (SIGINT):
+    either way the watcher finishes what it started and exits 0, not with a traceback or 130."""
     station = make_station(tmp_path / "station")
     dock = tmp_path / "dock"
     dock.mkdir()
@@ -36,9 +43,11 @@ def test_docked_device_is_ingested_and_sigterm_stops_cleanly(cli_env: dict[str, 
             time.sleep(0.2)
         assert len(list(station.vault.store.list(ITEMS_PREFIX))) == 3
     finally:
-        watcher.send_signal(signal.SIGTERM)
+        watcher.send_signal(stop)
         _, stderr = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, stderr
     assert "device docked: BWC-DOCK01" in stderr
     assert "not-a-device" not in stderr, "a link under the dock root is not a device"
+    assert "stopping: finishing devices in progress" in stderr  # the watcher's handler, not a default
     assert "dock watcher stopped" in stderr
+    assert "Traceback" not in stderr and "interrupted" not in stderr

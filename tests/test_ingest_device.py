@@ -97,6 +97,8 @@ def assert_no_plaintext_runs(station: Station, originals: list[Path]) -> None:
     assert blocks, "nothing to compare"
     checked = 0
     for info in station.vault.store.list_versions(""):
+        if info.is_delete_marker:
+            continue  # a marker has no bytes: reading its version is refused as not found
         stored = b"".join(station.vault.store.get(info.key, version_id=info.version_id))
         view = memoryview(stored)
         hits = [i for i in range(len(stored) - 31) if view[i : i + 32].tobytes() in blocks]
@@ -115,6 +117,111 @@ def test_encryption_applied_on_s3_too(s3_station: Station, tmp_path: Path) -> No
     assert (
         read_back(s3_station, str(big.evidence_id), tmp_path / "big.out") == (device / "big.bin").read_bytes()
     )
+
+
+def test_plaintext_check_passes_over_delete_markers(s3_station: Station, tmp_path: Path) -> None:
+    """A delete without a version id (someone at the S3 console) is allowed under Object Lock: it
+    destroys nothing but puts a delete marker in the listing. The check reads every real version and
+    passes over the marker instead of failing on it."""
+    import boto3
+
+    device = make_device(tmp_path / "BWC-TEST01", photos=1, videos=0)
+    outcome = s3_station.ingest(device).by_status("ingested")[0]
+    manifest_key = f"force-a/items/{outcome.evidence_id}/manifest.json"
+    boto3.client("s3").delete_object(Bucket="evidence-test-vault", Key=manifest_key)
+    assert any(v.is_delete_marker for v in s3_station.all_versions())
+    assert_no_plaintext_runs(s3_station, [p for p in device.rglob("*") if p.is_file()])
+
+
+# -- what the clear parts of the vault and the catalog reveal ----------------------------------------
+
+LEAK_GPS = (61.21111, -149.81111)
+"""Decimal degrees that read the same to 2, 3 or 4 places, so any rounding of them is caught; neither
+looks like a time of day ("…:61.21" cannot be seconds), so no timestamp matches by chance."""
+LEAK_CAMERA_SERIAL = "SN-QX7741-ZETA"
+LEAK_NAMES = (
+    "Operation-Nightjar/SUSPECT_VEHICLE_KX19ABC.JPG",
+    "Operation-Nightjar/witness_Jane_Doe_42_Elm_Street.jpg",
+    "DCIM/100BWC01/IMG_7731_MrsHarrington_kitchen.jpeg",
+)
+
+
+def clear_text(station: Station) -> dict[str, str]:
+    """Everything of the vault and the catalog that is readable without the vault's private key:
+    every object key; every manifest, custody record, signer and descriptor in full; every catalog
+    row. Content and thumbnail objects (ciphertext) are for ``assert_no_plaintext_runs``."""
+    import sqlalchemy as sa
+
+    from storage.catalog import metadata
+
+    store = station.vault.store
+    found = {"object keys": "\n".join(v.key for v in store.list_versions(""))}
+    for info in store.list_versions(""):
+        if not info.is_delete_marker and not info.key.startswith(OBJECTS_PREFIX):
+            data = b"".join(store.get(info.key, version_id=info.version_id))
+            found[f"{info.key} ({info.version_id})"] = data.decode("utf-8")
+    engine = sa.create_engine(station.catalog.url)
+    try:
+        with engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                for row in conn.execute(sa.select(table)):
+                    found[f"catalog {table.name} {tuple(row)[:2]}"] = " | ".join(map(str, row))
+    finally:
+        engine.dispose()
+    return found
+
+
+def test_clear_parts_reveal_no_name_hash_or_place(station: Station, tmp_path: Path) -> None:
+    device = tmp_path / "BWC-TEST01"
+    for n, name in enumerate(LEAK_NAMES):
+        make_jpeg(device / name, gps=LEAK_GPS, serial=LEAK_CAMERA_SERIAL, seed=40 + n)
+    (station.settings.data_dir / "users.toml").write_text('[users.pc-1]\nrole = "officer"\n')
+    report = station.ingest(device, incidents=("KNT-2026-000123",), user="pc-1")  # links are records too
+    stored = {o.source_path: str(o.evidence_id) for o in report.by_status("ingested")}
+    assert sorted(stored) == sorted(LEAK_NAMES)
+    for source, evidence_id in stored.items():  # the secrets really are in the sealed part
+        details = station.vault.details(station.vault.manifest(evidence_id))
+        assert details.source_path == source and details.media["location"]["latitude"] == LEAK_GPS[0]
+        assert details.media["serial"] == LEAK_CAMERA_SERIAL
+
+    secrets: dict[str, str] = {
+        "GPS latitude": f"{LEAK_GPS[0]:.2f}",
+        "GPS longitude": f"{abs(LEAK_GPS[1]):.2f}",
+        "camera serial (EXIF)": LEAK_CAMERA_SERIAL,
+    }
+    for source in LEAK_NAMES:
+        path = device / source
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        secrets |= {
+            f"name of {source}": path.name,
+            f"stem of {source}": path.stem,
+            f"folder of {source}": path.parent.name,
+            f"SHA-256 of {source}": digest.hex(),
+            f"SHA-256 of {source}, first 16 hex": digest.hex()[:16],
+            f"SHA-256 of {source}, base64": base64.b64encode(digest).decode(),
+            f"SHA-256 of {source}, base32": base64.b32encode(digest).decode()[:26],
+        }
+        evidence_id = stored[source]
+        assert evidence_id.startswith("ev-")
+        body = evidence_id.removeprefix("ev-")
+        for form in (
+            digest.hex(),
+            base64.b32encode(digest).decode().lower(),
+            base64.b64encode(digest).decode(),
+        ):
+            assert not form.lower().startswith(body[:8].lower()), (evidence_id, form)
+            assert body.lower() not in form.lower(), (evidence_id, form)
+
+    readable = clear_text(station)
+    assert any(where.startswith("custody/") for where in readable)
+    assert any(where.startswith("catalog items") for where in readable)
+    leaks = [
+        (what, where)
+        for where, text in readable.items()
+        for what, secret in secrets.items()
+        if secret.lower() in text.lower()
+    ]
+    assert leaks == []
 
 
 def test_locked_content_cannot_be_deleted_through_the_store(station: Station, tmp_path: Path) -> None:

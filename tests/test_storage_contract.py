@@ -616,6 +616,50 @@ def test_s3_whole_object_reads_are_checked_against_the_stored_sha256(s3: S3Store
         _read(s3, "objects/ab/tampered")
 
 
+@pytest.mark.parametrize("server", ["s3-moto", "s3-server"])
+def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """``S3Store.delete_version`` checks the lock before it asks, so the contract tests above would pass
+    against a bucket that enforced nothing. Here the store is bypassed: a raw DeleteObject of a locked
+    version, without x-amz-bypass-governance-retention, must be refused by S3 (moto) itself, in
+    process and over HTTP, and the version must still be there."""
+    from botocore.exceptions import ClientError
+
+    request.getfixturevalue("moto_aws" if server == "s3-moto" else "moto_endpoint")
+    store = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+    store.initialise()
+    client = boto3.client("s3", region_name=REGION)
+    governed = store.put_bytes("objects/ab/governed", b"evidence", retention=_governance())
+    compliant = store.put_bytes("objects/ab/compliant", b"evidence", retention=_compliance())
+    held = store.put_bytes("objects/ab/held", b"evidence", retention=None)
+    store.set_legal_hold("objects/ab/held", held.version_id, True)
+    unlocked = store.put_bytes("objects/ab/unlocked", b"not evidence", retention=None)
+
+    for info in (governed, compliant, held):
+        with pytest.raises(ClientError) as refused:
+            client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+        assert refused.value.response["Error"]["Code"] == "AccessDenied", info.key
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        still = client.head_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+        assert still["VersionId"] == info.version_id
+        assert _read(store, info.key, version_id=info.version_id) == b"evidence"
+    versions = client.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/objects/")
+    assert "DeleteMarkers" not in versions
+    assert len(versions["Versions"]) == 4
+
+    # the refusal is the lock's doing: the same call removes an unlocked version, and a governance
+    # lock gives way to the bypass header (which only s3:BypassGovernanceRetention may send)
+    client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{unlocked.key}", VersionId=unlocked.version_id)
+    client.delete_object(
+        Bucket=BUCKET,
+        Key=f"{PREFIX}/{governed.key}",
+        VersionId=governed.version_id,
+        BypassGovernanceRetention=True,
+    )
+    assert not store.exists(unlocked.key) and not store.exists(governed.key)
+
+
 def test_s3_keys_live_under_the_prefix(s3: S3Store) -> None:
     info = s3.put_bytes("items/x", b"x", retention=None)
     raw = boto3.client("s3", region_name=REGION).head_object(Bucket=BUCKET, Key=f"{PREFIX}/items/x")
