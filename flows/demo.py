@@ -8,6 +8,9 @@ shows re-ingest storing nothing new.
 from __future__ import annotations
 
 import hashlib
+import os
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +29,7 @@ DEMO_DEVICE = "BWC-DEMO01"
 DEMO_OFFICER = "PC-4471"
 DEMO_INVESTIGATOR = "DC-2093"
 DEMO_INCIDENT = "KNT-2026-000123"
+RECORDED_BEFORE_DOCKING = timedelta(hours=1)
 
 
 def build_dock(data_dir: Path) -> Path:
@@ -37,6 +41,13 @@ def build_dock(data_dir: Path) -> Path:
     broken = make_jpeg(device / "DCIM" / "100BWC01" / "IMG_0099.JPG", seed=99)
     broken.write_bytes(broken.read_bytes()[:1500])  # a photo cut short when the battery died
     (device / "SYSTEM.LOG").write_bytes(b"camera event log\n" * 64)
+    # A docked camera's files were written while it was out on patrol. Files modified within the
+    # settle time are deferred as still being written, so files made a moment ago would be deferred
+    # whenever the ingest starts quickly (a configured Prefect server, a fast machine).
+    written = time.time() - RECORDED_BEFORE_DOCKING.total_seconds()
+    for path in device.rglob("*"):
+        if path.is_file():
+            os.utime(path, (written, written))
     return device
 
 
@@ -75,7 +86,12 @@ def run_demo(settings: Settings, console: Console) -> IngestReport:
     vault = Vault.open(settings)
     _show_items(console, vault, report)
     _show_read_back(console, vault, report, device, settings.data_dir / "readback")
-    again = "re-running stored nothing new" if not report.by_status("ingested") else "run again: nothing new"
+    if report.by_status("ingested"):
+        again = "run again: nothing new"
+    elif report.by_status("deferred", "failed"):
+        again = "some files were not stored; run again to finish"
+    else:
+        again = "re-running stored nothing new"
     console.print(
         f"\n{', '.join(f'{n} {s}' for s, n in sorted(report.counts.items()))} ({again}), "
         f"all linked to incident {DEMO_INCIDENT}. Try, with EVIDENCE_DATA_DIR={settings.data_dir}:\n"
