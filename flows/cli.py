@@ -26,7 +26,7 @@ from flows.cli_app import (
     settings_now,
     vault_app,
 )
-from flows.console import err, out
+from flows.console import err, out, styled
 
 # -- keys and vault -------------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ def vault_init() -> None:
     problems = vault.store.check()
     out.print(f"vault {'created' if created else 'already initialised'} at {vault.store.url}")
     for problem in problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(styled("warning:", "yellow", f" {problem}"))
     if problems:
         raise typer.Exit(1)
 
@@ -166,7 +166,7 @@ def show(evidence_id: str, as_json: JsonOption = False) -> None:
         print_json(doc)
         return
     for key, value in doc.items():
-        out.print(f"[bold]{key}[/]: {value}")
+        out.print(styled(key, "bold", f": {value}"))
 
 
 # -- automation -----------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def main() -> None:
     try:
         app()
     except EvidenceError as error:
-        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err.print(styled("error:", "red", f" {error}"), highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted; re-run the same command to finish (nothing is lost or duplicated)")

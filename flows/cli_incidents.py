@@ -24,7 +24,7 @@ from flows.cli_app import (
     print_json,
     settings_now,
 )
-from flows.console import err, out
+from flows.console import err, out, styled
 
 incident_app = typer.Typer(help="Incidents and the evidence linked to them.", no_args_is_help=True)
 items_app = typer.Typer(help="Find items in the catalog.", no_args_is_help=True)
@@ -225,7 +225,7 @@ def catalog_rebuild(as_json: JsonOption = False) -> None:
             f"catalog rebuilt: {report.items} items, {report.events} custody events in {report.seconds:.1f} s"
         )
     for problem in report.problems:
-        err.print(f"[yellow]unreadable, not indexed:[/] {problem}", highlight=False)
+        err.print(styled("unreadable, not indexed:", "yellow", f" {problem}"), highlight=False)
     if report.problems:
         raise typer.Exit(3)
 
@@ -339,7 +339,7 @@ def _render_feed(report: Any) -> None:
             table.add_row(ambiguous.evidence_id, ", ".join(ambiguous.incidents))
         out.print(table)
     for row in report.rejected:
-        err.print(f"[yellow]row {row.row} rejected:[/] {row.reason}", highlight=False)
+        err.print(styled(f"row {row.row} rejected:", "yellow", f" {row.reason}"), highlight=False)
     for evidence_id, ref in report.kept_unlinked:
         out.print(f"{evidence_id} fits {ref} but was unlinked from it by a person; left unlinked")
     if report.undated:
@@ -348,7 +348,7 @@ def _render_feed(report: Any) -> None:
         )
     for skipped in report.skipped:
         err.print(
-            f"[yellow]skipped[/] {skipped.evidence_id} -> {skipped.incident}: {skipped.reason}",
+            styled("skipped", "yellow", f" {skipped.evidence_id} -> {skipped.incident}: {skipped.reason}"),
             highlight=False,
         )
     if report.closed or report.closures_already:
@@ -357,8 +357,12 @@ def _render_feed(report: Any) -> None:
             f"case closures: {len(report.closed)} item(s) {verb}, {report.closures_already} already recorded"
         )
     if report.closures_refused:
-        err.print(f"[yellow]closures not recorded:[/] {report.closures_refused}", highlight=False)
+        err.print(styled("closures not recorded:", "yellow", f" {report.closures_refused}"), highlight=False)
     for failed in report.failed:
         err.print(
-            f"[red]not written[/] {failed.evidence_id} -> {failed.incident}: {failed.reason}; re-run the feed"
+            styled(
+                "not written",
+                "red",
+                f" {failed.evidence_id} -> {failed.incident}: {failed.reason}; re-run the feed",
+            )
         )

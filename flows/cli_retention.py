@@ -25,7 +25,7 @@ from flows.cli_app import (
     print_json,
     settings_now,
 )
-from flows.console import err, out
+from flows.console import err, out, styled
 
 hold_app = typer.Typer(help="Legal holds on the evidence of an incident.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention policy: lawful disposal and storage locks.", no_args_is_help=True)
@@ -289,13 +289,19 @@ def _render_chain(verification: Any, trusted_only: bool) -> None:
     keys = "the keys given with --trust" if trusted_only else "the keys published in the vault"
     if verification.intact:
         out.print(
-            f"[green]intact[/]: {len(verification.events)} event(s), each signed and chained; "
-            f"signers {', '.join(verification.signers)} checked against {keys}"
+            styled(
+                "intact",
+                "green",
+                f": {len(verification.events)} event(s), each signed and chained; "
+                f"signers {', '.join(verification.signers)} checked against {keys}",
+            )
         )
         return
     for problem in verification.problems:
-        err.print(f"[red]event {problem.position}[/]: {problem.message}")
-    err.print(f"[red]BROKEN[/]: {len(verification.problems)} problem(s) found checking against {keys}")
+        err.print(styled(f"event {problem.position}", "red", f": {problem.message}"))
+    err.print(
+        styled("BROKEN", "red", f": {len(verification.problems)} problem(s) found checking against {keys}")
+    )
 
 
 # -- fixity -----------------------------------------------------------------------------------------
@@ -345,7 +351,7 @@ def fixity(
         for result in report.results:
             colour = "green" if result.result == "ok" else "red"
             table.add_row(
-                result.evidence_id, f"[{colour}]{result.result}[/]", result.level, result.problem or ""
+                result.evidence_id, styled(result.result, colour), result.level, result.problem or ""
             )
         out.print(table)
         out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "nothing to check")

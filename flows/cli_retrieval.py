@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from flows.cli_app import JsonOption, acting_user, app, print_json, settings_now
-from flows.console import err, out
+from flows.console import err, out, styled
 
 PurposeOption = Annotated[
     str | None,
@@ -60,7 +60,9 @@ def get(
         catalog = open_catalog(settings)
     except EvidenceError as error:
         # the chain of custody is the record; the index catches up with `evidence catalog rebuild`
-        err.print(f"[yellow]warning:[/] catalog unavailable, not updated: {error}", highlight=False)
+        err.print(
+            styled("warning:", "yellow", f" catalog unavailable, not updated: {error}"), highlight=False
+        )
         catalog = None
     if byte_range is not None:
         sink = out_path if out_path is not None else sys.stdout.buffer

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from evidence.access import UserDirectory
 from evidence.settings import Settings
+from flows.console import styled
 from flows.ingest import IngestReport
 from flows.keys import init_keys, open_vault_for_init
 from flows.retrieval import get_original
@@ -65,7 +66,7 @@ def write_registry(settings: Settings) -> None:
 
 
 def run_demo(settings: Settings, console: Console) -> IngestReport:
-    console.rule("[bold]evidence-pipeline demo")
+    console.rule(styled("evidence-pipeline demo", "bold"))
     for path in init_keys(settings):
         console.print(f"created key file {path}")
     vault = open_vault_for_init(settings)

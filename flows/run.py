@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from evidence.errors import InvalidInput
 from evidence.settings import load_settings
-from flows.console import err
+from flows.console import err, styled
 from flows.ingest import IngestReport, resolve_device
 from storage.vault import Vault
 
@@ -30,8 +30,11 @@ def prefect_server_configured() -> bool:
 def advise_on_prefect(quiet: bool) -> None:
     if not prefect_server_configured() and not quiet:
         err.print(
-            "[dim]No Prefect server configured: starting a temporary one (about 20 s). For a dock, set "
-            "PREFECT_API_URL to a Prefect server running on PostgreSQL (see infra/compose.yaml).[/]",
+            styled(
+                "No Prefect server configured: starting a temporary one (about 20 s). For a dock, set "
+                "PREFECT_API_URL to a Prefect server running on PostgreSQL (see infra/compose.yaml).",
+                "dim",
+            ),
             highlight=False,
         )
 

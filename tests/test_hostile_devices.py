@@ -173,6 +173,36 @@ def test_names_built_to_confuse_are_each_ingested_and_kept_byte_for_byte(
     assert "DCIM/\\x5cxff\\x5cxfe" in outcomes and "DCIM/\\xff\\xfe" in outcomes
 
 
+def test_names_that_look_like_console_markup_are_shown_as_they_are(
+    prefect_harness: None,
+    station: Station,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The station's report names each file exactly: rich once read '[bold]' in a name as a style
+    and showed a different name than the one on the device."""
+    from tests.test_link_incidents import front_door
+
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    device = tmp_path / "BWC-MARKUP"
+    (device / "DCIM").mkdir(parents=True)
+    names = ["[bold]IMG_0001.JPG", "IMG_[link=mailto:x]0002.JPG", "[red]"]
+    an_hour_ago = time.time() - 3600  # written on patrol, not still being written
+    for n, name in enumerate(names):
+        path = device / "DCIM" / name
+        path.write_bytes(b"frame %d " % n * 20)
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    code, stdout, stderr = front_door(
+        ["ingest", str(device), "--device", "BWC-MARKUP", "--officer", "PC-1"], capsys
+    )
+    assert code == 0, stderr
+    listed = " ".join(stdout.split())  # the table may fold long cells
+    for name in names:
+        assert f"DCIM/{name}" in listed, (name, stdout)
+
+
 # ------------------------------------------------------------------------------------------------
 # Files and directories that change while the station reads them
 

@@ -57,6 +57,8 @@ MALFORMED = [
     "KNT-2026-000123\x00",
     "KNT-2026-\n000123",
     "knt 2026 000123",
+    "KNT-2026-[/x]",  # console markup: shown as typed, never read as a style (nor a crash)
+    "[bold]KNT-2026-000123",
 ]
 
 
