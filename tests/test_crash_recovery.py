@@ -39,7 +39,8 @@ def finish_ingest(device: Path, env: dict[str, str]) -> dict[str, list[dict[str,
 def assert_converged(
     station: Station, device: Path, doc: dict[str, list[dict[str, object]]], tmp_path: Path
 ) -> None:
-    """Every device file is one item; every item reads back identical; nothing extra is stored."""
+    """Every device file is one item; every item reads back identical, its custody chain intact with
+    one ingest event; nothing extra is stored."""
     files = sorted(str(p.relative_to(device)) for p in device.rglob("*") if p.is_file())
     accounted = sorted(str(e["source_path"]) for e in doc["ingested"] + doc["duplicates"])
     assert accounted == files and doc["rejected"] == []
@@ -56,6 +57,9 @@ def assert_converged(
         out = tmp_path / "readback" / str(n)
         station.vault.export_original(manifest, out)
         assert out.read_bytes() == (device / str(entry["source_path"])).read_bytes()
+        chain = station.vault.custody.verify(manifest.evidence_id)
+        assert chain.intact, (entry["source_path"], chain.problems)
+        assert [e.type for e in chain.events].count("ingest") == 1, "one ingest event, however many kills"
     assert not list(store.list_incomplete_uploads("")), "interrupted uploads were cleaned up"
     orphans = {v.key for v in store.list_versions(OBJECTS_PREFIX)} - referenced
     # only a kill between committing content and writing its manifest can leave an orphan, and the
