@@ -218,6 +218,26 @@ class RunContext:
     extend_locks: bool
     """Extend storage locks to the policy's dates; true whenever ``apply`` is."""
 
+    @classmethod
+    def of_run(
+        cls, policy: RetentionPolicy, now: datetime, actor: Actor, *, apply: bool, extend_locks: bool
+    ) -> RunContext:
+        return cls(policy, now, actor, apply, apply or extend_locks)
+
+    def report(
+        self, counts: Counter[str], lines: list[RetentionLine], csv_path: str | None
+    ) -> RetentionReport:
+        return RetentionReport(
+            self.now,
+            self.apply,
+            self.extend_locks,
+            self.policy.label,
+            self.actor.user_id,
+            summarise(counts, lines),
+            lines,
+            csv_path,
+        )
+
 
 def act_on(
     vault: Vault, catalog: Catalog | None, planned: PlannedAction, context: RunContext
@@ -471,7 +491,7 @@ def run_retention(
     the actions spread over task runs."""
     actor.require("retention")
     moment = as_utc(now) if now is not None else datetime.now(UTC)
-    context = RunContext(policy, moment, actor, apply, apply or extend_locks)
+    context = RunContext.of_run(policy, moment, actor, apply=apply, extend_locks=extend_locks)
     with _csv_writer(csv_path) as write:
         decisions = decide_catalog(
             catalog.iter_items(include_disposed=True),
@@ -483,16 +503,7 @@ def run_retention(
         lines = [act_on(vault, catalog, planned, context) for planned in decisions.planned]
         for line in lines:
             write(line)
-    return RetentionReport(
-        moment,
-        apply,
-        apply or extend_locks,
-        policy.label,
-        actor.user_id,
-        summarise(decisions.counts, lines),
-        lines,
-        None if csv_path is None else str(csv_path),
-    )
+    return context.report(decisions.counts, lines, None if csv_path is None else str(csv_path))
 
 
 @contextmanager
@@ -555,7 +566,9 @@ def action_task(
     batch: int,
 ) -> list[RetentionLine]:
     policy = load_policy(policy_path(settings))
-    context = RunContext(policy, now, resolve_actor(settings, user), apply, apply or extend_locks)
+    context = RunContext.of_run(
+        policy, now, resolve_actor(settings, user), apply=apply, extend_locks=extend_locks
+    )
     vault, catalog = _vault(settings), _catalog(settings)
     return [act_on(vault, catalog, item, context) for item in planned]
 
@@ -609,16 +622,8 @@ def retention(
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         for line in lines:
             writer.writerow(line.row())
-    report = RetentionReport(
-        moment,
-        apply,
-        apply or extend_locks,
-        policy.label,
-        actor.user_id,
-        summarise(decisions.counts, lines),
-        lines,
-        path,
-    )
+    context = RunContext.of_run(policy, moment, actor, apply=apply, extend_locks=extend_locks)
+    report = context.report(decisions.counts, lines, path)
     create_table_artifact(
         key="retention-report",
         table=[
