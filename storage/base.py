@@ -69,7 +69,13 @@ class ObjectUpload(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def commit(self) -> ObjectInfo:
-        """Make the object visible with the upload's retention applied; returns the new version."""
+        """Make the object visible with the upload's retention applied; returns the new version.
+
+        The checksum the store reports for what it stored equals ``expected_checksum``, and the
+        version has the retention asked for, or this raises ``IntegrityError``. Where it can, the store
+        establishes both without reading the object (S3: from the commit's answer and
+        GetObjectRetention, docs/storage.md §3.1), so a writer with no read access can commit and
+        verify."""
         ...
 
     def abort(self) -> None: ...
@@ -95,8 +101,9 @@ class ObjectStore(Protocol):
     def put_bytes(
         self, key: str, data: bytes, *, retention: Retention | None, if_absent: bool = False
     ) -> ObjectInfo:
-        """Small objects in one call. ``if_absent`` raises ``AlreadyExists`` if the key has a current
-        version (used for create-once records such as manifests)."""
+        """Small objects in one call, committed and checked as ``ObjectUpload.commit`` does.
+        ``if_absent`` raises ``AlreadyExists`` if the key has a current version (used for create-once
+        records such as manifests)."""
         ...
 
     def get(
@@ -109,7 +116,9 @@ class ObjectStore(Protocol):
         """Raises ``NotFound`` when the key (or version) does not exist or is a delete marker."""
         ...
 
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool:
+        """Whether the key has a current version. Needs no read access to the object (S3: a listing)."""
+        ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Current versions under ``prefix`` (delete markers excluded), in key order."""
@@ -126,6 +135,16 @@ class ObjectStore(Protocol):
 
     def extend_retention(self, key: str, version_id: str, retention: Retention) -> None:
         """Move retain-until later. An earlier date raises ``LockedError``: retention never shrinks."""
+        ...
+
+    def get_retention(self, key: str, version_id: str) -> Retention | None:
+        """The version's retention (``None``: it has none). ``NotFound`` if the version does not
+        exist. Needs no read access to the object itself (S3: GetObjectRetention), so a writer that
+        may not read what it wrote can still check that it is locked."""
+        ...
+
+    def get_legal_hold(self, key: str, version_id: str) -> bool:
+        """Whether a legal hold is on the version; like ``get_retention`` (S3: GetObjectLegalHold)."""
         ...
 
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None: ...

@@ -535,6 +535,12 @@ class LocalStore:
 
         self._update_record(key, version_id, extend, "extending retention of")
 
+    def get_retention(self, key: str, version_id: str) -> Retention | None:
+        return self.head(key, version_id=version_id).retention
+
+    def get_legal_hold(self, key: str, version_id: str) -> bool:
+        return self.head(key, version_id=version_id).legal_hold
+
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         validate_key(key)
 

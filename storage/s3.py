@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import boto3  # type: ignore[import-untyped, unused-ignore]
@@ -87,13 +90,22 @@ _UNAVAILABLE_CODES = {
 }
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501", "MethodNotAllowed"}
+# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold
+_NO_LOCK_CODES = {"NoSuchObjectLockConfiguration"}
+_LOCK_READS = ("GetObjectRetention", "GetObjectLegalHold")
 _CONNECTION_ERRORS = (BotoConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
 
 _T = TypeVar("_T")
 
+log = logging.getLogger(__name__)
+
 
 class _DeleteMarker(NotFound):
     """The version asked for is a delete marker: absent to readers, but still removable."""
+
+
+class _LockReadNotImplemented(Exception):
+    """The server does not implement this lock read; never leaves this module."""
 
 
 def default_client(concurrency: int = 4) -> Any:
@@ -147,6 +159,32 @@ def _retention_from_head(response: dict[str, Any]) -> Retention | None:
 def _version_of(response: dict[str, Any]) -> str | None:
     version_id = response.get("VersionId")
     return None if version_id is None else str(version_id)
+
+
+def _retains(stored: Retention | None, wanted: Retention) -> bool:
+    return stored is not None and stored.retain_until >= wanted.retain_until - RETENTION_TOLERANCE
+
+
+def _answered_at(answer: dict[str, Any]) -> datetime:
+    """When the store answered a commit (its ``Date`` header): the closest an answer comes to the new
+    version's LastModified, which only a HEAD reports."""
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if date:
+        with suppress(TypeError, ValueError):
+            return parsedate_to_datetime(str(date)).astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def _not_implemented_if_object_served(response_dict: dict[str, Any], **_: Any) -> None:
+    """A lock read answered with the object itself (an ETag, a body that is not XML) comes from a
+    server that does not implement it: moto 5.2.5 serves GET ?retention with its GetObject handler.
+    botocore would take that for a truncated answer (HTTP 500) and retry it; it is a NotImplemented,
+    which ``S3Store._lock_read`` answers from a HEAD instead. S3's own answers, errors included, are
+    XML and carry no ETag."""
+    body = response_dict.get("body")
+    served_object = "etag" in {str(name).lower() for name in response_dict.get("headers", {})}
+    if served_object and body and not bytes(body).lstrip().startswith(b"<"):
+        response_dict["status_code"] = 501
 
 
 def _lock_parameters(retention: Retention | None) -> dict[str, Any]:
@@ -216,9 +254,20 @@ class S3Upload:
     def commit(self) -> ObjectInfo:
         self._require_open()
         try:
-            multipart = self.upload_id is not None
-            version_id = self._complete_multipart() if multipart else self._put_whole_object()
-            info = self._store.ensure_retention(self.key, version_id, self._retention)
+            if self.upload_id is not None:
+                answer = self._complete_multipart()
+                parts: int | None = len(self._part_digests)
+            else:
+                answer = self._put_whole_object()
+                parts = None
+            info = self._store.verify_commit(
+                self.key,
+                answer,
+                size=self._size,
+                expected_checksum=self.expected_checksum,
+                parts=parts,
+                retention=self._retention,
+            )
         except BaseException:
             self._abort_quietly()
             raise
@@ -254,7 +303,7 @@ class S3Upload:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _put_whole_object(self) -> str | None:
+    def _put_whole_object(self) -> dict[str, Any]:
         body = bytes(self._buffer)
         self._buffer = bytearray()
         if self._if_absent:
@@ -272,14 +321,18 @@ class S3Upload:
         if self._if_absent:
             parameters["IfNoneMatch"] = "*"
         with self._store.translated("storing", self.key):
-            response = self._store.client.put_object(**parameters)
-        return _version_of(response)
+            response: dict[str, Any] = self._store.client.put_object(**parameters)
+        return response
 
     def _refuse_if_present(self) -> None:
         # IfNoneMatch is the real guard (S3, MinIO); this check keeps the contract on stores that
-        # ignore it and gives the clearer message.
-        if self._store.exists(self.key):
-            raise AlreadyExists(f"{self.key} already exists in {self._store.url}; it is written only once")
+        # ignore it and gives the clearer message. A HEAD, the cheapest request: create-once keys
+        # (vault.json, items/, custody/, signers/) are readable to everyone who writes them.
+        try:
+            self._store.head(self.key)
+        except NotFound:
+            return
+        raise AlreadyExists(f"{self.key} already exists in {self._store.url}; it is written only once")
 
     def _start_multipart(self) -> None:
         if self._if_absent:
@@ -343,7 +396,7 @@ class S3Upload:
                     self._abort_quietly()
                     raise
 
-    def _complete_multipart(self) -> str | None:
+    def _complete_multipart(self) -> dict[str, Any]:
         if self._buffer:
             last_part = bytes(self._buffer)
             self._buffer = bytearray()
@@ -359,8 +412,8 @@ class S3Upload:
         if self._if_absent:
             parameters["IfNoneMatch"] = "*"
         with self._store.translated("completing the upload of", self.key):
-            response = self._store.client.complete_multipart_upload(**parameters)
-        return _version_of(response)
+            response: dict[str, Any] = self._store.client.complete_multipart_upload(**parameters)
+        return response
 
 
 class S3Store:
@@ -390,6 +443,14 @@ class S3Store:
         self.concurrency = concurrency
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = client if client is not None else default_client(concurrency)
+        for operation in _LOCK_READS:
+            self.client.meta.events.register_first(
+                f"before-parse.s3.{operation}",
+                _not_implemented_if_object_served,
+                unique_id=f"evidence-pipeline-{operation}-not-implemented",
+            )
+        self._unsupported: set[str] = set()
+        """Lock reads this server has shown it does not implement; answered from a HEAD from then on."""
 
     # -- keys --------------------------------------------------------------------------------------
 
@@ -608,28 +669,108 @@ class S3Store:
         upload.write(data)
         return upload.commit()
 
-    def ensure_retention(self, key: str, version_id: str | None, retention: Retention | None) -> ObjectInfo:
-        """Head the new version and apply the retention if the store dropped it.
+    def verify_commit(
+        self,
+        key: str,
+        answer: dict[str, Any],
+        *,
+        size: int,
+        expected_checksum: str,
+        parts: int | None,
+        retention: Retention | None,
+    ) -> ObjectInfo:
+        """The version a commit created, checked: the checksum the store reports for what it stored
+        against ``expected_checksum`` (computed from the bytes sent), and the lock asked for.
+
+        With a lock asked for and a checksum in the answer (S3 puts ``ChecksumSHA256`` in the answer
+        to a put with one, and the composite ``<base64>-<parts>`` in the answer to a completed
+        multipart upload), the object is not read: version, checksum and, through the checksum, size
+        come from the answer, the lock from GetObjectRetention. That is what lets an ingest station
+        verify its uploads without any read access to them (docs/deployment.md §4.2). Otherwise the
+        new version is headed, which needs s3:GetObject: an answer without a checksum (moto 5.2.5's
+        to CompleteMultipartUpload), or an object stored without a lock, where the head reports what
+        an answer cannot (the store's own time, a retention a bucket default gave it).
+
+        A lock the store dropped (moto ignores lock headers on CreateMultipartUpload) is applied with
+        PutObjectRetention and read back; a store that still does not keep it is an ``IntegrityError``.
+        """
+        version_id = _version_of(answer)
+        reported = answer.get("ChecksumSHA256")
+        if reported and retention is not None:
+            version = version_id or "null"
+            self._check_checksum(key, version, str(reported), expected_checksum, parts)
+            stored = self._ensure_retention(key, version, retention, self.get_retention(key, version))
+            # The checksum matched what was sent, so the stored bytes are the bytes sent: their size
+            # is known. A version just created carries no legal hold (none is ever sent with one).
+            return ObjectInfo(
+                key=key,
+                version_id=version,
+                size=size,
+                checksum=normalise_checksum(str(reported)),
+                retention=stored,
+                legal_hold=False,
+                last_modified=_answered_at(answer),
+            )
+        try:
+            info = self.head(key, version_id=version_id)
+        except AccessDenied as err:
+            raise AccessDenied(
+                f"{err}. {self.url} gave no checksum in its answer to the upload of {key} (or no lock was "
+                "asked), so the new version had to be read back with a HEAD, which needs s3:GetObject "
+                "on it (docs/deployment.md §4.2)"
+            ) from err
+        self._check_checksum(key, info.version_id, info.checksum, expected_checksum, None)
+        if retention is not None:
+            stored = self._ensure_retention(key, info.version_id, retention, info.retention)
+            if stored != info.retention:
+                info = replace(info, retention=stored)
+        return info
+
+    def _check_checksum(
+        self, key: str, version_id: str, reported: str | None, expected: str, parts: int | None
+    ) -> None:
+        """The store's checksum of what it stored against the one computed from the bytes sent. This is
+        what proves the bytes arrived whole before a device may be wiped: a mismatch means the stored
+        object is not what was sent (it stays, locked, and is never referenced)."""
+        if reported is None:
+            return  # a store that keeps no checksum (it still checked the one each request carried)
+        value, _, count = reported.partition("-")
+        if value != expected or (parts is not None and count and count != str(parts)):
+            sent = f"{expected}-{parts}" if parts is not None else expected
+            raise IntegrityError(
+                f"{key} (version {version_id}): {self.url} reports checksum {reported} for what it "
+                f"stored, but the bytes sent have {sent}; the stored object is not what was sent"
+            )
+
+    def _ensure_retention(
+        self, key: str, version_id: str, wanted: Retention, stored: Retention | None
+    ) -> Retention:
+        """Apply ``wanted`` to the version if the store dropped it (or kept less), and read it back.
 
         Real S3 honours lock headers on create_multipart_upload; moto ignores them, and a store that
         silently stored evidence without its lock must not be trusted: this makes the lock explicit.
         """
-        info = self.head(key, version_id=version_id)
-        if retention is None:
-            return info
-        stored = info.retention
-        if stored is None or stored.retain_until < retention.retain_until - RETENTION_TOLERANCE:
-            self._call(
-                "applying retention to",
-                key,
-                self.client.put_object_retention,
-                Bucket=self.bucket,
-                Key=self.object_key(key),
-                VersionId=info.version_id,
-                Retention={"Mode": retention.mode, "RetainUntilDate": retention.retain_until},
+        if _retains(stored, wanted):
+            assert stored is not None
+            return stored
+        self._call(
+            "applying retention to",
+            f"{key} (version {version_id})",
+            self.client.put_object_retention,
+            Bucket=self.bucket,
+            Key=self.object_key(key),
+            VersionId=version_id,
+            Retention={"Mode": wanted.mode, "RetainUntilDate": wanted.retain_until},
+        )
+        stored = self.get_retention(key, version_id)
+        if not _retains(stored, wanted):
+            raise IntegrityError(
+                f"{key} (version {version_id}): {self.url} did not keep the retention asked for "
+                f"({wanted.mode} until {wanted.retain_until.isoformat()}; it reports "
+                f"{'none' if stored is None else stored.mode + ' until ' + stored.retain_until.isoformat()})"
             )
-            info = self.head(key, version_id=info.version_id)
-        return info
+        assert stored is not None
+        return stored
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -671,11 +812,20 @@ class S3Store:
         )
 
     def exists(self, key: str) -> bool:
-        try:
-            self.head(key)
-        except NotFound:
-            return False
-        return True
+        # A listing, not a HEAD: it needs only s3:ListBucket, so a writer that may not read the key
+        # (an ingest station under objects/, recovering an interrupted upload) can still ask. The key
+        # itself sorts first among the keys it prefixes; a current delete marker is not listed.
+        validate_key(key)
+        object_key = self.object_key(key)
+        response = self._call(
+            "looking for",
+            key,
+            self.client.list_objects_v2,
+            Bucket=self.bucket,
+            Prefix=object_key,
+            MaxKeys=1,
+        )
+        return any(entry.get("Key") == object_key for entry in response.get("Contents", []))
 
     def get(
         self, key: str, *, version_id: str | None = None, start: int = 0, end: int | None = None
@@ -822,6 +972,68 @@ class S3Store:
                     f"{self.url} refused to change that: {err}"
                 ) from err
             raise
+
+    def get_retention(self, key: str, version_id: str) -> Retention | None:
+        validate_key(key)
+        try:
+            response = self._lock_read("GetObjectRetention", key, version_id)
+        except _LockReadNotImplemented:
+            return self.head(key, version_id=version_id).retention
+        if response is None:
+            return None
+        retention = response.get("Retention", {})
+        return _retention_from_head(
+            {
+                "ObjectLockMode": retention.get("Mode"),
+                "ObjectLockRetainUntilDate": retention.get("RetainUntilDate"),
+            }
+        )
+
+    def get_legal_hold(self, key: str, version_id: str) -> bool:
+        validate_key(key)
+        try:
+            response = self._lock_read("GetObjectLegalHold", key, version_id)
+        except _LockReadNotImplemented:
+            return self.head(key, version_id=version_id).legal_hold
+        return response is not None and response.get("LegalHold", {}).get("Status") == "ON"
+
+    def _lock_read(self, operation: str, key: str, version_id: str) -> dict[str, Any] | None:
+        """GetObjectRetention or GetObjectLegalHold of one version: a permission of its own, with no
+        access to the object. ``None`` when the version has no such lock. ``_LockReadNotImplemented``
+        when the server does not implement the call (moto 5.2.5 has no GetObjectRetention): the caller
+        then reads the lock with a HEAD, which needs s3:GetObject."""
+        if operation in self._unsupported:
+            raise _LockReadNotImplemented(operation)
+        subject = f"{key} (version {version_id})"
+        call = (
+            self.client.get_object_retention
+            if operation == "GetObjectRetention"
+            else self.client.get_object_legal_hold
+        )
+        try:
+            response: dict[str, Any] = call(
+                Bucket=self.bucket, Key=self.object_key(key), VersionId=version_id
+            )
+        except ClientError as err:
+            headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            if headers.get("x-amz-delete-marker") == "true":
+                raise _DeleteMarker(f"{subject} was deleted (a delete marker) in {self.url}") from err
+            code = _error_code(err)
+            if code in _NO_LOCK_CODES:
+                return None
+            if code in _UNSUPPORTED_CODES:
+                log.warning(
+                    "%s does not implement %s; locks are read with HeadObject, which needs s3:GetObject",
+                    self.url,
+                    operation,
+                )
+                self._unsupported.add(operation)
+                raise _LockReadNotImplemented(operation) from err
+            raise self._translate_client_error(err, "reading the lock of", subject) from err
+        except BotoCoreError as err:
+            with self.translated("reading the lock of", subject):
+                raise err
+        return response
 
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         validate_key(key)

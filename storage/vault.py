@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from evidence import layout, stream
-from evidence.errors import AlreadyExists, ConfigError, EvidenceError, IntegrityError, NotFound
+from evidence.errors import AccessDenied, AlreadyExists, ConfigError, EvidenceError, IntegrityError, NotFound
 from evidence.ids import evidence_id, id_key_check, load_id_key, require_evidence_id
 from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
 from evidence.manifest import (
@@ -241,6 +241,7 @@ class Vault:
             raise
         self._note("upload_committed", content_key)
         written = [content_key]
+        committed = [content_info]
         try:
             content = _stored(content_info, digests.ciphertext_sha256, expected_size=digests.ciphertext_size)
 
@@ -250,8 +251,12 @@ class Vault:
                 thumb_key = layout.object_key(layout.new_object_id())
                 self._note("upload_started", thumb_key)
                 written.append(thumb_key)
-                thumb_info = self._put_once(thumb_key, sealed_thumb, retention)
+                # A fresh random key, like the content's: create-once would guard nothing, and its
+                # check reads the key, which an ingest station may not do under objects/. A retry
+                # after a lost answer stores a second, identical, locked version (as for content).
+                thumb_info = self.store.put_bytes(thumb_key, sealed_thumb, retention=retention)
                 self._note("upload_committed", thumb_key)
+                committed.append(thumb_info)
                 thumb = _stored(thumb_info, hashlib.sha256(sealed_thumb).hexdigest(), len(sealed_thumb))
 
             details = ItemDetails(
@@ -296,7 +301,7 @@ class Vault:
             for key in written:  # committed, not yet referenced: recovery reports them if they stay so
                 self._note("upload_abandoned", key)
             raise
-        self.verify_stored(manifest)
+        self.verify_stored(manifest, committed=committed)
         self.record_ingest(manifest)
         return StoredItem(
             item_id, digests.plaintext_sha256, digests.plaintext_size, media.media_type, False, manifest
@@ -354,38 +359,62 @@ class Vault:
 
     # -- verification --------------------------------------------------------------------------
 
-    def verify_stored(self, manifest: Manifest) -> None:
+    def verify_stored(self, manifest: Manifest, committed: Sequence[ObjectInfo] = ()) -> None:
         """Prove the stored objects are the ones the manifest names: present, locked, same size and
         checksum as sent (and, with ``verify_readback``, the same SHA-256 on a full re-read).
-        Raises ``IntegrityError`` naming the item and object. This gates wiping a device."""
+        ``committed``: what the store answered when this run committed them. Raises
+        ``IntegrityError`` naming the item and object. This gates wiping a device."""
         stored = self.store.get(layout.manifest_key(manifest.evidence_id))
         if decode_manifest(b"".join(stored)) != manifest:
             raise IntegrityError(f"{manifest.evidence_id}: the stored manifest differs from the one written")
-        self.verify_objects(manifest)
+        self.verify_objects(manifest, committed)
 
-    def verify_objects(self, manifest: Manifest) -> None:
+    def verify_objects(self, manifest: Manifest, committed: Sequence[ObjectInfo] = ()) -> None:
         """The object half of ``verify_stored``, for a manifest just read from the vault (re-reading
-        it to compare with itself would prove nothing)."""
+        it to compare with itself would prove nothing).
+
+        No object is read back: an ingest station may not read ``objects/`` (docs/deployment.md
+        §4.2). An object this run committed is checked against the store's answer to that commit,
+        in which the store compared the checksum of what it stored with the one of the bytes sent
+        and read the lock back. Any other object (an earlier run's, found as a duplicate) is checked
+        to exist and be locked, with the store's lock reads, which need no access to the object.
+        Its size and checksum are the ones its own commit verified and the manifest recorded: a
+        stored version's bytes never change, its existence and lock can."""
+        answers = {(info.key, info.version_id): info for info in committed}
         for name, expected in (("content", manifest.content), ("thumbnail", manifest.thumbnail)):
             if expected is None:
                 continue
-            info = self.store.head(expected.key, version_id=expected.version_id)
             where = f"{manifest.evidence_id} {name} object {expected.key}"
-            if info.size != expected.size:
-                raise IntegrityError(f"{where}: stored size {info.size}, expected {expected.size}")
-            if expected.checksum is not None and info.checksum != expected.checksum:
-                raise IntegrityError(
-                    f"{where}: stored checksum {info.checksum}, expected {expected.checksum}"
-                )
-            if info.retention is None and info.legal_hold is False:
+            answer = answers.get((expected.key, expected.version_id))
+            if answer is not None:
+                if answer.size != expected.size:
+                    raise IntegrityError(f"{where}: stored size {answer.size}, expected {expected.size}")
+                if expected.checksum is not None and answer.checksum != expected.checksum:
+                    raise IntegrityError(
+                        f"{where}: stored checksum {answer.checksum}, expected {expected.checksum}"
+                    )
+                locked = answer.retention is not None or answer.legal_hold
+            else:
+                # the legal hold is read only when there is no retention: most objects need one read
+                retention = self.store.get_retention(expected.key, expected.version_id)
+                locked = retention is not None or self.store.get_legal_hold(expected.key, expected.version_id)
+            if not locked:
                 raise IntegrityError(f"{where}: object is not locked")
             if self.settings.verify_readback:
                 self._verify_object_sha256(expected, where)
 
     def _verify_object_sha256(self, expected: StoredObject, where: str) -> None:
         digest = hashlib.sha256()
-        for chunk in self.store.get(expected.key, version_id=expected.version_id):
-            digest.update(chunk)
+        try:
+            for chunk in self.store.get(expected.key, version_id=expected.version_id):
+                digest.update(chunk)
+        except AccessDenied as err:
+            raise AccessDenied(
+                f"{where}: EVIDENCE_VERIFY_READBACK re-reads every stored object, and these credentials "
+                f"may not read it ({err}). An ingest station's role has no read access to objects/ "
+                "(docs/deployment.md §4.2): turn the setting off, or grant the role s3:GetObject and "
+                "s3:GetObjectVersion on objects/* again"
+            ) from err
         if digest.hexdigest() != expected.sha256:
             raise IntegrityError(f"{where}: stored bytes do not match the SHA-256 recorded at ingest")
 

@@ -209,6 +209,16 @@ class KillingStore:
             lambda: self._store.extend_retention(key, version_id, retention),
         )
 
+    def get_retention(self, key: str, version_id: str) -> Retention | None:
+        return self.around(  # type: ignore[no-any-return]
+            f"get_retention {_kind_of_key(key)}", lambda: self._store.get_retention(key, version_id)
+        )
+
+    def get_legal_hold(self, key: str, version_id: str) -> bool:
+        return self.around(  # type: ignore[no-any-return]
+            f"get_legal_hold {_kind_of_key(key)}", lambda: self._store.get_legal_hold(key, version_id)
+        )
+
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         self.around(
             f"set_legal_hold {_kind_of_key(key)}", lambda: self._store.set_legal_hold(key, version_id, on)

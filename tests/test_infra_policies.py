@@ -20,6 +20,11 @@ Three layers of evidence, each saying what it can and cannot show:
    PutObjectRetention and PutObjectLegalHold as s3:PutObject, never checks
    s3:BypassGovernanceRetention, and authorises a HEAD of a version as s3:GetObject. So the moto tests
    load only the identity policies' unconditional statements, and everything else is left to (1) and (2).
+
+Both (2) and (3) run moto as ``tests.test_s3_station_reads.moto_answering_like_s3`` patches it: moto
+5.2.5 has no GetObjectRetention, authorises GET ?retention and ?legal-hold as s3:GetObject, and leaves
+the checksum out of its answer to CompleteMultipartUpload; S3 does none of that, and the station's
+write path depends on all three to verify its uploads without reading them (docs/deployment.md §4.2).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +57,7 @@ from storage.s3 import S3Store
 from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE, Vault
 from tests.factories import make_jpeg, random_file
 from tests.station import Station
+from tests.test_s3_station_reads import moto_answering_like_s3
 
 POLICIES = Path(__file__).resolve().parent.parent / "infra" / "policies"
 BUCKET = "evidence-vault"
@@ -219,7 +225,7 @@ class Call:
 
 
 LOCKED_PREFIXES = ("objects/", "items/", "custody/")
-"""Keys written with retention; a HEAD of one must see its lock (verify_stored, ensure_retention)."""
+"""Keys written with retention; a HEAD of one must see its lock (the lock headers need the lock reads)."""
 
 
 def remaining_days(until: datetime, at: datetime) -> str:
@@ -270,6 +276,9 @@ def iam_requests(call: Call, at: datetime) -> list[Request]:
             )
         case "GetObject":
             return one(read)
+        case "GetObjectRetention" | "GetObjectLegalHold":
+            # their own actions, for a version too; no access to the object's bytes or metadata
+            return one(f"s3:{call.operation}")
         case "PutObject" | "CreateMultipartUpload":
             return one("s3:PutObject", lock | if_none_match) + (
                 one("s3:PutObjectRetention", lock) if lock else []
@@ -419,14 +428,21 @@ def test_station_cannot_delete_bypass_hold_or_decrypt() -> None:
     assert kms_decision("station", Request("kms:Encrypt", KEY_ARN, PURPOSE)) == "allow"
 
 
-def test_station_reads_content_objects_only_because_head_needs_it() -> None:
-    """The one departure from "no get" (docs/deployment.md, "What an ingest station can read"): S3
-    authorises HeadObject as s3:GetObject (s3:GetObjectVersion for a version), and the station HEADs
-    every object it commits (storage/s3.py ensure_retention, storage/vault.py verify_stored). So it can
-    fetch the ciphertext it wrote; it cannot open it (above, and test_station_cannot_open_what_it_wrote).
-    """
-    assert everywhere("station", "HeadObject", CONTENT_KEY, VersionId="v1")
-    assert everywhere("station", "GetObject", CONTENT_KEY, VersionId="v1")
+def test_station_cannot_read_content_objects_only_their_lock() -> None:
+    """The issue's "no get": a station may not fetch or HEAD what it stored under objects/ (HeadObject
+    is authorised as s3:GetObject, s3:GetObjectVersion for a version). It verifies its uploads from
+    the answers to its writes and reads their lock with GetObjectRetention and GetObjectLegalHold,
+    their own permissions (storage/s3.py S3Store.verify_commit; docs/deployment.md §4.2)."""
+    for params in ({}, {"VersionId": "v1"}):
+        assert not everywhere("station", "GetObject", CONTENT_KEY, **params), params
+        assert not everywhere("station", "HeadObject", CONTENT_KEY, **params), params
+        assert not everywhere("station", "GetObject", CONTENT_KEY, Range="bytes=0-99", **params), params
+    assert everywhere("station", "GetObjectRetention", CONTENT_KEY, VersionId="v1")
+    assert everywhere("station", "GetObjectLegalHold", CONTENT_KEY, VersionId="v1")
+    # what dedupe, create-once records and custody appends read stays readable
+    for key in ("vault.json", MANIFEST_KEY, CUSTODY_KEY, "signers/ab12cd34.pub"):
+        assert everywhere("station", "GetObject", key), key
+    assert everywhere("station", "HeadObject", MANIFEST_KEY, VersionId="v1")
     # ...and nothing outside the vault's own prefixes, such as the reserved ones
     for key in ("links/ev-x/0000000000.json", "disposals/ev-x.json", "something-else"):
         assert not everywhere("station", "GetObject", key), key
@@ -734,7 +750,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Call], date
                 env.delenv(name)
         env.setenv("AWS_CONFIG_FILE", str(root / "no-aws-config"))
         env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
-        with mock_aws():
+        with mock_aws(), moto_answering_like_s3():
             return _recorded_scenarios(root)
 
 
@@ -833,8 +849,10 @@ def test_the_scenarios_cover_every_kind_of_call(recorded: tuple[list[Call], date
                 "CompleteMultipartUpload",
                 "AbortMultipartUpload",
                 "PutObject",
+                "PutObjectRetention",
                 "HeadObject",
                 "GetObject",
+                "GetObjectRetention",
                 "ListObjectsV2",
                 "ListMultipartUploads",
                 "Encrypt",
@@ -868,6 +886,22 @@ def test_the_scenarios_cover_every_kind_of_call(recorded: tuple[list[Call], date
         }
     )
     assert expected <= made, sorted(expected - made)
+
+
+def test_the_station_never_reads_a_content_object(recorded: tuple[list[Call], datetime]) -> None:
+    """An ingest (new items, a re-ingest of duplicates, an interrupted upload) reads no object under
+    objects/: its uploads are verified from the answers to the writes and a read of their lock. So
+    the test above holds without any read grant on objects/."""
+    calls, _ = recorded
+    station = [c for c in calls if c.role == "station"]
+    content = [c for c in station if str(c.params.get("Key", "")).startswith("objects/")]
+    assert content, "the station wrote no content: the test proves nothing"
+    reads = [
+        f"{c.operation} {c.params['Key']}" for c in content if c.operation in ("HeadObject", "GetObject")
+    ]
+    assert not reads, reads
+    # each locked upload's lock is read back, with nothing but the lock read
+    assert {c.operation for c in content} >= {"PutObject", "CompleteMultipartUpload", "GetObjectRetention"}
 
 
 @pytest.mark.parametrize(
@@ -960,16 +994,17 @@ class MotoWorld:
 
 
 @pytest.fixture
-def world(tmp_path: Path, moto_aws: None) -> MotoWorld:
-    machines = make_machines(tmp_path, platform_setup(fake_client("s3"), fake_client("kms")))
-    world = MotoWorld(tmp_path, machines, fake_client("iam"))
-    for role in ROLES:
-        documents = [moto_enforceable(load(name)) for name in IDENTITY_POLICIES[role]]
-        world.add_user(role, *documents, key_policy_for(role))
-    # the platform initialises the vault descriptor (vault init is covered by the evaluator tests:
-    # moto authorises HeadBucket as a non-AWS action "s3:HeadBucket")
-    machines["admin"].vault(fake_client("s3"), fake_client("kms"), decrypts=False).initialise()
-    return world
+def world(tmp_path: Path, moto_aws: None) -> Iterator[MotoWorld]:
+    with moto_answering_like_s3():
+        machines = make_machines(tmp_path, platform_setup(fake_client("s3"), fake_client("kms")))
+        world = MotoWorld(tmp_path, machines, fake_client("iam"))
+        for role in ROLES:
+            documents = [moto_enforceable(load(name)) for name in IDENTITY_POLICIES[role]]
+            world.add_user(role, *documents, key_policy_for(role))
+        # the platform initialises the vault descriptor (vault init is covered by the evaluator tests:
+        # moto authorises HeadBucket as a non-AWS action "s3:HeadBucket")
+        machines["admin"].vault(fake_client("s3"), fake_client("kms"), decrypts=False).initialise()
+        yield world
 
 
 def denied(call: Callable[[], Any]) -> bool:
@@ -982,9 +1017,11 @@ def denied(call: Callable[[], Any]) -> bool:
 
 
 def ingest_as_station(
-    world: MotoWorld, station_user: str = "station", seed: int = 7
+    world: MotoWorld, station_user: str = "station", seed: int = 7, **settings: Any
 ) -> tuple[Vault, list[str]]:
     machine = world.machines["station"]
+    if settings:
+        machine = Machine(machine.role, machine.settings.model_copy(update=settings), machine.key_arn)
     journal = IngestJournal.for_station(machine.settings.journal_dir)
     vault = machine.vault(
         world.client("s3", station_user), world.client("kms", station_user), decrypts=False, journal=journal
@@ -1022,13 +1059,31 @@ def test_moto_treats_every_condition_as_met(moto_aws: None, tmp_path: Path) -> N
 
 
 def test_station_ingests_under_its_policy_and_is_refused_the_rest(world: MotoWorld) -> None:
+    """A photo (one put) and a 6 MiB clip (a multipart upload) stored, verified and recorded under the
+    station's policy, which grants no read of objects/ at all; then a re-ingest of the same device
+    (duplicates: their objects' locks are read, not the objects)."""
     from moto.core.authorization import enable_iam_authentication
 
+    station = load("ingest-station.json")
+    assert not any(
+        decide([station], Request(action, CONTENT), ROLE_ARNS["station"]) == "allow"
+        for action in ("s3:GetObject", "s3:GetObjectVersion")
+    ), "the policy under test still grants reading content objects"
     with enable_iam_authentication():
         vault, ids = ingest_as_station(world)
+        journal = IngestJournal.for_station(world.machines["station"].settings.journal_dir)
+        again = Station(world.machines["station"].settings, vault, journal).ingest(make_device(world.root, 7))
+        assert again.counts == {"duplicate": 2}, again
         manifest = vault.manifest(ids[0])
         s3, kms = world.client("s3", "station"), world.client("kms", "station")
         content = manifest.content
+        # what it stored it can neither fetch nor HEAD, with or without the version
+        versioned = {"Bucket": BUCKET, "Key": content.key, "VersionId": content.version_id}
+        current = {"Bucket": BUCKET, "Key": content.key}
+        assert denied(lambda: s3.get_object(**versioned)) and denied(lambda: s3.get_object(**current))
+        assert denied(lambda: s3.head_object(**versioned)) and denied(lambda: s3.head_object(**current))
+        with pytest.raises(AccessDenied):
+            b"".join(vault.store.get(content.key, version_id=content.version_id))
         assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key, VersionId=content.version_id))
         assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key))
         assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="links/ev-x/0000000000.json", Body=b"{}"))
@@ -1044,7 +1099,7 @@ def test_station_ingests_under_its_policy_and_is_refused_the_rest(world: MotoWor
 
 
 def test_station_cannot_open_what_it_wrote(world: MotoWorld) -> None:
-    """The ciphertext a station can HEAD and fetch is useless to it: no identity key, no kms:Decrypt."""
+    """Not the ciphertext (no read of objects/), nor the key to it (no identity key, no kms:Decrypt)."""
     from moto.core.authorization import enable_iam_authentication
 
     with enable_iam_authentication():
@@ -1053,25 +1108,35 @@ def test_station_cannot_open_what_it_wrote(world: MotoWorld) -> None:
         assert not (machine.keys / IDENTITY_FILE).exists()
         reader = machine.vault(world.client("s3", "station"), world.client("kms", "station"), decrypts=True)
         manifest = reader.manifest(ids[0])
-        ciphertext = b"".join(reader.store.get(manifest.content.key, version_id=manifest.content.version_id))
-        assert len(ciphertext) == manifest.content.size
+        with pytest.raises(AccessDenied):
+            b"".join(reader.store.get(manifest.content.key, version_id=manifest.content.version_id))
         # moto answers an IAM refusal with code "403" (AWS: AccessDeniedException); either way, no key
         with pytest.raises(EvidenceError):
-            b"".join(reader.read_original(manifest))
+            reader.data_key(manifest)
 
 
-def test_without_reading_content_objects_a_station_cannot_verify_what_it_stored(world: MotoWorld) -> None:
-    """The grant the previous tests rely on is needed: without it the HEAD after each upload is refused
-    and the ingest fails (files stay on the device)."""
+def test_without_reading_locks_a_station_cannot_verify_what_it_stored(world: MotoWorld) -> None:
+    """The grant that replaced the read of objects/ is needed: without s3:GetObjectRetention on
+    objects/ the lock of each upload cannot be read back, and the ingest fails (files stay on the
+    device). So the lock really is checked, and by that read alone."""
     from moto.core.authorization import enable_iam_authentication
 
     station = moto_enforceable(load("ingest-station.json"))
     for statement in station["Statement"]:
-        if statement["Sid"] == "HeadOwnUploadsToVerifyThem":
-            statement["Resource"] = [obj("nothing-here/*")]
-    world.add_user("station-without-head", station, key_policy_for("station"))
-    with enable_iam_authentication(), pytest.raises(AccessDenied):
-        ingest_as_station(world, "station-without-head", seed=8)
+        if "s3:GetObjectRetention" in statement["Action"]:
+            statement["Resource"] = [r for r in statement["Resource"] if r != obj("objects/*")]
+    world.add_user("station-without-lock-reads", station, key_policy_for("station"))
+    with enable_iam_authentication(), pytest.raises(AccessDenied, match="reading the lock of objects/"):
+        ingest_as_station(world, "station-without-lock-reads", seed=8)
+
+
+def test_read_back_verification_needs_the_read_grant_the_station_no_longer_has(world: MotoWorld) -> None:
+    """EVIDENCE_VERIFY_READBACK re-reads every stored object in full: under the station's policy that
+    is refused, with a message that says what to change (docs/deployment.md §4.2)."""
+    from moto.core.authorization import enable_iam_authentication
+
+    with enable_iam_authentication(), pytest.raises(AccessDenied, match="EVIDENCE_VERIFY_READBACK"):
+        ingest_as_station(world, seed=9, verify_readback=True)
 
 
 def test_investigator_reads_and_records_but_cannot_delete_or_create_evidence(world: MotoWorld) -> None:
