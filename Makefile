@@ -34,6 +34,7 @@ bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{js
 	$(BIN)/python -m bench.concurrent_docks
 	$(BIN)/python -m bench.catalog_lookup
 	$(BIN)/python -m bench.retention_run
+	$(BIN)/python -m bench.feed_linking
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,8 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -359,22 +361,32 @@ def chain_lengths(station: Station, ids: list[str]) -> list[int]:
     return [len(station.vault.custody.stored(e)) for e in ids]
 
 
-@pytest.mark.slow
-def test_a_thousand_incidents_link_ten_thousand_items_through_the_vault_and_a_second_run_writes_nothing(
-    station: Station, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The issue's scale through the real ``link_feed``: every link is a signed custody record in the
-    vault. Each item is stored as ingest leaves it (without media); fsync is skipped to set up 10,000
-    of them in a test's time, which changes nothing the linking does."""
+@contextmanager
+def fsync_skipped() -> Iterator[None]:
+    """Setting up thousands of items is not what is measured or tested: their fsyncs are skipped."""
+    real = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        yield
+    finally:
+        os.fsync = real
+
+
+def link_generated_feed_through_the_vault(station: Station, *, officers: int, items: int) -> dict[str, float]:
+    """A generated feed (``officers`` x 10 incidents) over ``items`` items stored as ingest leaves them
+    (without media), linked by the real ``link_feed`` twice; every link and every ambiguity checked
+    against the oracle, every item's chain read back, and the second run must write nothing. Returns
+    the seconds each phase took. The test runs it at a tenth of the issue's scale; ``python -m
+    bench.feed_linking`` at the issue's 1,000 incidents and 10,000 items."""
     from concurrent.futures import ThreadPoolExecutor
 
     from evidence.access import UserDirectory
     from flows.linking import link_feed
 
-    monkeypatch.setattr(os, "fsync", lambda fd: None)
-    feed, dated = generated(seed=5)
-    assert (len(feed.incidents), len(dated)) == (1000, 10_000)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    feed, dated = generated(seed=5, officers=officers, items=items)
+    assert (len(feed.incidents), len(dated)) == (officers * 10, items)
+    started = time.perf_counter()
+    with fsync_skipped(), ThreadPoolExecutor(max_workers=4) as pool:
         stored = list(
             pool.map(
                 lambda nx: stored_item(
@@ -383,27 +395,50 @@ def test_a_thousand_incidents_link_ten_thousand_items_through_the_vault_and_a_se
                 enumerate(dated),
             )
         )
+    stored_at = time.perf_counter()
     assert stored == [x.evidence_id for x in dated]
     actor = UserDirectory.load(station.settings.users_file).resolve("det-a")
     expected = oracle(feed, dated)
     unambiguous = {e: next(iter(refs)) for e, refs in expected.items() if len(refs) == 1}
-    assert len(unambiguous) > 3000 and sum(len(refs) > 1 for refs in expected.values()) > 300
+    ambiguous = {e: refs for e, refs in expected.items() if len(refs) > 1}
+    assert len(unambiguous) > items * 0.15 and len(ambiguous) > items * 0.03, "the feed must exercise both"
 
     report = link_feed(station.vault, station.catalog, feed, actor, tolerance=TOLERANCE)
+    linked_at = time.perf_counter()
     assert {(x.evidence_id, x.incident) for x in report.linked} == set(unambiguous.items())
-    assert {a.evidence_id: set(a.incidents) for a in report.ambiguous} == {
-        e: refs for e, refs in expected.items() if len(refs) > 1
-    }
+    assert {a.evidence_id: set(a.incidents) for a in report.ambiguous} == ambiguous
     assert (report.failed, report.skipped) == ((), ())
     for evidence_id in stored:  # the vault, the source of truth, says the same
         links = [e.details["incident"] for e in station.vault.custody.events(evidence_id) if e.type == "link"]
         assert links == ([unambiguous[evidence_id]] if evidence_id in unambiguous else [])
     records = sum(1 for _ in station.vault.store.list_versions("custody/"))
 
+    checked_at = time.perf_counter()
     again = link_feed(station.vault, station.catalog, feed, actor, tolerance=TOLERANCE)
+    again_at = time.perf_counter()
     assert again.linked == () and again.already_linked == len(unambiguous)
     assert again.ambiguous == report.ambiguous
     assert sum(1 for _ in station.vault.store.list_versions("custody/")) == records, "nothing written"
+    return {
+        "incidents": officers * 10,
+        "items": items,
+        "linked": len(report.linked),
+        "ambiguous": len(report.ambiguous),
+        "store_seconds": stored_at - started,
+        "link_seconds": linked_at - stored_at,
+        "second_run_seconds": again_at - checked_at,
+    }
+
+
+def test_a_feed_links_through_the_vault_at_scale_and_a_second_run_writes_nothing(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenth of the issue's scale through the vault (its full scale is planned above in the catalog,
+    and run through the vault by ``python -m bench.feed_linking``). fsync is skipped here, for the
+    linking too, which changes nothing the linking decides or writes; the benchmark keeps it."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    figures = link_generated_feed_through_the_vault(station, officers=10, items=1000)
+    assert (figures["linked"], figures["ambiguous"]) == (219, 45)  # as the oracle counts them for seed 5
 
 
 def test_feed_links_through_the_vault_and_a_second_run_writes_nothing(
