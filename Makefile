@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy evidence storage
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n auto --maxprocesses=4 --dist worksteal
 
 test: lint typecheck unit
 

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,19 @@ def cli_env(prefect_harness: None, tmp_path: Path) -> Iterator[dict[str, str]]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PYTHONPATH": str(PROJECT_ROOT),
     }
+
+
+# -- figures from pytest-xdist workers ----------------------------------------------------------------
+
+_worker_figures: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """A worker finished: keep the figures its tests reported (``tests.faults.report_figures``)."""
+    _worker_figures.extend(getattr(node, "workeroutput", {}).get("figures", []))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for block in _worker_figures:
+        terminalreporter.write_line("\n" + block)

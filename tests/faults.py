@@ -647,8 +647,13 @@ def assert_gone_files_are_stored(vault: Vault, originals: Mapping[str, str], dev
 
 
 def report_figures(request: Any, title: str, rows: Iterable[str]) -> None:
-    """Print figures under the test session's output (visible without ``-s``)."""
+    """Print figures under the test session's output (visible without ``-s``). In a pytest-xdist worker,
+    whose output nobody sees, they go to the controller, which prints them at the end (conftest)."""
     lines = [f"{title}:"] + [f"  {row}" for row in rows]
+    worker_output = getattr(request.config, "workeroutput", None)
+    if worker_output is not None:
+        worker_output.setdefault("figures", []).append("\n".join(lines))
+        return
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n" + "\n".join(lines), flush=True)
