@@ -265,7 +265,7 @@ def run(items: int, actions: int, workdir: Path) -> dict[str, Any]:
     )  # fmt: skip
     from flows.retention import RunContext, act_on
 
-    context = RunContext(policy, now, admin, True)
+    context = RunContext.of_run(policy, now, admin, apply=True, extend_locks=True)
     fresh = decide_catalog(station.catalog.iter_items(include_disposed=True), policy, station.settings, now)
     by_kind = {kind: [p for p in fresh.planned if p.kind == kind] for kind in ("dispose", "extend")}
     rates: dict[str, float] = {}

@@ -863,6 +863,7 @@ def _catalog_item(
     closures: list[tuple[str, datetime]],
     review: tuple[datetime | None, datetime | None],
 ) -> CatalogItem:
+    closed = dict(closures)
     return CatalogItem(
         evidence_id=row.evidence_id,
         ingested_at=_from_db(row.ingested_at),
@@ -885,9 +886,7 @@ def _catalog_item(
         closures=tuple(sorted(closures)),
         reviewed_keep_until=review[0],
         reviewed_dispose_at=review[1],
-        links=tuple(
-            LinkFact(ref, category, at, dict(closures).get(ref)) for ref, category, at in sorted(links)
-        ),
+        links=tuple(LinkFact(ref, category, at, closed.get(ref)) for ref, category, at in sorted(links)),
         disposal_finished=row.disposal_confirmed_at is not None,
     )
 

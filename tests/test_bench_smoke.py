@@ -130,3 +130,50 @@ def test_the_report_takes_the_fastest_sample_and_the_highest_peak() -> None:
     figures = build_report(samples, [small, large])["figures"]
     assert figures["rss_growth_mib"] == {"ingest-local": 40.0}
     assert not figures["rss_flat"]
+
+
+# -- the catalog, retention and feed benchmarks at a size a test can afford ------------------------
+
+
+def test_catalog_lookup_benchmark_measures_lookups_and_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.catalog_lookup as catalog_lookup
+
+    monkeypatch.setattr(catalog_lookup, "RESULTS_DIR", tmp_path)
+    assert (
+        catalog_lookup.main(["--items", "400", "--queries", "5", "--rebuild-sizes", "500", "--out", "smoke"])
+        == 0
+    )
+    result = json.loads((tmp_path / "smoke.json").read_text())
+    assert result["lookup"]["items"] == 400 and result["lookup"]["items_by_incident"]["calls"] == 5
+    assert result["lookup"]["items_by_incident"]["median_ms"] > 0
+    [rebuild] = result["rebuild"]
+    assert (rebuild["items"], rebuild["custody_events"], rebuild["same_answers_on_sample"]) == (
+        500,
+        1000,
+        True,
+    )
+    assert "items by incident" in (tmp_path / "smoke.md").read_text()
+
+
+def test_retention_benchmark_runs_dry_and_applied_without_failures(tmp_path: Path) -> None:
+    from bench.retention_run import main
+
+    assert main(["--items", "300", "--actions", "2", "--results", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "retention_run-300.json").read_text())
+    assert report["catalog"]["rows_total"] == 304
+    assert report["applied_run"] == report["applied_run"] | {"failures": 0, "disposed_items_still_present": 0}
+    assert (
+        report["applied_run"]["counts"]["disposed"] == 2
+        and report["applied_run"]["counts"]["lock extended"] == 2
+    )
+
+
+def test_feed_linking_benchmark_checks_every_link_at_a_small_size(tmp_path: Path) -> None:
+    from bench.feed_linking import main
+
+    assert main(["--officers", "5", "--items", "500", "--results", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "feed_linking-500.json").read_text())
+    assert (report["incidents"], report["items"]) == (50, 500)
+    assert report["linked"] > 0 and report["link_seconds"] > 0
