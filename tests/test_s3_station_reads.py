@@ -166,6 +166,27 @@ def test_on_moto_as_it_is_the_lock_is_read_with_a_head_once_moto_showed_it_canno
     assert first.retention is not None and store.get_retention("objects/ab/one", first.version_id) is not None
 
 
+def test_a_commit_never_brings_the_object_back_whatever_the_server(moto_aws: None) -> None:
+    """Constant memory at any size. On moto as it is, a multipart commit falls back to a HEAD (no
+    checksum in the answer) and moto drops the lock, which the store puts on and reads back: with
+    the HEAD again. A GetObjectRetention there would be answered with the whole object, read into
+    memory (a 1 GiB ingest once peaked at 7 GiB)."""
+    store = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+    store.initialise()
+    made = _operations(store)
+    bodies: list[int] = []
+    store.client.meta.events.register(
+        "after-call.s3.*", lambda http_response, **_: bodies.append(len(http_response.content or b""))
+    )
+
+    upload = _upload(store, "objects/ab/clip", os.urandom(3 * PART + 11), _governance())
+    committed = upload.commit()
+
+    assert committed.retention is not None and "PutObjectRetention" in made
+    assert "GetObjectRetention" not in made, made
+    assert max(bodies) < 64 * 1024, f"a response of {max(bodies)} bytes: the object came back"
+
+
 # -- exactly what S3 answers (Stubber) -------------------------------------------------------------
 
 
