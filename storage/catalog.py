@@ -175,10 +175,6 @@ class CatalogItem:
     kind: str
     size: int
     flags: tuple[str, ...]
-    incidents: tuple[str, ...]
-    """Incident references currently linked (links minus unlinks)."""
-    categories: tuple[str, ...]
-    """Categories the item's current link events named (e.g. ``domestic-abuse``)."""
     holds: tuple[str, ...]
     """Hold ids in force (holds minus releases)."""
     retain_until: datetime | None
@@ -189,8 +185,6 @@ class CatalogItem:
     disposed_at: datetime | None
     custody_length: int
     """Events the catalog has seen for the item: a chain found shorter lost events off its end."""
-    closures: tuple[tuple[str, datetime], ...] = ()
-    """(incident, when its case closed) for linked incidents whose closure is in force."""
     reviewed_keep_until: datetime | None = None
     """The latest date a review kept the item until."""
     reviewed_dispose_at: datetime | None = None
@@ -199,6 +193,21 @@ class CatalogItem:
     """Each link in force with its own time, category and case closure: what retention counts from."""
     disposal_finished: bool = False
     """The disposal was seen complete in the vault; False for an item never disposed of."""
+
+    @property
+    def incidents(self) -> tuple[str, ...]:
+        """Incident references currently linked (links minus unlinks)."""
+        return tuple(sorted(link.incident for link in self.links))
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Categories the item's current links named (e.g. ``domestic-abuse``)."""
+        return tuple(sorted({link.category for link in self.links if link.category}))
+
+    @property
+    def closures(self) -> tuple[tuple[str, datetime], ...]:
+        """(incident, when its case closed) for linked incidents whose closure is in force."""
+        return tuple(sorted((link.incident, link.closed_at) for link in self.links if link.closed_at))
 
     def operational(self) -> dict[str, Any]:
         """Clear, operational facts only (nothing sealed exists here to leak), for ``--json``."""
@@ -644,18 +653,15 @@ class Catalog:
         )
 
     def _note_disposals_finished(self, conn: Connection, evidence_ids: Sequence[str]) -> None:
+        if not evidence_ids:
+            return
         now = _to_db(datetime.now(UTC))
-        for chunk in _chunks(evidence_ids, QUERY_CHUNK):
-            known = set(
-                conn.execute(
-                    sa.select(disposals_finished_table.c.evidence_id).where(
-                        disposals_finished_table.c.evidence_id.in_(chunk)
-                    )
-                ).scalars()
-            )
-            fresh = [{"evidence_id": e, "confirmed_at": now} for e in dict.fromkeys(chunk) if e not in known]
-            if fresh:
-                conn.execute(sa.insert(disposals_finished_table), fresh)
+        conn.execute(  # the first confirmation stands; another station's at the same moment is as good
+            self._insert(disposals_finished_table).on_conflict_do_nothing(
+                index_elements=[disposals_finished_table.c.evidence_id]
+            ),
+            [{"evidence_id": e, "confirmed_at": now} for e in dict.fromkeys(evidence_ids)],
+        )
 
     def _select(
         self,
@@ -875,15 +881,12 @@ def _catalog_item(
         kind=row.kind,
         size=int(row.size),
         flags=tuple(json.loads(row.flags)),
-        incidents=tuple(sorted(ref for ref, _, _ in links)),
-        categories=tuple(sorted({category for _, category, _ in links if category})),
         holds=tuple(sorted(holds)),
         retain_until=_from_db_or_none(row.retain_until),
         retention_category=row.retention_category,
         linked_at=_from_db_or_none(row.linked_at),
         disposed_at=_from_db_or_none(row.disposed_at),
         custody_length=int(row.length or 0),
-        closures=tuple(sorted(closures)),
         reviewed_keep_until=review[0],
         reviewed_dispose_at=review[1],
         links=tuple(LinkFact(ref, category, at, closed.get(ref)) for ref, category, at in sorted(links)),

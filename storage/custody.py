@@ -28,6 +28,7 @@ from evidence.errors import AlreadyExists, ConfigError, StorageUnavailable
 from evidence.settings import Settings
 from evidence.signing import SigningKey, VerifyingKey
 from storage.base import LockMode, ObjectStore, Retention
+from storage.open import open_store
 
 log = logging.getLogger(__name__)
 APPEND_ATTEMPTS = 16
@@ -45,8 +46,6 @@ def open_for_verification(settings: Settings) -> CustodyLog:
     and the storage credentials alone. Verifying needs public keys only, so a court or the defence can
     check a chain holding nothing secret: no id key, no decryption key, no signing key (without one,
     nothing can be appended)."""
-    from storage.open import open_store
-
     return CustodyLog(
         open_store(settings), station_id=settings.station_id, signer=None, retention=lambda: None
     )
