@@ -23,6 +23,7 @@ Role = Literal["officer", "investigator", "storage-admin"]
 ROLES: tuple[Role, ...] = ("officer", "investigator", "storage-admin")
 
 Action = Literal[
+    "show",
     "get",
     "export",
     "thumbs",
@@ -39,6 +40,8 @@ Action = Literal[
 ]
 
 PERMITTED: Mapping[Action, frozenset[Role]] = {
+    # an item's clear manifest, as a listing shows it; its sealed details need "get" as well
+    "show": frozenset({"officer", "investigator", "storage-admin"}),
     "get": frozenset({"investigator"}),
     "export": frozenset({"investigator"}),
     "thumbs": frozenset({"investigator"}),
@@ -71,9 +74,12 @@ class Actor:
         """The roles as one field for records (``investigator`` or ``officer+investigator``)."""
         return "+".join(sorted(self.roles))
 
+    def may(self, action: Action) -> bool:
+        return bool(self.roles & PERMITTED[action])
+
     def require(self, action: Action) -> None:
         allowed = PERMITTED[action]
-        if not self.roles & allowed:
+        if not self.may(action):
             raise AccessDenied(
                 f"user {self.user_id} ({self.role}) may not {action}: that needs the "
                 f"{' or '.join(sorted(allowed))} role"

@@ -180,6 +180,24 @@ class ChainVerification:
             raise IntegrityError(f"custody chain of {self.evidence_id} is broken: {listed}")
 
 
+def check_recorded_manifest(
+    evidence_id: str, ingest: CustodyEvent, *, manifest_sha256: str, content_sha256: str
+) -> None:
+    """Refuse a manifest other than the one the item's ingest event recorded.
+
+    The manifest says which stored objects hold the item and how they were encrypted, so whoever can
+    replace it (a second version, an edited file) could make a read return other bytes as "verified".
+    The ingest event is signed and chained: its hashes are what the manifest must still match.
+    """
+    recorded = ingest.details
+    if ingest.type != "ingest" or ingest.seq != 0:
+        raise IntegrityError(f"{evidence_id}: the chain does not start with its ingest event")
+    if recorded.get("manifest_sha256") != manifest_sha256 or recorded.get("content_sha256") != content_sha256:
+        raise IntegrityError(
+            f"{evidence_id}: the stored manifest is not the one its ingest custody event recorded"
+        )
+
+
 def verify_chain(
     evidence_id: str,
     stored: Sequence[tuple[int, bytes]],

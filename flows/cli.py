@@ -153,22 +153,6 @@ def _render_report(report: Any) -> None:
         )
 
 
-# -- read back ------------------------------------------------------------------------------------
-
-
-@app.command()
-def show(evidence_id: str, as_json: JsonOption = False) -> None:
-    """Show an item's manifest, and its sealed details when this machine holds the key."""
-    from flows.keys import describe_item
-
-    doc = describe_item(settings_now(), evidence_id)
-    if as_json:
-        print_json(doc)
-        return
-    for key, value in doc.items():
-        out.print(styled(key, "bold", f": {value}"))
-
-
 # -- automation -----------------------------------------------------------------------------------
 
 

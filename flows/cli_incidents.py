@@ -205,7 +205,8 @@ def items_list(
 
 @catalog_app.command("rebuild")
 def catalog_rebuild(as_json: JsonOption = False) -> None:
-    """Rebuild the catalog from the vault alone (manifests and custody chains)."""
+    """Rebuild the catalog from the vault alone (manifests and custody chains); items that do not verify
+    are refused and named (exit 3)."""
     from flows.records import open_catalog
     from storage.vault import Vault
 
@@ -218,6 +219,7 @@ def catalog_rebuild(as_json: JsonOption = False) -> None:
                 "events": report.events,
                 "seconds": round(report.seconds, 3),
                 "problems": list(report.problems),
+                "refused": [{"evidence_id": item, "reason": why} for item, why in report.refused],
             }
         )
     else:
@@ -225,8 +227,15 @@ def catalog_rebuild(as_json: JsonOption = False) -> None:
             f"catalog rebuilt: {report.items} items, {report.events} custody events in {report.seconds:.1f} s"
         )
     for problem in report.problems:
-        err.print(styled("unreadable, not indexed:", "yellow", f" {problem}"), highlight=False)
-    if report.problems:
+        err.print(styled("unreadable:", "yellow", f" {problem}"), highlight=False)
+    for item, why in report.refused:
+        err.print(styled("refused, not indexed:", "red", f" {item}: {why}"), highlight=False)
+    if report.refused:
+        err.print(
+            f"{len(report.refused)} item(s) left out of the catalog because they do not verify; the vault "
+            "keeps them untouched: `evidence custody ID` and `evidence fixity` say more"
+        )
+    if report.problems or report.refused:
         raise typer.Exit(3)
 
 

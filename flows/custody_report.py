@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from evidence.custody import ChainVerification
 from evidence.incident import IncidentRef
-from flows.retrieval import CheckedItem, linked_incidents
-from storage.vault import Vault
+from evidence.manifest import ItemDetails
+from flows.retrieval import linked_incidents
+from storage.vault import Vault, VerifiedItem
 
 if TYPE_CHECKING:
     import jinja2
@@ -21,11 +22,16 @@ REPORT_FORMAT = "evidence-pipeline/custody-report/v1"
 
 
 def custody_report(
-    vault: Vault, item: CheckedItem, *, incident: IncidentRef, exported_as: str | None
+    vault: Vault,
+    item: VerifiedItem,
+    details: ItemDetails,
+    *,
+    incident: IncidentRef,
+    exported_as: str | None,
 ) -> dict[str, Any]:
     """One item's chain of custody as a court bundle needs it: provenance, hashes, capture metadata,
     every event with the verification result and the public keys that signed them."""
-    manifest, details = item.manifest, item.details
+    manifest = item.manifest
     chain = vault.custody.verify(manifest.evidence_id)
     keys = vault.custody.public_keys()
     events = [event.to_document() for event in chain.events]

@@ -21,7 +21,7 @@ from evidence.settings import Settings
 from flows.console import styled
 from flows.ingest import IngestReport
 from flows.keys import init_keys, open_vault_for_init
-from flows.retrieval import get_original
+from flows.retrieval import describe_item, get_original
 from flows.run import run_ingest
 from flows.simulate import make_device, make_jpeg
 from storage.vault import Vault
@@ -136,29 +136,30 @@ def _show_read_back(
     if not videos:
         return
     outcome = videos[0]
-    manifest = vault.manifest(str(outcome.evidence_id))
-    details = vault.details(manifest)
     target = out_dir / f"{outcome.evidence_id}.mp4"
     target.unlink(missing_ok=True)
     investigator = UserDirectory.load(vault.settings.users_file).resolve(DEMO_INVESTIGATOR)
     get_original(vault, str(outcome.evidence_id), investigator, target, purpose="demo read-back")
+    shown = describe_item(vault, str(outcome.evidence_id), investigator)
     same = (
         hashlib.sha256(target.read_bytes()).hexdigest()
         == hashlib.sha256((device / outcome.source_path).read_bytes()).hexdigest()
     )
     console.print(
         f"\nread back {outcome.evidence_id} as investigator {DEMO_INVESTIGATOR} -> {target}: "
-        f"SHA-256 {details.sha256[:16]}... {'byte-identical to the device file' if same else 'DIFFERENT'}"
+        f"SHA-256 {str(shown['sha256'])[:16]}... "
+        f"{'byte-identical to the device file' if same else 'DIFFERENT'}"
     )
     chain = vault.custody.verify(str(outcome.evidence_id))
     console.print(
         f"custody chain: {' -> '.join(e.type for e in chain.events)} "
         f"({'intact' if chain.intact else 'BROKEN'}; signed by {', '.join(chain.signers)})"
     )
-    media = details.media
+    media = shown["metadata"]
+    assert isinstance(media, dict)
     console.print(
         "sealed details (only key holders see these): "
-        f"name {details.original_name!r}, recorded {media.get('recorded_at')}, "
+        f"name {shown['original_name']!r}, recorded {media.get('recorded_at')}, "
         f"{media.get('video_codec')} {media.get('width')}x{media.get('height')}, "
         f"{media.get('duration_seconds')} s"
     )

@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evidence.access import Actor
-from evidence.errors import AlreadyExists, EvidenceError, IntegrityError, NotFound
+from evidence.errors import AlreadyExists, EvidenceError, IntegrityError, InvalidInput, NotFound
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
+from evidence.manifest import ItemDetails
 from flows.custody_report import custody_report, render_custody_html
 from flows.retrieval import (
-    CheckedItem,
-    check_item,
     clean_purpose,
     incident_items,
     naming_errors,
     record_access,
+    verify_for_release,
 )
-from storage.vault import Vault
+from storage.vault import Vault, VerifiedItem
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -187,20 +187,26 @@ def export_items(
     log.info("export started", extra={"incident": incident.value, "items": len(ids)})
     recorded: list[str] = []
     try:
-        checked: list[tuple[CheckedItem, ExportedItem]] = []
+        checked: list[tuple[VerifiedItem, ItemDetails, ExportedItem]] = []
         for evidence_id in ids:
             with naming_errors(evidence_id):
-                item = check_item(
-                    vault, evidence_id, incident, expected_length=(expected_lengths or {}).get(evidence_id)
+                item = verify_for_release(
+                    vault,
+                    evidence_id,
+                    expected_length=(expected_lengths or {}).get(evidence_id),
+                    incident=incident,
                 )
-                checked.append((item, _write_original(vault, item, partial, on_bytes)))
-        payload: dict[str, tuple[str, int]] = {entry.path: (entry.sha256, entry.size) for _, entry in checked}
+                sealed = vault.details(item.manifest)
+                checked.append((item, sealed, _write_original(vault, item, sealed, partial, on_bytes)))
+        payload: dict[str, tuple[str, int]] = {
+            entry.path: (entry.sha256, entry.size) for _, _, entry in checked
+        }
         details = {"incident": incident.value, "purpose": stated, "bag": bag_name}
-        for item, entry in checked:
+        for item, sealed, entry in checked:
             with naming_errors(entry.evidence_id):
-                record_access(vault, catalog, entry.evidence_id, "export", actor, details)
+                record_access(vault, catalog, item, "export", actor, details)
                 recorded.append(entry.evidence_id)
-                report = custody_report(vault, item, incident=incident, exported_as=entry.path)
+                report = custody_report(vault, item, sealed, incident=incident, exported_as=entry.path)
                 payload.update(_write_reports(partial, entry.evidence_id, report))
         total_bytes = sum(size for _, size in payload.values())
         _write_tag_files(
@@ -235,24 +241,31 @@ def export_items(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     log.info("export finished", extra={"incident": incident.value, "items": len(checked)})
-    return ExportReport(out_dir, incident.value, tuple(e for _, e in checked), total_bytes, len(payload))
+    return ExportReport(out_dir, incident.value, tuple(e for _, _, e in checked), total_bytes, len(payload))
 
 
 def _refuse_non_empty(out_dir: Path) -> None:
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise AlreadyExists(f"{out_dir} exists and is not a folder; choose another --out")
+    """Bad ``--out`` is the person's to fix (exit 2), found before anything is read or recorded."""
+    if out_dir.is_symlink():
+        raise InvalidInput(f"{out_dir} is a link; give a new or empty folder as --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"{out_dir} exists and is not a folder; give a new or empty folder as --out")
     if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise AlreadyExists(f"{out_dir} is not empty; give a new or empty folder as --out")
+        raise InvalidInput(f"{out_dir} is not empty; give a new or empty folder as --out")
 
 
 def _write_original(
-    vault: Vault, item: CheckedItem, bag: Path, on_bytes: Callable[[int], None] | None
+    vault: Vault,
+    item: VerifiedItem,
+    details: ItemDetails,
+    bag: Path,
+    on_bytes: Callable[[int], None] | None,
 ) -> ExportedItem:
     evidence_id = item.manifest.evidence_id
-    name = safe_file_name(base64.b64decode(item.details.original_name_b64))
+    name = safe_file_name(base64.b64decode(details.original_name_b64))
     relative = f"data/{evidence_id}/{name}"
     vault.export_original(item.manifest, bag / relative, on_bytes=on_bytes)
-    return ExportedItem(evidence_id, relative, item.manifest.size, item.details.sha256)
+    return ExportedItem(evidence_id, relative, item.manifest.size, details.sha256)
 
 
 def _write_reports(bag: Path, evidence_id: str, report: Mapping[str, Any]) -> dict[str, tuple[str, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from evidence.errors import AccessDenied, InvalidInput
+from evidence.errors import InvalidInput
 from evidence.ids import generate_id_key
 from evidence.keyring import generate_identity
 from evidence.settings import Settings
@@ -44,34 +44,3 @@ def station_bundle(settings: Settings, out_dir: Path) -> list[Path]:
 
 def open_vault_for_init(settings: Settings) -> Vault:
     return Vault.open(settings, check=False)
-
-
-def describe_item(settings: Settings, evidence_id: str) -> dict[str, object]:
-    vault = Vault.open(settings)
-    manifest = vault.manifest(evidence_id)
-    doc: dict[str, object] = {
-        "evidence_id": manifest.evidence_id,
-        "ingested_at": manifest.ingested_at.isoformat(),
-        "station": manifest.station_id,
-        "device": manifest.device_serial,
-        "officer": manifest.officer_id,
-        "media_type": manifest.media_type,
-        "recorded_at": manifest.recorded_at,
-        "size": manifest.size,
-        "flags": list(manifest.flags),
-        "content_object": manifest.content.key,
-        "thumbnail_object": manifest.thumbnail.key if manifest.thumbnail else None,
-        "keyrings": [r.get("type") for r in manifest.recipients],
-    }
-    try:
-        details = vault.details(manifest)
-    except AccessDenied:
-        doc["sealed"] = "sealed: this machine holds no key that can open it"
-        return doc
-    doc |= {
-        "original_name": details.original_name,
-        "source_path": details.source_path,
-        "sha256": details.sha256,
-        "metadata": dict(details.media),
-    }
-    return doc

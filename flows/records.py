@@ -38,11 +38,34 @@ def record(
     actor: str,
     role: str,
     details: Mapping[str, Any],
+    expected_length: int | None = None,
 ) -> CustodyEvent:
-    """Append one custody event to the item's chain, then fold it into the catalog."""
-    event = vault.custody.append(evidence_id, type, actor=actor, role=role, details=details)
+    """Append one custody event to the item's chain, then fold it into the catalog. The chain must
+    hold at least as many events as the catalog saw and ``expected_length`` (a verification just
+    done) says: see :meth:`storage.custody.CustodyLog.append`."""
+    known = known_lengths(catalog, [evidence_id]).get(evidence_id, 0)
+    event = vault.custody.append(
+        evidence_id,
+        type,
+        actor=actor,
+        role=role,
+        details=details,
+        expected_length=max(known, expected_length or 0) or None,
+    )
     note_events(catalog, [event])
     return event
+
+
+def known_lengths(catalog: Catalog | None, evidence_ids: Sequence[str]) -> dict[str, int]:
+    """Custody events the catalog has seen per item; nothing when there is no catalog or it fails
+    (an index that is down does not stop the record being written: the chain's own checks remain)."""
+    if catalog is None:
+        return {}
+    try:
+        return catalog.custody_lengths(evidence_ids)
+    except Exception:
+        log.warning("catalog unavailable: chain lengths not checked against it", exc_info=True)
+        return {}
 
 
 def record_each(
@@ -61,10 +84,18 @@ def record_each(
     written are still put in the catalog and the first failure is raised."""
     if not evidence_ids:
         return []
+    known = known_lengths(catalog, evidence_ids)
 
     def append(evidence_id: str) -> CustodyEvent | BaseException:
         try:
-            return vault.custody.append(evidence_id, type, actor=actor, role=role, details=details)
+            return vault.custody.append(
+                evidence_id,
+                type,
+                actor=actor,
+                role=role,
+                details=details,
+                expected_length=known.get(evidence_id),
+            )
         except Exception as err:  # raised below, after the successful ones are indexed
             return err
 

@@ -9,7 +9,6 @@ event *before* any plaintext is handed over: there is no unrecorded read through
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,11 +19,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from evidence.access import Actor
 from evidence.custody import CustodyEvent
-from evidence.errors import AlreadyExists, EvidenceError, IntegrityError, InvalidInput, NotFound
+from evidence.errors import AccessDenied, EvidenceError, IntegrityError, InvalidInput, NotFound
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
-from evidence.manifest import ItemDetails, Manifest, encode_manifest
-from storage.vault import Vault
+from evidence.manifest import Manifest
+from storage.vault import Vault, VerifiedItem, write_new_private_file
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -110,22 +109,66 @@ def linked_incidents(events: Iterable[CustodyEvent]) -> set[str]:
     return linked
 
 
-# -- recording ------------------------------------------------------------------------------------
+# -- verifying and recording ----------------------------------------------------------------------
+
+
+def verify_for_release(
+    vault: Vault,
+    evidence_id: str,
+    *,
+    expected_length: int | None = None,
+    incident: IncidentRef | None = None,
+) -> VerifiedItem:
+    """The one check every read path (``get``, ranged ``get``, ``thumbs``, ``show``, ``export``, the
+    investigators' service) makes before it records an access and releases anything decrypted: the
+    custody chain verifies and is not shorter than anyone saw it (``expected_length``: the catalog's
+    count), and the manifest is the one the ingest event recorded (:meth:`Vault.verify_item`). For a
+    read on an incident's behalf, the chain itself must link the item to that incident now: the
+    catalog is only an index, and what goes to court must stand on the vault alone.
+
+    Content and thumbnails are then authenticated while they are decrypted, against the hashes in
+    that manifest; a whole original is also checked against the SHA-256 taken at ingest."""
+    item = vault.verify_item(evidence_id, expected_length=expected_length)
+    if incident is not None and incident.value not in linked_incidents(item.events):
+        raise IntegrityError(
+            f"{evidence_id} is not linked to incident {incident} by its custody chain (links minus "
+            "unlinks); the catalog is out of step with the vault: rebuild it, or link the item first"
+        )
+    return item
+
+
+def known_length(catalog: Catalog | None, evidence_id: str) -> int | None:
+    """Custody events the catalog has seen for the item, if there is a catalog that knows it."""
+    if catalog is None:
+        return None
+    from flows.records import known_lengths
+
+    return known_lengths(catalog, [evidence_id]).get(evidence_id)
 
 
 def record_access(
     vault: Vault,
     catalog: Catalog | None,
-    evidence_id: str,
+    item: VerifiedItem,
     type: str,
     actor: Actor,
     details: Mapping[str, Any],
 ) -> CustodyEvent:
-    """Append a custody event for this access (catalog noted too). Imported late so a ranged `get`
-    does not pay for the catalog's database layer at start-up."""
+    """Append a custody event for this access to a chain just verified (catalog noted too). The
+    append refuses a chain that has since become shorter than the verified one. Imported late so a
+    ranged `get` does not pay for the catalog's database layer at start-up."""
     from flows.records import record
 
-    return record(vault, catalog, evidence_id, type, actor=actor.user_id, role=actor.role, details=details)
+    return record(
+        vault,
+        catalog,
+        item.manifest.evidence_id,
+        type,
+        actor=actor.user_id,
+        role=actor.role,
+        details=details,
+        expected_length=len(item.events),
+    )
 
 
 @contextmanager
@@ -138,6 +181,28 @@ def naming_errors(evidence_id: str) -> Iterator[None]:
         if evidence_id in str(error):
             raise
         raise type(error)(f"{evidence_id}: {error}") from error
+
+
+# -- decrypted output on this machine -------------------------------------------------------------
+
+PRIVATE_DIR_MODE = 0o700
+"""Decrypted evidence is for the person who asked for it, not for every account on the machine
+(files are written 0600 by :func:`storage.vault.write_new_private_file`)."""
+
+
+def refuse_existing_output(path: Path) -> None:
+    """An output path must be new: never replace a file, and never follow a link (a dangling one
+    included) to wherever it points. Checked before anything is recorded or decrypted."""
+    if os.path.lexists(path):
+        what = "is a link" if path.is_symlink() else "already exists"
+        raise InvalidInput(f"{path} {what}; give a new file as --out")
+
+
+def prepare_output_folder(folder: Path) -> None:
+    """A folder for decrypted files: created private if new; never a link, never a file."""
+    if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+        raise InvalidInput(f"{folder} is a link or a file; give a folder as --out")
+    folder.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
 
 
 # -- get ------------------------------------------------------------------------------------------
@@ -157,12 +222,11 @@ def get_original(
     require_evidence_id(evidence_id)
     actor.require("get")
     stated = clean_purpose(purpose, required=False)
-    manifest = vault.manifest(evidence_id)
-    if out_path.exists():
-        raise AlreadyExists(f"{out_path} already exists; choose another --out")
-    record_access(vault, catalog, evidence_id, "access", actor, {"action": "get", "purpose": stated})
-    vault.export_original(manifest, out_path, on_bytes=on_bytes)
-    return manifest
+    refuse_existing_output(out_path)
+    item = verify_for_release(vault, evidence_id, expected_length=known_length(catalog, evidence_id))
+    record_access(vault, catalog, item, "access", actor, {"action": "get", "purpose": stated})
+    vault.export_original(item.manifest, out_path, on_bytes=on_bytes)
+    return item.manifest
 
 
 def get_range(
@@ -181,21 +245,21 @@ def get_range(
     require_evidence_id(evidence_id)
     actor.require("get")
     stated = clean_purpose(purpose, required=False)
-    manifest = vault.manifest(evidence_id)
-    wanted = parse_byte_range(range_text, manifest.size)
-    if isinstance(sink, Path) and sink.exists():
-        raise AlreadyExists(f"{sink} already exists; choose another --out")
+    if isinstance(sink, Path):
+        refuse_existing_output(sink)
+    item = verify_for_release(vault, evidence_id, expected_length=known_length(catalog, evidence_id))
+    wanted = parse_byte_range(range_text, item.manifest.size)
     record_access(
         vault,
         catalog,
-        evidence_id,
+        item,
         "access",
         actor,
         {"action": "get", "purpose": stated, "range": wanted.label},
     )
-    pieces = vault.read_range(manifest, wanted.start, wanted.stop)
+    pieces = vault.read_range(item.manifest, wanted.start, wanted.stop)
     if isinstance(sink, Path):
-        write_new_file(sink, pieces)
+        write_new_private_file(sink, pieces)
     else:
         for piece in pieces:
             sink.write(piece)
@@ -203,23 +267,52 @@ def get_range(
     return wanted
 
 
-def write_new_file(destination: Path, chunks: Iterable[bytes]) -> None:
-    """Write to a hidden temporary file, then link it into place: a failure leaves nothing at
-    ``destination`` and an existing file is never replaced."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-    try:
-        with partial.open("xb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+# -- show -----------------------------------------------------------------------------------------
+
+
+def describe_item(
+    vault: Vault, evidence_id: str, actor: Actor, *, catalog: Catalog | None = None
+) -> dict[str, object]:
+    """An item's manifest, and its sealed details (original name, device path, original SHA-256,
+    capture metadata with any location) for a person whose role may read evidence, on a machine
+    holding a key that opens them. Verified like any read, and recorded before it is returned."""
+    require_evidence_id(evidence_id)
+    actor.require("show")
+    item = verify_for_release(vault, evidence_id, expected_length=known_length(catalog, evidence_id))
+    manifest = item.manifest
+    doc: dict[str, object] = {
+        "evidence_id": manifest.evidence_id,
+        "ingested_at": manifest.ingested_at.isoformat(),
+        "station": manifest.station_id,
+        "device": manifest.device_serial,
+        "officer": manifest.officer_id,
+        "media_type": manifest.media_type,
+        "recorded_at": manifest.recorded_at,
+        "size": manifest.size,
+        "flags": list(manifest.flags),
+        "content_object": manifest.content.key,
+        "thumbnail_object": manifest.thumbnail.key if manifest.thumbnail else None,
+        "keyrings": [r.get("type") for r in manifest.recipients],
+    }
+    sealed: dict[str, object] | None = None
+    if not actor.may("get"):
+        doc["sealed"] = f"sealed: the {actor.role} role may not read evidence details"
+    else:
         try:
-            os.link(partial, destination)
-        except FileExistsError:
-            raise AlreadyExists(f"{destination} already exists; choose another --out") from None
-    finally:
-        partial.unlink(missing_ok=True)
+            details = vault.details(manifest)
+        except AccessDenied:
+            doc["sealed"] = "sealed: this machine holds no key that can open it"
+        else:
+            sealed = {
+                "original_name": details.original_name,
+                "source_path": details.source_path,
+                "sha256": details.sha256,
+                "metadata": dict(details.media),
+            }
+    record_access(
+        vault, catalog, item, "access", actor, {"action": "show", "sealed_details": sealed is not None}
+    )
+    return doc | (sealed or {})
 
 
 # -- items of an incident -------------------------------------------------------------------------
@@ -247,40 +340,6 @@ def incident_items(catalog: Catalog, incident: IncidentRef) -> IncidentItems:
     )
 
 
-@dataclass(frozen=True)
-class CheckedItem:
-    """An item whose chain verified and links it to the incident, with what the reports need."""
-
-    manifest: Manifest
-    details: ItemDetails
-    manifest_sha256: str
-
-
-def check_item(
-    vault: Vault, evidence_id: str, incident: IncidentRef, *, expected_length: int | None = None
-) -> CheckedItem:
-    """Refuse an item the catalog names but the vault does not back up: a broken custody chain, no
-    current link to the incident by the chain itself, or a manifest other than the one ingest recorded.
-    The catalog is only an index; what goes to court must stand on the vault alone."""
-    manifest = vault.manifest(evidence_id)
-    chain = vault.custody.verify(evidence_id, expected_length=expected_length)
-    chain.raise_if_broken()
-    if incident.value not in linked_incidents(chain.events):
-        raise IntegrityError(
-            f"{evidence_id} is not linked to incident {incident} by its custody chain (links minus "
-            "unlinks); the catalog is out of step with the vault: rebuild it, or link the item first"
-        )
-    ingest = chain.events[0].details
-    manifest_sha256 = hashlib.sha256(encode_manifest(manifest)).hexdigest()
-    if ingest.get("manifest_sha256") != manifest_sha256 or ingest.get("content_sha256") != (
-        manifest.content.sha256
-    ):
-        raise IntegrityError(
-            f"{evidence_id}: the stored manifest is not the one its ingest custody event recorded"
-        )
-    return CheckedItem(manifest, vault.details(manifest), manifest_sha256)
-
-
 # -- thumbnails -----------------------------------------------------------------------------------
 
 
@@ -306,30 +365,27 @@ def export_thumbnails(
     export (chain intact and linked to the incident); an existing file is never replaced."""
     actor.require("thumbs")
     stated = clean_purpose(purpose, required=False)
+    ids = tuple(dict.fromkeys(require_evidence_id(i) for i in evidence_ids))
+    prepare_output_folder(out_dir)
     written: list[tuple[str, Path]] = []
     missing: list[str] = []
-    for evidence_id in dict.fromkeys(require_evidence_id(i) for i in evidence_ids):
+    for evidence_id in ids:
         with naming_errors(evidence_id):
-            item = check_item(
-                vault, evidence_id, incident, expected_length=(expected_lengths or {}).get(evidence_id)
+            item = verify_for_release(
+                vault,
+                evidence_id,
+                expected_length=(expected_lengths or {}).get(evidence_id),
+                incident=incident,
             )
             if item.manifest.thumbnail is None:
                 missing.append(evidence_id)
                 continue
             target = out_dir / f"{evidence_id}.jpg"
-            if target.exists():
-                raise AlreadyExists(f"{target} already exists; choose another --out")
-            record_access(
-                vault,
-                catalog,
-                evidence_id,
-                "access",
-                actor,
-                {"action": "thumbs", "purpose": stated},
-            )
+            refuse_existing_output(target)
+            record_access(vault, catalog, item, "access", actor, {"action": "thumbs", "purpose": stated})
             preview = vault.thumbnail(item.manifest)
             assert preview is not None
-            write_new_file(target, [preview])
+            write_new_private_file(target, [preview])
             written.append((evidence_id, target))
     return ThumbnailReport(out_dir, tuple(written), tuple(missing))
 

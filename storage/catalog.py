@@ -22,28 +22,31 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from evidence import layout
-from evidence.custody import CustodyEvent, decode_event
-from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
+from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event, verify_chain
+from evidence.errors import ConfigError, EvidenceError, IntegrityError, StorageUnavailable
 from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
+    from evidence.signing import VerifyingKey
     from storage.vault import Vault
 
 log = logging.getLogger(__name__)
+_Read = TypeVar("_Read")
 
 SCHEMA_VERSION = 1
 STATE_EVENT_TYPES = frozenset(
@@ -242,7 +245,10 @@ class RebuildReport:
     events: int
     seconds: float
     problems: tuple[str, ...] = ()
-    """Records that could not be read (damaged manifests or custody records); skipped, not indexed."""
+    """Records that could not be read (damaged manifests or custody records)."""
+    refused: tuple[tuple[str, str], ...] = ()
+    """(evidence id, why) of every item not indexed because what the vault holds of it does not
+    verify."""
 
 
 # -- the fold: pure ---------------------------------------------------------------------------------
@@ -330,6 +336,18 @@ class Catalog:
             self._apply_events(conn, events)
 
     # -- questions ------------------------------------------------------------------------------
+
+    def custody_lengths(self, evidence_ids: Iterable[str]) -> dict[str, int]:
+        """How many custody events the catalog has seen per item: a chain found shorter than this
+        lost events off its end (``docs/custody.md`` §5). Items the catalog never saw are absent."""
+        lengths: dict[str, int] = {}
+        with self._translated_errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(evidence_ids)), QUERY_CHUNK):
+                stmt = sa.select(chains_table.c.evidence_id, chains_table.c.length).where(
+                    chains_table.c.evidence_id.in_(chunk)
+                )
+                lengths.update((row[0], int(row[1])) for row in conn.execute(stmt))
+        return lengths
 
     def item(self, evidence_id: str) -> CatalogItem | None:
         found = self._select([items_table.c.evidence_id == evidence_id], include_disposed=True)
@@ -422,17 +440,28 @@ class Catalog:
 
     def rebuild(self, vault: Vault, *, readers: int = REBUILD_READERS) -> RebuildReport:
         """Forget everything and index the vault again from its manifests and custody chains alone.
-        One transaction: until it commits, readers keep getting the previous answers."""
+        One transaction: until it commits, readers keep getting the previous answers.
+
+        Only what verifies is indexed (``docs/custody.md`` §6): a chain whose signatures, order or
+        links fail, that has a record overwritten, or that is shorter than the catalog saw before;
+        a manifest other than the one its ingest event recorded; a manifest with no chain. Such an
+        item is refused, not indexed (an edited ``recorded_at`` would otherwise move its retention
+        date), and named in the report; the vault keeps it untouched for a person to look into."""
         started = time.monotonic()
         problems: list[str] = []
+        refused: dict[str, str] = {}
         item_count = event_count = 0
-        with_manifest: set[str] = set()
+        recorded: dict[str, tuple[str, str]] = {}  # manifest and content SHA-256 per item
         listed: set[str] = set()  # with a manifest in the vault, readable or not
         with (
             self._translated_errors(),
             ThreadPoolExecutor(max_workers=readers) as pool,
             self._engine.begin() as conn,
         ):
+            seen_before = dict(
+                (row[0], int(row[1]))
+                for row in conn.execute(sa.select(chains_table.c.evidence_id, chains_table.c.length))
+            )
             for table in (
                 links_table,
                 closures_table,
@@ -444,34 +473,56 @@ class Catalog:
                 items_table,
             ):
                 conn.execute(sa.delete(table))
+            public_keys = vault.custody.public_keys()
+            versions = _version_counts(vault)
             for batch in _chunks(vault.list_items(), REBUILD_BATCH):
                 listed.update(batch)
                 rows = []
-                for evidence_id, manifest in zip(
-                    batch, pool.map(_reader(vault.manifest), batch), strict=True
+                for evidence_id, stored in zip(
+                    batch, pool.map(_reader(vault.stored_manifest), batch), strict=True
                 ):
-                    if isinstance(manifest, Exception):
-                        problems.append(f"{evidence_id}: manifest unreadable: {manifest}")
+                    if isinstance(stored, Exception):
+                        problems.append(f"{evidence_id}: manifest unreadable: {stored}")
+                        refused[evidence_id] = f"manifest unreadable: {stored}"
                         continue
+                    manifest, manifest_sha256 = stored
                     rows.append(_item_row(manifest))
-                    with_manifest.add(evidence_id)
+                    recorded[evidence_id] = (manifest_sha256, manifest.content.sha256)
                 self._upsert_items(conn, rows)
-                item_count += len(rows)
+            chained: set[str] = set()
             for chain_batch in _chunks(_chains_listed(vault), REBUILD_BATCH):
-                read = pool.map(lambda chain: _read_chain(vault, chain), chain_batch)
+
+                def check(chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str], str | None]:
+                    return _verified_chain(
+                        vault, chain, public_keys, versions, seen_before.get(chain[0]), recorded.get(chain[0])
+                    )
+
                 events: list[CustodyEvent] = []
                 orphan_rows = []
-                for evidence_id, (chain, damaged) in zip((c[0] for c in chain_batch), read, strict=True):
+                for evidence_id, (chain, damaged, refusal) in zip(
+                    (c[0] for c in chain_batch), pool.map(check, chain_batch), strict=True
+                ):
+                    chained.add(evidence_id)
                     problems.extend(damaged)
+                    if refusal is not None:
+                        refused[evidence_id] = refusal
+                        continue
                     events.extend(chain)
-                    if evidence_id not in with_manifest:
+                    if evidence_id not in recorded:
                         row = _item_row_from_chain(chain)
                         if row is not None:
                             orphan_rows.append(row)
                 self._upsert_items(conn, orphan_rows)
-                item_count += len(orphan_rows)
                 self._apply_events(conn, events)
                 event_count += len(events)
+            for evidence_id in recorded.keys() - chained:
+                refused[evidence_id] = (
+                    "manifest with no custody chain (an ingest stopped before its first event: "
+                    "ingesting the device again writes it)"
+                )
+            for chunk in _chunks(sorted(refused), QUERY_CHUNK):
+                conn.execute(sa.delete(items_table).where(items_table.c.evidence_id.in_(chunk)))
+            item_count = int(conn.execute(sa.select(sa.func.count()).select_from(items_table)).scalar_one())
             # a disposal deletes the manifest last: a disposed item with no manifest left is finished
             disposed = conn.execute(
                 sa.select(chains_table.c.evidence_id).where(chains_table.c.disposed_at.is_not(None))
@@ -479,10 +530,21 @@ class Catalog:
             self._note_disposals_finished(
                 conn, [r.evidence_id for r in disposed if r.evidence_id not in listed]
             )
-        report = RebuildReport(item_count, event_count, time.monotonic() - started, tuple(problems))
+        report = RebuildReport(
+            item_count,
+            event_count,
+            time.monotonic() - started,
+            tuple(problems),
+            tuple(sorted(refused.items())),
+        )
         log.info(
             "catalog rebuilt",
-            extra={"items": report.items, "events": report.events, "problems": len(report.problems)},
+            extra={
+                "items": report.items,
+                "events": report.events,
+                "problems": len(report.problems),
+                "refused": len(report.refused),
+            },
         )
         return report
 
@@ -901,25 +963,57 @@ def _chains_listed(vault: Vault) -> Iterator[tuple[str, list[Any]]]:
         yield evidence_id, list(infos)
 
 
-def _read_chain(vault: Vault, chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str]]:
+def _version_counts(vault: Vault) -> Counter[str]:
+    """Stored versions per custody record key, from one listing: more than one means a record was
+    overwritten where the chain is append-only."""
+    return Counter(info.key for info in vault.store.list_versions(layout.CUSTODY_PREFIX))
+
+
+def _verified_chain(
+    vault: Vault,
+    chain: tuple[str, list[Any]],
+    public_keys: Mapping[str, VerifyingKey],
+    versions: Mapping[str, int],
+    seen_before: int | None,
+    recorded: tuple[str, str] | None,
+) -> tuple[list[CustodyEvent], list[str], str | None]:
+    """One chain read and verified as a read path would (``storage.vault.Vault.verify_item``):
+    (its events, records that could not be read, why the item is refused or None)."""
     evidence_id, infos = chain
-    events: list[CustodyEvent] = []
+    stored: list[tuple[int, bytes]] = []
     damaged: list[str] = []
     for info in infos:
+        data = b"".join(vault.store.get(info.key, version_id=info.version_id))
+        stored.append((layout.custody_position(info.key), data))
         try:
-            event = decode_event(b"".join(vault.store.get(info.key, version_id=info.version_id)))
+            decode_event(data)
         except EvidenceError as err:
             damaged.append(f"{info.key}: {err}")
-            continue
-        if event.evidence_id != evidence_id:
-            damaged.append(f"{info.key}: names another item ({event.evidence_id})")
-            continue
-        events.append(event)
-    return events, damaged
+    verification = verify_chain(evidence_id, stored, public_keys, expected_length=seen_before)
+    problems = [f"event {p.position}: {p.message}" for p in verification.problems]
+    problems.extend(
+        f"event {layout.custody_position(info.key)}: has {versions[info.key]} versions: a record was overwritten"
+        for info in infos
+        if versions.get(info.key, 1) > 1
+    )
+    if problems:
+        return [], damaged, "custody chain does not verify: " + "; ".join(problems[:5])
+    if recorded is not None:
+        manifest_sha256, content_sha256 = recorded
+        try:
+            check_recorded_manifest(
+                evidence_id,
+                verification.events[0],
+                manifest_sha256=manifest_sha256,
+                content_sha256=content_sha256,
+            )
+        except IntegrityError as err:
+            return [], damaged, str(err)
+    return list(verification.events), damaged, None
 
 
-def _reader(read: Callable[[str], Manifest]) -> Callable[[str], Manifest | Exception]:
-    def guarded(evidence_id: str) -> Manifest | Exception:
+def _reader(read: Callable[[str], _Read]) -> Callable[[str], _Read | Exception]:
+    def guarded(evidence_id: str) -> _Read | Exception:
         try:
             return read(evidence_id)
         except EvidenceError as err:

@@ -24,7 +24,7 @@ from evidence.custody import (
     new_event,
     verify_chain,
 )
-from evidence.errors import AlreadyExists, ConfigError, StorageUnavailable
+from evidence.errors import AlreadyExists, ConfigError, IntegrityError, StorageUnavailable
 from evidence.settings import Settings
 from evidence.signing import SigningKey, VerifyingKey
 from storage.base import LockMode, ObjectStore, Retention
@@ -130,11 +130,22 @@ class CustodyLog:
         role: str,
         details: Mapping[str, Any],
         at: datetime | None = None,
+        expected_length: int | None = None,
     ) -> CustodyEvent:
+        """Write the next event of the chain. ``expected_length`` is how many events someone saw
+        stored before (the catalog, a verification just done): a chain found shorter lost events off
+        its end, and writing at the freed position would cover that removal with a valid-looking
+        record, so nothing is written and the gap is reported instead."""
         self.publish_signer()
         for _ in range(APPEND_ATTEMPTS):
             last = self._last(evidence_id)
             position = last.position + 1 if last else 0
+            if expected_length is not None and position < expected_length:
+                raise IntegrityError(
+                    f"custody chain of {evidence_id} ends early: {position} event(s) stored, "
+                    f"{expected_length} recorded before; records were removed, so nothing more is "
+                    f"written to it (run `evidence custody {evidence_id}`)"
+                )
             event = new_event(
                 last.data if last else None,
                 evidence_id=evidence_id,

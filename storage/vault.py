@@ -15,13 +15,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from evidence import layout, stream
+from evidence.custody import CustodyEvent, check_recorded_manifest
 from evidence.errors import AccessDenied, AlreadyExists, ConfigError, EvidenceError, IntegrityError, NotFound
 from evidence.ids import evidence_id, id_key_check, load_id_key, require_evidence_id
 from evidence.keyring import Keyring, X25519Identity, X25519Recipient, unwrap_data_key
@@ -87,6 +88,16 @@ class StoredItem:
     media_type: str
     duplicate: bool
     manifest: Manifest
+
+
+@dataclass(frozen=True)
+class VerifiedItem:
+    """An item whose custody chain verified and whose manifest is the one its ingest event recorded."""
+
+    manifest: Manifest
+    manifest_sha256: str
+    events: tuple[CustodyEvent, ...]
+    """The chain as verified; appending after it expects at least this many events."""
 
 
 class Vault:
@@ -421,6 +432,10 @@ class Vault:
     # -- read path -----------------------------------------------------------------------------
 
     def manifest(self, evidence_id: str) -> Manifest:
+        return self.stored_manifest(evidence_id)[0]
+
+    def stored_manifest(self, evidence_id: str) -> tuple[Manifest, str]:
+        """The item's manifest and the SHA-256 of its stored bytes."""
         key = layout.manifest_key(require_evidence_id(evidence_id))
         try:
             data = b"".join(self.store.get(key))
@@ -430,7 +445,23 @@ class Vault:
         manifest = decode_manifest(data)
         if manifest.evidence_id != evidence_id:
             raise IntegrityError(f"manifest at {key} names another item ({manifest.evidence_id})")
-        return manifest
+        return manifest, hashlib.sha256(data).hexdigest()
+
+    def verify_item(self, evidence_id: str, *, expected_length: int | None = None) -> VerifiedItem:
+        """What every read checks before any plaintext leaves (``docs/access.md`` §2): the custody
+        chain verifies (signatures, order, no gaps, not shorter than ``expected_length``, no record
+        overwritten) and the manifest is the one its ingest event recorded. Content and thumbnail
+        are then authenticated as they are decrypted, against hashes that manifest holds."""
+        manifest, manifest_sha256 = self.stored_manifest(evidence_id)
+        chain = self.custody.verify(evidence_id, expected_length=expected_length)
+        chain.raise_if_broken()
+        check_recorded_manifest(
+            evidence_id,
+            chain.events[0],
+            manifest_sha256=manifest_sha256,
+            content_sha256=manifest.content.sha256,
+        )
+        return VerifiedItem(manifest, manifest_sha256, chain.events)
 
     def list_items(self) -> Iterator[str]:
         for info in self.store.list(layout.ITEMS_PREFIX):
@@ -486,24 +517,43 @@ class Vault:
     def export_original(
         self, manifest: Manifest, destination: Path, *, on_bytes: Callable[[int], None] | None = None
     ) -> Path:
-        """Write the verified original to ``destination``. Bytes go to a hidden temporary file that is
-        renamed into place only after the SHA-256 matched, so a failed check leaves nothing behind."""
-        if destination.exists():
-            raise AlreadyExists(f"{destination} already exists; choose another --out")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+        """Write the verified original to ``destination`` (:func:`write_new_private_file`): nothing
+        appears there unless the SHA-256 taken at ingest matched."""
+        chunks = self.read_original(manifest)
+        if on_bytes is not None:
+            chunks = _counted(chunks, on_bytes)
+        return write_new_private_file(destination, chunks)
+
+
+def write_new_private_file(destination: Path, chunks: Iterable[bytes]) -> Path:
+    """Write decrypted evidence to a new file readable by its owner alone. Bytes go to a hidden
+    temporary file linked into place only once ``chunks`` is exhausted (a read that fails its final
+    check raises first), so a failure leaves nothing behind; nothing already at ``destination`` is
+    replaced or followed: a link there, even a dangling one, is refused."""
+    if os.path.lexists(destination):
+        raise AlreadyExists(f"{destination} already exists; choose another --out")
+    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            with partial.open("xb") as out:
-                for chunk in self.read_original(manifest):
-                    out.write(chunk)
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-            os.link(partial, destination)  # fails rather than overwrite a file that appeared meanwhile
-        finally:
-            partial.unlink(missing_ok=True)
-        return destination
+            os.link(partial, destination)  # fails rather than replace what appeared meanwhile
+        except FileExistsError:
+            raise AlreadyExists(f"{destination} appeared while writing; choose another --out") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def _counted(chunks: Iterable[bytes], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        on_bytes(len(chunk))
+        yield chunk
 
 
 def original_name_fields(name: str) -> tuple[str, str]:

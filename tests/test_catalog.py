@@ -385,13 +385,18 @@ def test_rebuild_keeps_a_disposed_item_known_only_from_its_chain(station: Statio
     assert item.disposed_at is not None and item.incidents == ("KNT-2026-000009",)
 
 
-def test_rebuild_reports_a_damaged_record_and_indexes_the_rest(station: Station, tmp_path: Path) -> None:
+def test_rebuild_refuses_an_item_with_a_damaged_record_and_indexes_the_rest(
+    station: Station, tmp_path: Path
+) -> None:
     evidence_ids = ingest_device(station, tmp_path)
     victim = evidence_ids[0]
     station.vault.store.put_bytes(f"custody/{victim}/0000000001.json", b"not json", retention=None)
     report = station.catalog.rebuild(station.vault)
-    assert report.items == 5
+    assert report.items == 4
     assert len(report.problems) == 1 and victim in report.problems[0]
+    assert [item for item, _ in report.refused] == [victim]
+    assert station.catalog.item(victim) is None
+    assert sorted(ids(station.catalog.iter_items())) == sorted(set(evidence_ids) - {victim})
 
 
 def test_a_failing_catalog_never_fails_what_was_recorded_in_the_vault(

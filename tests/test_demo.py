@@ -70,7 +70,8 @@ def test_demo_stores_the_dock_reads_it_back_identical_and_a_second_run_stores_no
     read_back = data_dir / "readback" / f"{stored[video]}.mp4"
     assert read_back.read_bytes() == on_device[video]
     assert "byte-identical to the device file" in first and "DIFFERENT" not in first
-    assert "custody chain: ingest -> link -> access (intact;" in first
+    # the read-back and the look at its sealed details are both recorded, before they are shown
+    assert "custody chain: ingest -> link -> access -> access (intact;" in first
 
     objects = stored_objects(vault)
     second = evidence_demo(env)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from evidence.access import Actor
-from evidence.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+from evidence.errors import IntegrityError, InvalidInput, NotFound
 from evidence.incident import IncidentRef, parse_incident_ref
 from flows.commands import app
 from flows.export import MAX_NAME_BYTES, export_incident, export_items, safe_file_name
@@ -261,7 +261,7 @@ def test_non_empty_destination_is_refused(station: Station, linked: list[str], t
     bag_dir = tmp_path / "bag"
     bag_dir.mkdir()
     (bag_dir / "notes.txt").write_text("mine")
-    with pytest.raises(AlreadyExists, match="not empty"):
+    with pytest.raises(InvalidInput, match="not empty"):  # the person's to fix: exit 2
         export_items(station.vault, linked, INCIDENT, INVESTIGATOR, "review", bag_dir)
     assert [p.name for p in bag_dir.iterdir()] == ["notes.txt"]
 
