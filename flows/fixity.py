@@ -36,6 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from evidence import layout, stream
 from evidence.access import Actor, UserDirectory
+from evidence.custody import check_recorded_manifest
 from evidence.errors import AccessDenied, EvidenceError, IntegrityError, InvalidInput, NotFound
 from evidence.manifest import Manifest, StoredObject, decode_manifest, open_details
 from evidence.settings import Settings, load_settings
@@ -131,9 +132,16 @@ def check_item(vault: Vault, evidence_id: str, *, expected_length: int | None = 
         if not chain.intact:
             first = chain.problems[0]
             problems.append(f"custody chain broken at event {first.position}: {first.message}")
-        ingest = next((e for e in chain.events if e.type == "ingest"), None)
-        if ingest is not None and ingest.details.get("manifest_sha256") != hashlib.sha256(raw).hexdigest():
-            problems.append("manifest differs from the one the ingest event recorded")
+        if chain.events and chain.events[0].seq == 0:
+            try:
+                check_recorded_manifest(
+                    evidence_id,
+                    chain.events[0],
+                    manifest_sha256=hashlib.sha256(raw).hexdigest(),
+                    content_sha256=manifest.content.sha256,
+                )
+            except IntegrityError:
+                problems.append("manifest differs from the one the ingest event recorded")
         data_key = _data_key(vault, manifest, problems)
         if data_key is not None:
             level = "plaintext"
