@@ -89,7 +89,10 @@ class IngestReport:
 
     def as_json(self) -> dict[str, object]:
         """The ``evidence ingest --json`` document: every device entry lands in exactly one list;
-        deferred and failed files are in ``rejected`` (they stayed on the device) with the reason."""
+        deferred and failed files are in ``rejected`` (they stayed on the device) with the reason,
+        prefixed ``deferred:`` or ``failed:``. A plain reason is a deliberate, final refusal (a link,
+        a special file); a failed entry (unreadable, a path too long for the OS, a storage failure)
+        makes the run incomplete."""
         return {
             "ingested": [o.as_record() for o in self.by_status("ingested")],
             "duplicates": [o.as_record() for o in self.by_status("duplicate")],
@@ -157,10 +160,14 @@ def resolve_device(
 
 
 def skipped_outcomes(scan: DeviceScan) -> list[FileOutcome]:
-    return [FileOutcome(s.relative, "rejected", reason=s.reason) for s in scan.rejected] + [
-        FileOutcome(s.relative, "deferred", reason=s.reason + "; will be ingested on the next run")
-        for s in scan.deferred
-    ]
+    return (
+        [FileOutcome(s.relative, "rejected", reason=s.reason) for s in scan.rejected]
+        + [
+            FileOutcome(s.relative, "deferred", reason=s.reason + "; will be ingested on the next run")
+            for s in scan.deferred
+        ]
+        + [FileOutcome(s.relative, "failed", reason=s.reason + "; left on the device") for s in scan.failed]
+    )
 
 
 def ingest_file(

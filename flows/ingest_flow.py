@@ -129,11 +129,12 @@ def ingest_device(
         logger.info("aborted %d interrupted upload(s) from an earlier run", len(recovery.aborted))
     scan = scan_device(root, settle_seconds=settings.settle_seconds)
     logger.info(
-        "device %s: %d file(s) to ingest, %d rejected, %d deferred",
+        "device %s: %d file(s) to ingest, %d rejected, %d deferred, %d unreadable",
         context.device_serial,
         len(scan.files),
         len(scan.rejected),
         len(scan.deferred),
+        len(scan.failed),
     )
     outcomes = skipped_outcomes(scan)
     progress = ingest_progress.get()
