@@ -36,6 +36,8 @@ from storage.vault import Provenance, Vault, original_name_fields
 
 Status = Literal["ingested", "duplicate", "rejected", "deferred", "failed"]
 UNKNOWN_DEVICE = "unknown-device"
+UNIDENTIFIED_SERIAL = "unidentified"
+"""The serial of a device whose folder name is not a serial and that was given none."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def resolve_device(
         try:
             require_identifier(serial, "device serial")
         except InvalidInput:
-            serial, flags = "unidentified", [UNKNOWN_DEVICE]
+            serial, flags = UNIDENTIFIED_SERIAL, [UNKNOWN_DEVICE]
     else:
         require_identifier(serial, "device serial")
     record = registry.lookup(serial)
