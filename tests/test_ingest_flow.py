@@ -55,7 +55,8 @@ def test_cli_ingest_json_document(prefect_harness: None, data_dir: Path, tmp_pat
     )
     assert first.exit_code == 0, first.output
     doc = json.loads(first.stdout)
-    assert set(doc) == {"ingested", "duplicates", "rejected"}
+    assert set(doc) == {"ingested", "duplicates", "rejected", "orphaned_objects", "recovered_uploads"}
+    assert doc["orphaned_objects"] == [] and doc["recovered_uploads"] == []
     assert len(doc["ingested"]) == 2 and doc["duplicates"] == []
     assert doc["rejected"] == [
         {"source_path": "link", "reason": "symbolic link: not followed, target not read"}
