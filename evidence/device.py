@@ -4,6 +4,11 @@ A device is untrusted input. Symbolic links are never followed (one could point 
 keys or at another officer's device), special files are never opened for reading (a FIFO would block
 the dock forever), and a file still being written is deferred rather than stored half-finished. Every
 entry ends up in exactly one list, so nothing on a device goes unaccounted for.
+
+Rejected entries are refused on purpose and for good: they are not recordings, and running again
+would refuse them again. An entry the station could not read (permissions, a path longer than the
+OS allows, an I/O error, a folder that vanished) is *failed*: it may hold evidence, it stays on the
+device, and the run must not look finished.
 """
 
 from __future__ import annotations
@@ -40,9 +45,12 @@ class DeviceScan:
     root: Path
     files: tuple[DeviceFile, ...]
     rejected: tuple[SkippedEntry, ...]
-    """Never ingested: links, special files, unreadable directories."""
+    """Never ingested, on purpose: links, special files, folders swapped for links during the scan."""
     deferred: tuple[SkippedEntry, ...]
     """Not yet: still being written. The next run picks them up."""
+    failed: tuple[SkippedEntry, ...] = ()
+    """Could not be listed or examined (a folder or file the station cannot read, a path too long
+    for the OS, an I/O error, gone meanwhile): left on the device, the run is not complete."""
 
 
 def display_path(relative: str) -> str:
@@ -64,6 +72,7 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
     files: list[DeviceFile] = []
     rejected: list[SkippedEntry] = []
     deferred: list[SkippedEntry] = []
+    failed: list[SkippedEntry] = []
     top = root.stat()  # the dock's folder for the device: following a link to it is the dock's choice
     pending = [("", top.st_dev, top.st_ino)]
     while pending:
@@ -76,7 +85,7 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
             rejected.append(SkippedEntry(display_path(relative_dir), f"directory {err}: not followed"))
             continue
         except OSError as err:
-            rejected.append(
+            failed.append(
                 SkippedEntry(display_path(relative_dir or "."), f"unreadable directory: {_why(err)}")
             )
             continue
@@ -84,7 +93,7 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
             relative = f"{relative_dir}/{name}" if relative_dir else name
             shown = display_path(relative)
             if isinstance(info, OSError):
-                rejected.append(SkippedEntry(shown, f"cannot be examined: {_why(info)}"))
+                failed.append(SkippedEntry(shown, f"cannot be examined: {_why(info)}"))
                 continue
             mode = info.st_mode
             if stat.S_ISLNK(mode):
@@ -108,7 +117,7 @@ def scan_device(root: Path, *, settle_seconds: float, now: float | None = None) 
                     SkippedEntry(shown, f"special file ({_kind(mode)}): not a recording, not read")
                 )
     files.sort(key=lambda f: f.relative)
-    return DeviceScan(root, tuple(files), tuple(rejected), tuple(deferred))
+    return DeviceScan(root, tuple(files), tuple(rejected), tuple(deferred), tuple(failed))
 
 
 def _list_directory(path: Path, expected: tuple[int, int]) -> list[tuple[str, os.stat_result | OSError]]:

@@ -66,5 +66,11 @@ class StorageUnavailable(StorageError, ConnectionError):
     exit_code = 8
 
 
+class DeviceBusy(EvidenceError, BlockingIOError):
+    """Another run on this station is ingesting the device: retry once it has finished."""
+
+    exit_code = 8
+
+
 class AlreadyExists(StorageError, FileExistsError):
     """A create-only write found the key already present (another run stored it first)."""

@@ -148,8 +148,15 @@ def _render_report(report: Any) -> None:
     out.print(", ".join(f"{n} {status}" for status, n in sorted(report.counts.items())) or "device is empty")
     if report.orphaned_objects:
         err.print(
-            f"{len(report.orphaned_objects)} unreadable object(s) left by an interrupted run "
-            "(no key was stored for them); they expire with their lock."
+            f"{len(report.orphaned_objects)} object(s) in the vault belong to no item: uploads of a run "
+            "that was interrupted or lost the race to store the same file to another run. They are "
+            "unreadable (their key was never stored) and no item misses them; they may be deleted once "
+            "their lock expires (their keys: --json, orphaned_objects)."
+        )
+    if report.recovered_uploads:
+        err.print(
+            f"aborted {len(report.recovered_uploads)} upload(s) an interrupted run left unfinished; "
+            "nothing of them remains."
         )
 
 

@@ -36,6 +36,8 @@ from storage.vault import Provenance, Vault, original_name_fields
 
 Status = Literal["ingested", "duplicate", "rejected", "deferred", "failed"]
 UNKNOWN_DEVICE = "unknown-device"
+UNIDENTIFIED_SERIAL = "unidentified"
+"""The serial of a device whose folder name is not a serial and that was given none."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,23 @@ class FileOutcome:
         }
 
 
+ORPHANED_OBJECT = (
+    "encrypted upload that no item references, left by a run that was interrupted or that lost the "
+    "race to store the same file to another run: unreadable (its key was never stored), and no item "
+    "misses it; it is locked like all evidence and may be deleted once its lock expires"
+)
+RECOVERED_UPLOAD = "upload an interrupted run left unfinished, aborted by this run: nothing of it remains"
+
+
 @dataclass(frozen=True)
 class IngestReport:
     device_serial: str
     outcomes: tuple[FileOutcome, ...]
     recovered_uploads: tuple[str, ...] = ()
+    """Keys of uploads interrupted runs on this station left open, aborted by this run's recovery."""
     orphaned_objects: tuple[str, ...] = ()
+    """Keys of committed objects no manifest references (see :data:`ORPHANED_OBJECT`), as the
+    station's journal knows them: every run reports them until a storage admin deletes them."""
     counts: Mapping[str, int] = field(default_factory=dict)
 
     def by_status(self, *statuses: Status) -> list[FileOutcome]:
@@ -89,7 +102,11 @@ class IngestReport:
 
     def as_json(self) -> dict[str, object]:
         """The ``evidence ingest --json`` document: every device entry lands in exactly one list;
-        deferred and failed files are in ``rejected`` (they stayed on the device) with the reason."""
+        deferred and failed files are in ``rejected`` (they stayed on the device) with the reason,
+        prefixed ``deferred:`` or ``failed:``. A plain reason is a deliberate, final refusal (a link,
+        a special file); a failed entry (unreadable, a path too long for the OS, a storage failure)
+        makes the run incomplete. ``orphaned_objects`` and ``recovered_uploads`` are about the
+        station's vault uploads, not this device's files."""
         return {
             "ingested": [o.as_record() for o in self.by_status("ingested")],
             "duplicates": [o.as_record() for o in self.by_status("duplicate")],
@@ -100,6 +117,8 @@ class IngestReport:
                 }
                 for o in self.by_status("rejected", "deferred", "failed")
             ],
+            "orphaned_objects": [{"key": key, "what": ORPHANED_OBJECT} for key in self.orphaned_objects],
+            "recovered_uploads": [{"key": key, "what": RECOVERED_UPLOAD} for key in self.recovered_uploads],
         }
 
     @property
@@ -134,7 +153,7 @@ def resolve_device(
         try:
             require_identifier(serial, "device serial")
         except InvalidInput:
-            serial, flags = "unidentified", [UNKNOWN_DEVICE]
+            serial, flags = UNIDENTIFIED_SERIAL, [UNKNOWN_DEVICE]
     else:
         require_identifier(serial, "device serial")
     record = registry.lookup(serial)
@@ -157,10 +176,14 @@ def resolve_device(
 
 
 def skipped_outcomes(scan: DeviceScan) -> list[FileOutcome]:
-    return [FileOutcome(s.relative, "rejected", reason=s.reason) for s in scan.rejected] + [
-        FileOutcome(s.relative, "deferred", reason=s.reason + "; will be ingested on the next run")
-        for s in scan.deferred
-    ]
+    return (
+        [FileOutcome(s.relative, "rejected", reason=s.reason) for s in scan.rejected]
+        + [
+            FileOutcome(s.relative, "deferred", reason=s.reason + "; will be ingested on the next run")
+            for s in scan.deferred
+        ]
+        + [FileOutcome(s.relative, "failed", reason=s.reason + "; left on the device") for s in scan.failed]
+    )
 
 
 def ingest_file(

@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from evidence.device import DeviceFile, scan_device
 from evidence.errors import StorageUnavailable
 from evidence.settings import Settings, load_settings
+from flows.device_lock import holding_device
 from flows.ingest import (
     DeviceContext,
     FileOutcome,
@@ -110,9 +111,9 @@ def ingest_device(
     linked_by: str | None = None,
 ) -> IngestReport:
     """Ingest a device; with ``incidents``, link every stored file to each (as ``linked_by``, who needs
-    the officer or investigator role)."""
+    the officer or investigator role). Refused with ``DeviceBusy`` while another run on this station
+    holds the device (``flows.device_lock``)."""
     settings = load_settings(**(settings_overrides or {}))
-    logger = get_run_logger()
     root = Path(device_dir)
     context = resolve_device(
         settings,
@@ -123,17 +124,24 @@ def ingest_device(
         incidents=incidents or (),
         linked_by=linked_by,
     )
+    with holding_device(settings.journal_dir, context.device_serial, root):
+        return _ingest_held_device(settings, context, root)
+
+
+def _ingest_held_device(settings: Settings, context: DeviceContext, root: Path) -> IngestReport:
+    logger = get_run_logger()
     vault, journal = _station(settings)
     recovery = journal.recover(vault.store)
     if recovery.aborted:
         logger.info("aborted %d interrupted upload(s) from an earlier run", len(recovery.aborted))
     scan = scan_device(root, settle_seconds=settings.settle_seconds)
     logger.info(
-        "device %s: %d file(s) to ingest, %d rejected, %d deferred",
+        "device %s: %d file(s) to ingest, %d rejected, %d deferred, %d unreadable",
         context.device_serial,
         len(scan.files),
         len(scan.rejected),
         len(scan.deferred),
+        len(scan.failed),
     )
     outcomes = skipped_outcomes(scan)
     progress = ingest_progress.get()

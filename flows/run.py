@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evidence.errors import InvalidInput
 from evidence.settings import load_settings
 from flows.console import err, styled
+from flows.device_lock import ensure_device_free
 from flows.ingest import IngestReport, resolve_device
 from storage.vault import Vault
 
@@ -47,12 +48,13 @@ def preflight(
     incidents: Sequence[str] = (),
     linked_by: str | None = None,
 ) -> None:
-    """Refuse a bad device folder, serial, officer, key set or vault before a flow run starts, so
-    the person sees one clear line rather than a failed run's log."""
+    """Refuse a bad device folder, serial, officer, key set or vault, or a device another run is
+    ingesting, before a flow run starts, so the person sees one clear line rather than a failed
+    run's log."""
     if not device_dir.is_dir():
         raise InvalidInput(f"{device_dir} is not a directory: give the folder where the device is mounted")
     settings = load_settings()
-    resolve_device(
+    context = resolve_device(
         settings,
         device_dir,
         serial=device_serial,
@@ -61,6 +63,7 @@ def preflight(
         linked_by=linked_by,
     )
     Vault.open(settings)
+    ensure_device_free(settings.journal_dir, context.device_serial, device_dir)
 
 
 def run_ingest(

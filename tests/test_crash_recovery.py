@@ -166,3 +166,42 @@ def test_recovery_leaves_uploads_of_live_runs_alone(tmp_path: Path) -> None:
     assert [u.key for u in store.list_incomplete_uploads("")] == [live.key]
     live.commit()
     assert store.head(live.key).size == 1024
+
+
+def test_a_killed_run_never_blocks_the_next_run_of_its_device(tmp_path: Path) -> None:
+    """A run holds its device for its whole length (one run per device at a time); when the station
+    kills it (SIGKILL, power loss: nothing of it gets to clean up) the kernel lets go of the device,
+    and the next run starts without anyone removing a stale lock."""
+    import signal
+
+    from evidence.errors import DeviceBusy
+    from flows.device_lock import holding_device
+    from flows.run import preflight
+
+    station = make_station(tmp_path / "station")
+    device = make_device(tmp_path / "BWC-HELD01", photos=1, videos=0)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from flows.device_lock import holding_device\n"
+            "with holding_device(Path(sys.argv[1]), 'BWC-HELD01', Path(sys.argv[2])):\n"
+            "    print('holding', flush=True); sys.stdin.read()",
+            str(station.settings.journal_dir),
+            str(device),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        with pytest.raises(DeviceBusy, match=f"pid {holder.pid} on .*, since "):
+            preflight(device, device_serial="BWC-HELD01", officer_id="PC-1")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=60)
+
+    preflight(device, device_serial="BWC-HELD01", officer_id="PC-1")
+    with holding_device(station.settings.journal_dir, "BWC-HELD01", device):
+        assert station.ingest(device, serial="BWC-HELD01").counts == {"ingested": 1}

@@ -193,6 +193,26 @@ def test_content_committed_just_before_a_kill_is_reported_orphaned(tmp_path: Pat
     assert census.unreported_orphans == (), f"reported: {report.orphaned_objects}"
 
 
+def test_orphaned_objects_and_aborted_uploads_are_in_the_json_document_and_said_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script reading ``--json`` learns of objects that belong to no item (it never did), and a
+    person is told what they are, not only that a run was interrupted."""
+    from flows.cli import _render_report
+
+    _, orphaning, census = _kill_once_then_rerun(tmp_path / "orphan", "after upload.commit")
+    doc = orphaning.as_json()
+    assert [entry["key"] for entry in doc["orphaned_objects"]] == list(census.orphans)
+    assert all("unreadable" in entry["what"] and "lock" in entry["what"] for entry in doc["orphaned_objects"])
+    _render_report(orphaning)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 object(s) in the vault belong to no item" in said and "unreadable" in said
+
+    _, aborting, _ = _kill_once_then_rerun(tmp_path / "abort", "after begin_upload objects")
+    [aborted] = aborting.as_json()["recovered_uploads"]
+    assert aborted["key"] == aborting.recovered_uploads[0] and "nothing of it remains" in aborted["what"]
+
+
 def test_a_thumbnail_stored_just_before_a_kill_is_reported_orphaned(tmp_path: Path) -> None:
     _, report, census = _kill_once_then_rerun(tmp_path, "before put_bytes items")
     assert len(census.orphans) == 2  # the content object (journaled) and its thumbnail

@@ -560,7 +560,7 @@ def test_an_unreadable_directory_is_reported_and_the_rest_of_the_device_is_inges
     monkeypatch.undo()
 
     outcomes = _outcomes(report)
-    assert outcomes["PRIVATE"].status == "rejected"
+    assert outcomes["PRIVATE"].status == "failed" and not report.complete
     assert "unreadable directory: Permission denied" in str(outcomes["PRIVATE"].reason)
     assert outcomes["DCIM/IMG_0001.JPG"].status == "ingested"
     assert (device / "PRIVATE" / "IMG_0002.JPG").exists()
@@ -622,9 +622,31 @@ def test_deep_nesting_is_ingested_and_a_tree_deeper_than_a_path_can_name_is_repo
     outcomes = _outcomes(report)
     assert outcomes["narrow/" + narrow.decode()].status == "ingested"
     [too_long] = [o for o in report.outcomes if o.source_path.startswith("wide/")]
-    assert too_long.status == "rejected" and "name too long" in str(too_long.reason)
+    assert too_long.status == "failed" and "name too long" in str(too_long.reason)
     assert too_deep.startswith(os.fsencode(too_long.source_path[len("wide/") :]))
     assert len(report.outcomes) == 2
+
+
+def test_a_path_longer_than_the_os_allows_fails_the_run_and_stays_on_the_device(
+    station: Station, tmp_path: Path
+) -> None:
+    """Not a deliberate refusal like a link's: the file may be evidence the station could not reach,
+    so the run must not finish as if it were done (the CLI exits 9, the dock watcher retries)."""
+    device = tmp_path / "BWC-LONG"
+    make_jpeg(device / "DCIM" / "IMG_0001.JPG", seed=21)
+    (device / "wide").mkdir()
+    too_deep = _nest(device / "wide", 80, b"x" * 60)  # 4,880 bytes: more than PATH_MAX (4,096)
+    try:
+        report = ingest_like_the_flow(station, device, wipe=True)
+        doc = report.as_json()
+        assert not report.complete
+        assert [o.status for o in report.outcomes] == ["ingested", "failed"]
+        [entry] = doc["rejected"]
+        assert str(entry["source_path"]).startswith("wide/") and "name too long" in str(entry["reason"])
+        assert str(entry["reason"]).startswith("failed: ") and "left on the device" in str(entry["reason"])
+        assert too_deep.startswith(os.fsencode(str(entry["source_path"])[len("wide/") :]))
+    finally:
+        _unnest(device / "wide", b"x" * 60)  # unlinks the bottom file: it fails if the file went
 
 
 def test_many_empty_files_are_one_item_and_each_is_wiped(station: Station, tmp_path: Path) -> None:

@@ -341,6 +341,33 @@ def test_truncated_mp4_with_index_in_front_is_flagged(tmp_path: Path) -> None:
     assert info.kind == "video" and info.metadata_error and "truncated" in info.metadata_error
 
 
+def _behind_app2_segments(source: Path, out: Path, *, segments: int, body_size: int) -> Path:
+    """``source`` with ``segments`` APP2 segments (ICC profile chunks, as editors and phones write
+    them) between its start of image and the rest of its headers, EXIF included."""
+    chunk = b"ICC_PROFILE\x00" + random.Random(5).randbytes(max(body_size - 12, 0))
+    segment = b"\xff\xe2" + (len(chunk) + 2).to_bytes(2, "big") + chunk
+    original = source.read_bytes()
+    out.write_bytes(original[:2] + segment * segments + original[2:])
+    return out
+
+
+def test_exif_behind_megabytes_of_other_segments_is_read_or_flagged(tmp_path: Path) -> None:
+    """A photo is never stored without its camera, model and time and without a flag saying so."""
+    source = make_jpeg(tmp_path / "source.jpg", make="ACME", model="BWC-1")
+    behind_13_mib = _behind_app2_segments(source, tmp_path / "icc.jpg", segments=208, body_size=65_533)
+    assert behind_13_mib.stat().st_size > 13 * 1024 * 1024
+
+    info = extract_media_info(behind_13_mib)
+
+    assert (info.make, info.model, info.recorded_at) == ("ACME", "BWC-1", DEFAULT_TAKEN)
+    assert info.metadata_error is None and info.width == 640
+
+    # behind more segments than are searched: not read, and said so (stored flagged metadata-unreadable)
+    too_far = _behind_app2_segments(source, tmp_path / "far.jpg", segments=5000, body_size=0)
+    info = extract_media_info(too_far)
+    assert info.metadata_error and "EXIF not found" in info.metadata_error
+
+
 def test_missing_file_is_an_os_error_not_a_flag(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         extract_media_info(tmp_path / "gone.jpg")

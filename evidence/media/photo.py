@@ -6,7 +6,9 @@ EXIF still leaves the size Pillow read, and the reason lands in ``metadata_error
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
 import threading
 import warnings
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import exifread
 import pillow_heif
@@ -60,10 +62,18 @@ _UNSET_DATE = re.compile(r"[0\s:.-]*")  # "0000:00:00 00:00:00" or blanks: the c
 # exifread's warnings that mean the EXIF block itself is damaged (others just say "no EXIF here").
 _DAMAGE_WARNINGS = ("corrupted", "loop", "Unexpected slice", "No values found")
 
+JPEG_SEGMENTS_SEARCHED = 4096
+"""How many JPEG header segments are walked looking for EXIF. A segment holds at most 64 KiB, so EXIF
+is found behind up to 256 MiB of other segments (ICC profiles in APP2, Photoshop data in APP13),
+reading 4 bytes of each; past that the photo is flagged rather than searched without end."""
+_JPEG_FILL_BYTES = 64  # 0xFF padding allowed before a marker; a run of 0xFF is not worth reading on
+_SOI, _APP1, _SOS, _EOI, _TEM = 0xD8, 0xE1, 0xDA, 0xD9, 0x01
+_RESTART_MARKERS = range(0xD0, 0xD8)
+
 
 def read_photo(path: Path, media_type: str, kind: MediaKind) -> MediaInfo:
     problems: list[str] = []
-    tags = _read_exif(path, problems)
+    tags = _read_exif(path, problems, jpeg=media_type == "image/jpeg")
     width = height = None
     try:
         # Only the header: Pillow's own EXIF parser would repeat exifread's work and warn on bad EXIF.
@@ -108,11 +118,20 @@ def describe_error(err: BaseException, path: Path) -> str:
     return f"{type(err).__name__}: {err}".replace(str(path), path.name)[:300]
 
 
-def _read_exif(path: Path, problems: list[str]) -> dict[str, Any]:
+def _read_exif(path: Path, problems: list[str], *, jpeg: bool) -> dict[str, Any]:
+    exif_source: bytes | None = None
+    if jpeg:
+        try:
+            exif_source = _jpeg_with_only_its_exif(path)
+        except _JpegHeadersUnreadable as err:
+            problems.append(f"EXIF not found: {err}")
+            return {}
+        if exif_source is None:
+            return {}  # the headers end without EXIF: a photo with none, nothing unread
     # Maker notes carry some cameras' serial numbers but are the least robust part of exifread;
     # when they break it, the standard tags are read again without them.
     for details in (True, False):
-        with _ExifWarnings.capture() as captured, path.open("rb") as handle:
+        with _ExifWarnings.capture() as captured, _exif_input(path, exif_source) as handle:
             try:
                 tags: dict[str, Any] = exifread.process_file(
                     handle, details=details, extract_thumbnail=False, truncate_tags=False
@@ -131,6 +150,62 @@ def _read_exif(path: Path, problems: list[str]) -> dict[str, Any]:
             problems.append("EXIF damaged: " + "; ".join(sorted(set(damage)))[:300])
         return tags
     return {}
+
+
+def _exif_input(path: Path, exif_source: bytes | None) -> BinaryIO:
+    return io.BytesIO(exif_source) if exif_source is not None else path.open("rb")
+
+
+class _JpegHeadersUnreadable(Exception):
+    """The JPEG's header segments could not be walked to the image data."""
+
+
+def _jpeg_with_only_its_exif(path: Path) -> bytes | None:
+    """A minimal JPEG holding only the photo's EXIF segment (start of image, then APP1), or None when
+    the headers reach the image data without one.
+
+    exifread looks for EXIF only in the first ~4 KB after the leading segments, so EXIF behind a large
+    ICC profile (APP2) went unread, and the photo was stored with no make, model or time and no flag.
+    Here the segment headers are walked from the start, seeking past each body: at most
+    :data:`JPEG_SEGMENTS_SEARCHED` segments, 4 bytes read from each, and the EXIF segment itself (64 KiB
+    at most). exifread then parses that copy; EXIF offsets count from its own TIFF header, so nothing
+    outside the segment is needed."""
+    with path.open("rb", buffering=0) as handle:
+        if handle.read(2) != bytes((0xFF, _SOI)):
+            raise _JpegHeadersUnreadable("the file does not start as a JPEG")
+        for _ in range(JPEG_SEGMENTS_SEARCHED):
+            marker = _next_jpeg_marker(handle)
+            if marker in (_SOS, _EOI):
+                return None
+            if marker == _TEM or marker in _RESTART_MARKERS:
+                continue  # markers without a length or body
+            length = int.from_bytes(_read_exactly(handle, 2), "big")
+            if length < 2:
+                raise _JpegHeadersUnreadable(f"segment 0xFF{marker:02X} has an impossible length {length}")
+            if marker == _APP1:
+                body = _read_exactly(handle, length - 2)
+                if body.startswith(b"Exif"):
+                    return bytes((0xFF, _SOI, 0xFF, _APP1)) + length.to_bytes(2, "big") + body
+                continue  # XMP and other APP1 segments
+            handle.seek(length - 2, os.SEEK_CUR)
+    raise _JpegHeadersUnreadable(f"not within the first {JPEG_SEGMENTS_SEARCHED} header segments")
+
+
+def _next_jpeg_marker(handle: BinaryIO) -> int:
+    if _read_exactly(handle, 1) != b"\xff":
+        raise _JpegHeadersUnreadable("a header segment does not start with a marker")
+    for _ in range(_JPEG_FILL_BYTES):
+        marker = _read_exactly(handle, 1)[0]
+        if marker != 0xFF:
+            return marker
+    raise _JpegHeadersUnreadable("too much padding between header segments")
+
+
+def _read_exactly(handle: BinaryIO, size: int) -> bytes:
+    data = handle.read(size)
+    if len(data) != size:
+        raise _JpegHeadersUnreadable("the file ends inside its headers")
+    return data
 
 
 def _recorded_at(tags: Mapping[str, Any], problems: list[str]) -> datetime | None:
