@@ -81,6 +81,7 @@ def test_a_review_that_keeps_gives_a_new_date_and_another_review_then(
     assert review(station, [item], due, keep_for=Period(years=2)) == [(item, "kept")]
     event = station.vault.custody.events(item)[-1]
     assert event.type == "review" and event.actor == "sam" and event.details["decision"] == "keep"
+    assert event.details["simulated_now"] == due.isoformat(), "a review on a simulated clock says so"
     catalogued = station.catalog.item(item)
     assert catalogued is not None and catalogued.reviewed_keep_until is not None
 
