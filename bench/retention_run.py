@@ -3,7 +3,10 @@
 Builds a station in a temporary directory (keys, local vault, SQLite catalog), writes ``--items``
 synthetic catalog rows straight into the catalog's tables (one bulk insert; the catalog is an index,
 so rows need no vault objects as long as they need no action), and ingests ``--actions`` real tiny
-photos for each action measured. Then, with the simulated clock 32 days ahead:
+photos for each action measured. The photos to dispose of were recorded 40 days ago and are stored as
+docked 20 days ago, and their storage locks are made to run out (as ``tests/test_retention_flow.py``
+does): a simulated clock alone never lets a run dispose of anything. Then, with the simulated clock 32
+days ahead:
 
 1. the decision pass alone (``flows.retention.decide_catalog`` over every row);
 2. a whole dry run (``run_retention``, CSV included) over the catalog plus the real items;
@@ -163,16 +166,43 @@ def write_catalog(catalog_url: str, rows: Iterator[dict[str, Any]], batch: int =
     return written
 
 
-def ingest_tiny_photos(station: Any, folder: Path, count: int, *, seed: int) -> list[str]:
+def ingest_tiny_photos(station: Any, folder: Path, count: int, *, seed: int, due: bool = False) -> list[str]:
+    """Tiny photos recorded an hour ago; ``due``: recorded 40 days ago, docked 20 days ago (the vault's
+    clock set back for the ingest) and with their storage locks run out, so that the policy at the
+    real date and storage let a run dispose of them."""
+    from unittest import mock
+
+    import storage.vault
     from flows.simulate import DEVICE_FOLDER, make_jpeg
 
-    taken = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    real = datetime.now(UTC)
+    taken = (real - timedelta(days=40 if due else 0, hours=1)).replace(microsecond=0)
     for n in range(count):
         make_jpeg(
             folder / DEVICE_FOLDER / f"IMG_{n:05d}.JPG", size=(32, 24), taken=taken, gps=None, seed=seed + n
         )
-    report = station.ingest(folder)
-    return [str(o.evidence_id) for o in report.by_status("ingested")]
+    docked = real - timedelta(days=20 if due else 0)
+    with mock.patch.object(storage.vault, "_now", lambda: docked + (datetime.now(UTC) - real)):
+        report = station.ingest(folder)
+    ids = [str(o.evidence_id) for o in report.by_status("ingested")]
+    if due:
+        let_locks_lapse(station, ids)
+    return ids
+
+
+def let_locks_lapse(station: Any, evidence_ids: list[str]) -> None:
+    """Every version's lock a moment past, as a storage admin with the governance bypass could set it
+    on the local store's version records (the retention run itself never shortens a lock)."""
+    from storage import lifecycle
+
+    lapsed = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+
+    def shorten(record: dict[str, Any]) -> None:
+        record["retention"]["retain_until"] = lapsed
+
+    for evidence_id in evidence_ids:
+        for info in lifecycle.item_objects(station.vault, evidence_id).versions:
+            station.vault.store._update_record(info.key, info.version_id, shorten, "shortening the lock of")
 
 
 class Station:
@@ -223,7 +253,7 @@ def run(items: int, actions: int, workdir: Path) -> dict[str, Any]:
     now = datetime.now(UTC) + timedelta(days=32)
 
     started = time.perf_counter()
-    to_dispose = ingest_tiny_photos(station, workdir / "BWC-DISPOSE", actions, seed=1_000)
+    to_dispose = ingest_tiny_photos(station, workdir / "BWC-DISPOSE", actions, seed=1_000, due=True)
     to_extend = ingest_tiny_photos(station, workdir / "BWC-EXTEND", actions, seed=500_000)
     link_items(
         station.vault, station.catalog, to_extend, parse_incident_ref("KNT-2026-999999"), investigator,
@@ -257,7 +287,7 @@ def run(items: int, actions: int, workdir: Path) -> dict[str, Any]:
     disposed_left = sum(1 for i in to_dispose if station.vault.has_item(i))
 
     # the actions alone: the action pass over fresh items of each kind, timed per kind
-    ingest_tiny_photos(station, workdir / "BWC-DISPOSE2", actions, seed=2_000)
+    ingest_tiny_photos(station, workdir / "BWC-DISPOSE2", actions, seed=2_000, due=True)
     more_extend = ingest_tiny_photos(station, workdir / "BWC-EXTEND2", actions, seed=600_000)
     link_items(
         station.vault, station.catalog, more_extend, parse_incident_ref("KNT-2026-888888"), investigator,
@@ -265,7 +295,7 @@ def run(items: int, actions: int, workdir: Path) -> dict[str, Any]:
     )  # fmt: skip
     from flows.retention import RunContext, act_on
 
-    context = RunContext.of_run(policy, now, admin, apply=True, extend_locks=True)
+    context = RunContext.of_run(policy, now, admin, apply=True, extend_locks=True, simulated=True)
     fresh = decide_catalog(station.catalog.iter_items(include_disposed=True), policy, station.settings, now)
     by_kind = {kind: [p for p in fresh.planned if p.kind == kind] for kind in ("dispose", "extend")}
     rates: dict[str, float] = {}

@@ -101,7 +101,11 @@ def retention_run(
     ] = False,
     now: Annotated[
         str | None,
-        typer.Option("--now", help="Decide as if it were this time (ISO 8601; for rehearsals and tests)."),
+        typer.Option(
+            "--now",
+            help="Rehearse as if it were this time (ISO 8601). With --apply, nothing is disposed of that "
+            "the real date or a storage lock still protects, and every event records the simulated time.",
+        ),
     ] = None,
     csv_path: Annotated[
         Path | None, typer.Option("--csv", help="Where to write the full report (default: data dir/reports).")
@@ -136,7 +140,10 @@ def retention_run(
             kind = "storage locks extended, nothing disposed of (--apply to dispose)"
         else:
             kind = "dry run (nothing changed; --apply to act)"
-        table = Table(title=f"Retention at {report.now.astimezone(UTC).isoformat()}: {kind}")
+        when = report.now.astimezone(UTC).isoformat()
+        if report.simulated and report.real_now is not None:
+            when = f"SIMULATED {when} (real time {report.real_now.astimezone(UTC).isoformat(timespec='seconds')})"
+        table = Table(title=f"Retention at {when}: {kind}")
         table.add_column("evidence id", no_wrap=True, min_width=29)
         table.add_column("action")
         table.add_column("until", no_wrap=True)
@@ -149,6 +156,17 @@ def retention_run(
         out.print(table)
         out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "the catalog is empty")
         out.print(f"policy {report.policy}; full report: {report.csv_path}")
+        if report.simulated:
+            out.print(
+                "simulated clock: "
+                + (
+                    "nothing was disposed of that the policy at the real date or a storage lock still "
+                    "protects; every event written records the simulated time"
+                    if report.applied
+                    else "a rehearsal of a run at that time; --apply would dispose of nothing that the "
+                    "policy at the real date or a storage lock still protects"
+                )
+            )
     if report.failures:
         err.print(f"{len(report.failures)} item(s) failed; the next run retries them")
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -12,16 +12,22 @@ alone applies the extensions and nothing else, because a longer lock only ever p
 deployment runs so: storage locks keep up with links every night, disposal waits for a person's
 ``apply``). With ``apply``:
 
-- dispose: the chain must verify; no legal hold in the chain or on any stored version; no COMPLIANCE
-  lock in force. Then the ``disposal`` event is appended (intent, rule, policy, who) *before* any
-  deletion, every version is deleted with the governance bypass, and the chain's own lock is extended
-  by ``records_after_disposal``: the record of the deletion outlives the evidence. A run interrupted
-  part-way is finished by the next (the event is not written twice).
+- dispose: the chain must verify; the policy must say dispose at the run's clock *and* at the real
+  date; no legal hold in the chain or on any stored version; no lock in force on any stored version
+  (GOVERNANCE or COMPLIANCE) by the real clock. Then the ``disposal`` event is appended (intent, rule,
+  policy, who) *before* any deletion, every version is deleted (never with a governance bypass: the
+  store refuses what is still locked), and the chain's own lock is extended by
+  ``records_after_disposal``: the record of the deletion outlives the evidence. A run interrupted
+  part-way is finished by the next (the event is not written twice), under the same conditions.
 - extend: every version's Object Lock moves to the policy's date, then a ``retention`` event.
 
 One item's failure (storage error, broken chain) is reported and the run goes on. Review-due items are
-only listed: a person decides. The simulated clock (``now``) drives the policy; storage locks are
-always judged by the real clock, which is why disposal needs the governance bypass.
+only listed: a person decides.
+
+A simulated clock (``now`` given) is a rehearsal: a dry run says what a run at that moment would do.
+Applied, it can never do more than a run at the real time would: evidence deleted early cannot be
+brought back, so a clock someone typed is never enough to destroy it. Every custody event such a run
+writes names the simulated moment (``simulated_now``), and so do its report, CSV and artifact.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from evidence.access import Actor, UserDirectory
-from evidence.errors import EvidenceError, IntegrityError, InvalidInput, LockedError
+from evidence.errors import EvidenceError, IntegrityError, InvalidInput, LockedError, NotFound
 from evidence.retention import (
     Decision,
     LinkFact,
@@ -68,7 +74,10 @@ REVIEW_OUTCOME = "listed for review: a person decides (evidence retention review
 ACTION_BATCH = 100
 ARTIFACT_ROWS = 500
 ACTION_WORKERS = 4
-CSV_FIELDS = ("evidence_id", "action", "outcome", "category", "keep_until", "rule", "reason")
+LINE_FIELDS = ("evidence_id", "action", "outcome", "category", "keep_until", "rule", "reason")
+CSV_FIELDS = (*LINE_FIELDS, "simulated_now")
+"""Every CSV row says whether its run decided on a simulated clock: a row read on its own, months
+later, must not pass for what happened at the real date."""
 
 
 # -- what the catalog says ------------------------------------------------------------------------
@@ -138,7 +147,7 @@ class RetentionLine:
     reason: str = ""
 
     def row(self) -> dict[str, str]:
-        return {name: str(getattr(self, name)) for name in CSV_FIELDS}
+        return {name: str(getattr(self, name)) for name in LINE_FIELDS}
 
 
 @dataclass
@@ -208,20 +217,44 @@ class RunContext:
 
     policy: RetentionPolicy
     now: datetime
+    """The run's clock: the real time the run started, or a simulated moment."""
     actor: Actor
     apply: bool
     """Dispose of what has elapsed (and extend locks)."""
     extend_locks: bool
     """Extend storage locks to the policy's dates; true whenever ``apply`` is."""
+    simulated: bool = False
+    """``now`` was given rather than read from the real clock."""
 
     @classmethod
     def of_run(
-        cls, policy: RetentionPolicy, now: datetime, actor: Actor, *, apply: bool, extend_locks: bool
+        cls,
+        policy: RetentionPolicy,
+        now: datetime,
+        actor: Actor,
+        *,
+        apply: bool,
+        extend_locks: bool,
+        simulated: bool,
     ) -> RunContext:
-        return cls(policy, now, actor, apply, apply or extend_locks)
+        return cls(policy, as_utc(now), actor, apply, apply or extend_locks, simulated)
+
+    @property
+    def simulated_now(self) -> str | None:
+        return self.now.isoformat() if self.simulated else None
+
+    def clock_details(self) -> dict[str, str]:
+        """What every custody event of a simulated run adds: the chain must never pass such an event
+        off as a decision taken at the real date (the event's own time is the real one)."""
+        return {"simulated_now": self.now.isoformat()} if self.simulated else {}
 
     def report(
-        self, counts: Counter[str], lines: list[RetentionLine], csv_path: str | None
+        self,
+        counts: Counter[str],
+        lines: list[RetentionLine],
+        csv_path: str | None,
+        *,
+        real_now: datetime,
     ) -> RetentionReport:
         return RetentionReport(
             self.now,
@@ -232,6 +265,8 @@ class RunContext:
             summarise(counts, lines),
             lines,
             csv_path,
+            simulated=self.simulated,
+            real_now=real_now,
         )
 
 
@@ -254,7 +289,7 @@ def act_on(
             return _finish_disposal(vault, catalog, planned, context)
         decision = decide(state.facts, context.policy, context.now)
         if decision.action == "dispose":
-            return _dispose(vault, catalog, decision, planned, context)
+            return _dispose(vault, catalog, state.facts, planned, context)
         if decision.action == "review":
             return _line(decision, "review", REVIEW_OUTCOME)
         return _extend(vault, catalog, decision, state.retain_until, context)
@@ -274,22 +309,78 @@ def _failed(planned: PlannedAction, why: str) -> RetentionLine:
     return _line(planned.decision, planned.kind, f"failed: {why}")
 
 
+def check_disposal(
+    facts: RetentionFacts,
+    objects: lifecycle.ItemObjects,
+    policy: RetentionPolicy,
+    *,
+    now: datetime,
+    real_now: datetime,
+    applying: bool,
+) -> tuple[Decision, str | None]:
+    """Whether the item may be disposed of, and the decision that says so (the one its ``disposal``
+    event records), or the decision that keeps it and why. Pure: the caller reads the clocks.
+
+    Applying, the policy must say dispose at the run's clock *and* at the real date, and no stored
+    version may be held or locked at the real clock, the one the store itself judges by. Deleted
+    evidence cannot be brought back: a clock someone typed (``--now``) may make a run do less than a
+    run at the real time, never more. The decision that permits a disposal is the real date's, so
+    the record gives the reason that actually held. A dry run is a rehearsal of the run at ``now``:
+    the policy at ``now``, and storage locks as they will stand then (a lock that has already run out
+    does not come back, hence the later of the two clocks)."""
+    at_run_clock = decide(facts, policy, now)
+    if at_run_clock.action != "dispose":
+        return at_run_clock, _kept_by(at_run_clock, "at the run's time")
+    decision, lock_clock = at_run_clock, max(as_utc(now), as_utc(real_now))
+    if applying:
+        decision, lock_clock = decide(facts, policy, real_now), as_utc(real_now)
+        if decision.action != "dispose":
+            return decision, _kept_by(decision, "at the real date")
+    try:
+        lifecycle.refuse_if_undisposable(objects, lock_clock)
+    except LockedError as err:
+        return decision, str(err)
+    return decision, None
+
+
+def _kept_by(decision: Decision, clock: str) -> str:
+    if decision.held:
+        return f"policy {clock} keeps it: {decision.reason}"
+    if decision.action == "review":
+        return f"policy {clock} lists it for review, not disposal"
+    return f"policy {clock} keeps it until {_moment(decision.keep_until)}"
+
+
 def _dispose(
-    vault: Vault, catalog: Catalog | None, decision: Decision, planned: PlannedAction, context: RunContext
+    vault: Vault,
+    catalog: Catalog | None,
+    facts: RetentionFacts,
+    planned: PlannedAction,
+    context: RunContext,
 ) -> RetentionLine:
-    verification = vault.custody.verify(decision.evidence_id, expected_length=planned.custody_length)
+    verification = vault.custody.verify(facts.evidence_id, expected_length=planned.custody_length)
     if not verification.intact:
         problem = verification.problems[0]
         raise IntegrityError(
             f"custody chain is broken (event {problem.position}: {problem.message}); not disposed of"
         )
-    objects = lifecycle.item_objects(vault, decision.evidence_id)
-    try:
-        lifecycle.refuse_if_undisposable(objects)
-    except LockedError as err:
-        return _line(decision, "dispose", f"not disposed: {err}")
+    objects = lifecycle.item_objects(vault, facts.evidence_id)
+    decision, refusal = check_disposal(
+        facts,
+        objects,
+        context.policy,
+        now=context.now,
+        real_now=datetime.now(UTC),
+        applying=context.apply,
+    )
+    if refusal is not None:
+        return _line(decision, "dispose", f"not disposed: {refusal}")
     if not context.apply:
-        return _line(decision, "dispose", f"would dispose of {len(objects.all)} stored version(s)")
+        return _line(
+            decision,
+            "dispose",
+            f"would dispose of {len(objects.all)} stored version(s){_today(facts, objects, context)}",
+        )
     record(
         vault,
         catalog,
@@ -302,12 +393,23 @@ def _dispose(
             "policy": context.policy.label,
             "reason": decision.reason,
             "objects_deleted": len(objects.all),
-        },
+        }
+        | context.clock_details(),
     )
     deleted = lifecycle.dispose(vault, objects)
     _lock_records(vault, decision.evidence_id, context)
     _note_finished(catalog, decision.evidence_id)
     return _line(decision, "dispose", f"disposed: {deleted} stored version(s) deleted, key destroyed")
+
+
+def _today(facts: RetentionFacts, objects: lifecycle.ItemObjects, context: RunContext) -> str:
+    """A rehearsal's note when ``--apply`` at the real time would not dispose of the item (yet)."""
+    if not context.simulated:
+        return ""
+    _, refusal = check_disposal(
+        facts, objects, context.policy, now=context.now, real_now=datetime.now(UTC), applying=True
+    )
+    return "" if refusal is None else f" (at the simulated time; --apply today would not: {refusal})"
 
 
 def _finish_disposal(
@@ -317,7 +419,14 @@ def _finish_disposal(
     if objects.empty:
         _note_finished(catalog, planned.evidence_id)
         return RetentionLine(planned.evidence_id, "disposed", "disposal complete")
-    lifecycle.refuse_if_undisposable(objects)
+    refusal = _refuse_to_finish(vault, objects, context)
+    if refusal is not None:
+        return RetentionLine(
+            planned.evidence_id,
+            "disposed",
+            f"not disposed: {refusal}; the {len(objects.all)} stored version(s) left by an interrupted "
+            "disposal stay until then",
+        )
     if not context.apply:
         return RetentionLine(
             planned.evidence_id,
@@ -330,6 +439,31 @@ def _finish_disposal(
     return RetentionLine(
         planned.evidence_id, "disposed", f"interrupted disposal finished: {deleted} stored version(s) deleted"
     )
+
+
+def _refuse_to_finish(vault: Vault, objects: lifecycle.ItemObjects, context: RunContext) -> str | None:
+    """An interrupted disposal is finished only as a new one would be started: the disposal event
+    already written may come from a run that should not have begun it (a simulated clock before
+    this check existed, a policy since lengthened)."""
+    try:
+        facts = chain_state(vault, objects.evidence_id).facts
+    except NotFound:
+        # The manifest, the only holder of the item's wrapped key, is gone: nobody can decrypt what
+        # is left, so only storage's own rules remain to check.
+        try:
+            lifecycle.refuse_if_undisposable(objects)
+        except LockedError as err:
+            return str(err)
+        return None
+    _, refusal = check_disposal(
+        facts,
+        objects,
+        context.policy,
+        now=context.now,
+        real_now=datetime.now(UTC),
+        applying=context.apply,
+    )
+    return refusal
 
 
 def _note_finished(catalog: Catalog | None, evidence_id: str) -> None:
@@ -374,7 +508,8 @@ def _extend(
             "rule": decision.rule,
             "retain_until": target.isoformat(),
             "previous_retain_until": None if previous is None else previous.astimezone(UTC).isoformat(),
-        },
+        }
+        | context.clock_details(),
     )
     lifecycle.extend_records(vault, decision.evidence_id, target)  # the event just written, too
     return _line(decision, "extend", f"storage lock extended from {shown} to {_moment(target)}")
@@ -398,12 +533,18 @@ class RetentionReport:
     counts: dict[str, int]
     lines: list[RetentionLine]
     csv_path: str | None = None
+    simulated: bool = False
+    """``now`` was a simulated moment, not the real clock."""
+    real_now: datetime | None = None
+    """When the run started, by the real clock."""
 
     @property
     def kind(self) -> str:
         if self.applied:
-            return "run (applied)"
-        return "dry run, storage locks extended" if self.locks_extended else "dry run"
+            kind = "run (applied)"
+        else:
+            kind = "dry run, storage locks extended" if self.locks_extended else "dry run"
+        return f"{kind} on a SIMULATED clock" if self.simulated else kind
 
     @property
     def failures(self) -> list[RetentionLine]:
@@ -412,6 +553,8 @@ class RetentionReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(),
+            "simulated": self.simulated,
+            "real_now": None if self.real_now is None else self.real_now.isoformat(),
             "applied": self.applied,
             "locks_extended": self.locks_extended,
             "policy": self.policy,
@@ -438,9 +581,13 @@ def resolve_actor(settings: Settings, user: str | None) -> Actor:
     return UserDirectory.load(settings.users_file).resolve(user or settings.user)
 
 
-def default_csv_path(settings: Settings, now: datetime, applied: bool, locks_extended: bool = False) -> Path:
+def default_csv_path(
+    settings: Settings, now: datetime, applied: bool, locks_extended: bool = False, simulated: bool = False
+) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kind = "applied" if applied else "locks-extended" if locks_extended else "dry-run"
+    if simulated:
+        kind += "-simulated"
     return settings.data_dir / "reports" / f"retention-{stamp}-{kind}.csv"
 
 
@@ -455,6 +602,10 @@ def _outcome_class(line: RetentionLine) -> str:
     outcome = line.outcome
     if outcome.startswith("failed"):
         return "failed"
+    if outcome.startswith("not disposed: policy at the real date"):
+        return "kept at the real date"
+    if outcome.startswith("not disposed: policy"):
+        return "kept by the policy"
     if outcome.startswith("not disposed"):
         return "locked by storage"
     if outcome.startswith("would dispose"):
@@ -486,9 +637,12 @@ def run_retention(
     """The run without Prefect: decisions, actions (one at a time), CSV. The flow does the same with
     the actions spread over task runs."""
     actor.require("retention")
-    moment = as_utc(now) if now is not None else datetime.now(UTC)
-    context = RunContext.of_run(policy, moment, actor, apply=apply, extend_locks=extend_locks)
-    with _csv_writer(csv_path) as write:
+    started = datetime.now(UTC)
+    moment = as_utc(now) if now is not None else started
+    context = RunContext.of_run(
+        policy, moment, actor, apply=apply, extend_locks=extend_locks, simulated=now is not None
+    )
+    with _csv_writer(csv_path, context.simulated_now) as write:
         decisions = decide_catalog(
             catalog.iter_items(include_disposed=True),
             policy,
@@ -499,21 +653,26 @@ def run_retention(
         lines = [act_on(vault, catalog, planned, context) for planned in decisions.planned]
         for line in lines:
             write(line)
-    return context.report(decisions.counts, lines, None if csv_path is None else str(csv_path))
+    return context.report(
+        decisions.counts, lines, None if csv_path is None else str(csv_path), real_now=started
+    )
 
 
 @contextmanager
-def _csv_writer(path: Path | None) -> Iterator[Callable[[RetentionLine], None]]:
+def _csv_writer(
+    path: Path | None, simulated_now: str | None, *, append: bool = False
+) -> Iterator[Callable[[RetentionLine], None]]:
     if path is None:
         yield lambda line: None
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("a" if append else "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
+        if not append:
+            writer.writeheader()
 
         def write(line: RetentionLine) -> None:
-            writer.writerow(line.row())
+            writer.writerow(line.row() | {"simulated_now": simulated_now or ""})
 
         yield write
 
@@ -538,10 +697,10 @@ def policy_path(settings: Settings) -> Path:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-decisions")
-def decision_task(settings: Settings, now: datetime, csv_path: str) -> DecisionPass:
+def decision_task(settings: Settings, now: datetime, csv_path: str, simulated: bool = False) -> DecisionPass:
     policy = load_policy(policy_path(settings))
     catalog = _catalog(settings)
-    with _csv_writer(Path(csv_path)) as write:
+    with _csv_writer(Path(csv_path), now.isoformat() if simulated else None) as write:
         return decide_catalog(
             catalog.iter_items(include_disposed=True),
             policy,
@@ -560,10 +719,16 @@ def action_task(
     apply: bool,
     extend_locks: bool,
     batch: int,
+    simulated: bool = False,
 ) -> list[RetentionLine]:
     policy = load_policy(policy_path(settings))
     context = RunContext.of_run(
-        policy, now, resolve_actor(settings, user), apply=apply, extend_locks=extend_locks
+        policy,
+        now,
+        resolve_actor(settings, user),
+        apply=apply,
+        extend_locks=extend_locks,
+        simulated=simulated,
     )
     vault, catalog = _vault(settings), _catalog(settings)
     return [act_on(vault, catalog, item, context) for item in planned]
@@ -591,12 +756,22 @@ def retention(
     actor = resolve_actor(settings, user)
     actor.require("retention")
     policy = load_policy(policy_path(settings))
-    moment = parse_now(now)
-    path = csv_path or str(default_csv_path(settings, moment, apply, extend_locks))
-    decisions = decision_task(settings, moment, path)
+    started = datetime.now(UTC)
+    moment = parse_now(now) if now else started
+    simulated = bool(now)
+    context = RunContext.of_run(
+        policy, moment, actor, apply=apply, extend_locks=extend_locks, simulated=simulated
+    )
+    path = csv_path or str(default_csv_path(settings, moment, apply, extend_locks, simulated))
+    decisions = decision_task(settings, moment, path, simulated)
+    clock = (
+        f"SIMULATED {moment.isoformat()} (real time {started.isoformat()})"
+        if simulated
+        else moment.isoformat()
+    )
     logger.info(
         "retention decisions at %s under %s: %d item(s) need the vault; %s",
-        moment.isoformat(),
+        clock,
         policy.label,
         len(decisions.planned),
         dict(decisions.counts),
@@ -605,7 +780,7 @@ def retention(
         decisions.planned[i : i + ACTION_BATCH] for i in range(0, len(decisions.planned), ACTION_BATCH)
     ]
     futures = [
-        action_task.submit(settings, batch, moment, actor.user_id, apply, extend_locks, n)
+        action_task.submit(settings, batch, moment, actor.user_id, apply, extend_locks, n, simulated)
         for n, batch in enumerate(batches)
     ]
     lines: list[RetentionLine] = []
@@ -614,24 +789,20 @@ def retention(
             lines.extend(future.result())
         except Exception as err:  # the batch never ran (its task could not open the vault, say)
             lines.extend(RetentionLine(p.evidence_id, p.kind, f"failed: {err}") for p in batch)
-    with Path(path).open("a", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+    with _csv_writer(Path(path), context.simulated_now, append=True) as write:
         for line in lines:
-            writer.writerow(line.row())
-    context = RunContext.of_run(policy, moment, actor, apply=apply, extend_locks=extend_locks)
-    report = context.report(decisions.counts, lines, path)
+            write(line)
+    report = context.report(decisions.counts, lines, path, real_now=started)
     create_table_artifact(
         key="retention-report",
-        table=[
-            {"evidence_id": "(total)", "action": name, "outcome": str(n)} for name, n in report.counts.items()
-        ]
+        table=[{"evidence_id": "(clock)", "action": "simulated" if simulated else "real", "outcome": clock}]
+        + [{"evidence_id": "(total)", "action": name, "outcome": str(n)} for name, n in report.counts.items()]
         + [
             {"evidence_id": line.evidence_id, "action": line.action, "outcome": line.outcome}
             for line in lines[:ARTIFACT_ROWS]
         ],
         description=(
-            f"Retention {report.kind} at {moment.isoformat()} under "
-            f"{policy.label} by {actor.user_id}; full report: {path}"
+            f"Retention {report.kind} at {clock} under {policy.label} by {actor.user_id}; full report: {path}"
         ),
     )
     logger.info("retention done: %s", report.counts)

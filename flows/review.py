@@ -73,9 +73,14 @@ def review_items(
     if not ids:
         raise InvalidInput("name the evidence ids reviewed (the retention report lists those due)")
     moment = as_utc(now or datetime.now(UTC))
+    # A review taken on a simulated clock (a rehearsal, a test) says so in the chain, as the retention
+    # run's events do: it must never be read as a decision a person took at that date.
+    clock = {"simulated_now": moment.isoformat()} if now is not None else {}
     outcomes = for_each_item(
         ids,
-        lambda evidence_id: _review_one(vault, catalog, evidence_id, keep_for, stated, actor, policy, moment),
+        lambda evidence_id: _review_one(
+            vault, catalog, evidence_id, keep_for, stated, actor, policy, moment, clock
+        ),
         doing="review",
     )
     return ReviewReport("dispose" if dispose else "keep", outcomes)
@@ -90,6 +95,7 @@ def _review_one(
     actor: Actor,
     policy: RetentionPolicy,
     now: datetime,
+    clock: dict[str, str],
 ) -> ItemOutcome:
     state = chain_state(vault, evidence_id)
     if state.disposed_at is not None:
@@ -108,6 +114,7 @@ def _review_one(
     }
     if keep_for is not None:
         details["keep_until"] = as_utc(keep_for.after(now)).isoformat()
+    details |= clock
     record(vault, catalog, evidence_id, "review", actor=actor.user_id, role=actor.role, details=details)
     if keep_for is not None:
         return ItemOutcome(evidence_id, "kept", f"until {details['keep_until']}, then reviewed again")

@@ -13,9 +13,11 @@ still names what is left, and the next run finishes it (``plan_disposal`` again,
 
 Every function here acts on storage only. Whether an item may be disposed of is the policy's decision
 (``evidence.retention``), recorded in the custody chain by the caller *before* calling :func:`dispose`.
-The storage rules still apply underneath: a legal hold on any version, or a COMPLIANCE lock in force,
-stops a disposal before anything is deleted; a GOVERNANCE lock is bypassed, which needs the storage
-admin's ``s3:BypassGovernanceRetention`` permission.
+The storage rules still apply underneath, and are never bypassed: a legal hold on any version, or a lock
+in force on any version (GOVERNANCE or COMPLIANCE), stops a disposal before anything is deleted. The
+storage lock backs the policy: were the program wrong about the date (a simulated clock, a bug, a
+policy file edited to a shorter period), the store itself refuses a premature delete, so disposal needs
+no ``s3:BypassGovernanceRetention`` and the storage admin is not given it (``docs/retention.md`` §5).
 """
 
 from __future__ import annotations
@@ -67,16 +69,12 @@ class ItemObjects:
         dates = [info.retention.retain_until for info in self.versions if info.retention is not None]
         return min(dates) if dates else None
 
-    def compliance_until(self, now: datetime) -> datetime | None:
-        """The latest COMPLIANCE retain-until still in force: nobody can delete before then."""
-        dates = [
-            info.retention.retain_until
-            for info in self.versions
-            if info.retention is not None
-            and info.retention.mode == "COMPLIANCE"
-            and info.retention.retain_until > now
-        ]
-        return max(dates) if dates else None
+    def locked_at(self, now: datetime) -> tuple[ObjectInfo, ...]:
+        """The versions whose lock (GOVERNANCE or COMPLIANCE) is still in force at ``now``: the store
+        refuses to delete any of them without a bypass, which disposal never uses."""
+        return tuple(
+            info for info in self.versions if info.retention is not None and info.retention.retain_until > now
+        )
 
 
 def item_objects(vault: Vault, evidence_id: str) -> ItemObjects:
@@ -186,9 +184,10 @@ def set_hold(vault: Vault, evidence_id: str, on: bool, *, objects: ItemObjects |
 
 
 def refuse_if_undisposable(objects: ItemObjects, now: datetime | None = None) -> None:
-    """Raise ``LockedError`` when storage itself forbids the disposal: a legal hold on any version, or
-    a COMPLIANCE lock in force. Checked before anything is deleted, so an item is never half-disposed
-    by a rule the store would have enforced part-way."""
+    """Raise ``LockedError`` when storage itself forbids the disposal at ``now`` (by default the real
+    clock, which is the one the store judges by): a legal hold on any version, or a lock in force on
+    any version, whatever its mode. Checked before anything is deleted, so an item is never
+    half-disposed by a rule the store would have enforced part-way."""
     moment = now or datetime.now(UTC)
     held = objects.held()
     if held:
@@ -196,23 +195,28 @@ def refuse_if_undisposable(objects: ItemObjects, now: datetime | None = None) ->
             f"{objects.evidence_id} is under a legal hold in storage ({len(held)} version(s), e.g. "
             f"{held[0].key}); it cannot be disposed of until every hold is released"
         )
-    until = objects.compliance_until(moment)
-    if until is not None:
+    locks = [info.retention for info in objects.locked_at(moment) if info.retention is not None]
+    if locks:
+        until = max(lock.retain_until for lock in locks).astimezone(UTC)
+        modes = sorted({lock.mode for lock in locks})
+        never = ", which nobody can shorten" if "COMPLIANCE" in modes else ""
         raise LockedError(
-            f"{objects.evidence_id} is locked by storage until {until.astimezone(UTC).isoformat()} "
-            "(COMPLIANCE mode, which nobody can bypass); it will be disposed of by a run after that"
+            f"storage lock in force until {until.isoformat(timespec='seconds')} "
+            f"({' and '.join(modes)} on {len(locks)} version(s){never}); "
+            "it will be disposed of by a run after that"
         )
 
 
-def dispose(vault: Vault, objects: ItemObjects, *, bypass_governance: bool = True) -> int:
+def dispose(vault: Vault, objects: ItemObjects) -> int:
     """Delete every version in ``objects`` (content and thumbnails, then manifests). Returns the
     number deleted. Versions already gone (another run finished them) are skipped, so re-running
-    after an interruption completes the disposal."""
+    after an interruption completes the disposal. Never with a governance bypass: a version still
+    locked is refused by the store as well as by the check here."""
     refuse_if_undisposable(objects)
     deleted = 0
     for info in objects.all:
         try:
-            vault.store.delete_version(info.key, info.version_id, bypass_governance=bypass_governance)
+            vault.store.delete_version(info.key, info.version_id)
         except NotFound:
             continue
         deleted += 1

@@ -91,9 +91,14 @@ def test_a_closed_case_keeps_its_items_a_period_after_closure_then_disposes(
 
     kept = run_at(station, closed.replace(year=closed.year + 2) - timedelta(days=1))
     assert item not in by_id(kept) and kept.counts["keep"] == 1
-    disposed = by_id(run_at(station, closed.replace(year=closed.year + 2) + timedelta(days=1)))[item]
-    assert disposed.action == "dispose" and disposed.outcome.startswith("disposed")
-    assert not station.vault.has_item(item)
+    after = closed.replace(year=closed.year + 2) + timedelta(days=1)
+    rehearsed = by_id(run_at(station, after, apply=False))[item]
+    assert rehearsed.action == "dispose" and rehearsed.outcome.startswith("would dispose")
+    # applied on that simulated clock today, the real date's policy still keeps it: two years from now
+    applied = by_id(run_at(station, after))[item]
+    assert applied.outcome.startswith("not disposed: policy at the real date keeps it until")
+    assert applied.keep_until == rehearsed.keep_until == closed.replace(year=closed.year + 2).isoformat()
+    assert station.vault.has_item(item)
     assert station.vault.custody.verify(item).intact
 
 

@@ -21,7 +21,14 @@ from evidence.signing import VerifyingKey, generate_signing_key
 from flows.commands import app
 from flows.records import record
 from tests.station import Station
-from tests.test_retention_flow import ingest_recent, recorded, retention_station, run_at
+from tests.test_retention_flow import (
+    ingest_aged,
+    ingest_recent,
+    let_locks_lapse,
+    recorded,
+    retention_station,
+    run_at,
+)
 
 runner = CliRunner()
 
@@ -182,7 +189,9 @@ def test_a_third_party_verifies_with_public_keys_alone(station: Station, item: s
     assert not keys_dir.exists()
 
 
-def test_a_disposed_items_chain_remains_and_verifies(station: Station, item: str) -> None:
+def test_a_disposed_items_chain_remains_and_verifies(station: Station, tmp_path: Path) -> None:
+    (item,) = ingest_aged(station, tmp_path / "BWC-CUS02", 1, seed=9050)
+    let_locks_lapse(station, item)
     run_at(station, recorded(station, item) + timedelta(days=32))
     assert not station.vault.has_item(item)
     code, doc = custody_json(item)

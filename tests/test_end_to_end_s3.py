@@ -33,6 +33,7 @@ from flows.commands import app
 from storage.vault import IDENTITY_FILE
 from tests.conftest import PROJECT_ROOT
 from tests.factories import DEVICE_FOLDER, make_jpeg, make_mp4, random_file
+from tests.test_retention_flow import docked_days_ago
 
 BUCKET = "force-evidence"
 PREFIX = "vault"
@@ -135,14 +136,13 @@ class Bucket:
         ]
 
 
-# -- a camera docked an hour after its shift ---------------------------------------------------------
+# -- a camera docked after its shift ------------------------------------------------------------------
 
 
-def dock_camera(root: Path) -> dict[str, bytes]:
-    """A body-worn camera as it mounts: three photos and a video from the last hours, and a long
-    recording in an unknown format, bigger than one upload part (a multipart upload) and spanning
-    several encryption segments. Returns each file's bytes by its path on the device."""
-    recent = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+def dock_camera(root: Path, recent: datetime) -> dict[str, bytes]:
+    """A body-worn camera as it mounts: three photos and a video from the hours around ``recent``, and
+    a long recording in an unknown format, bigger than one upload part (a multipart upload) and
+    spanning several encryption segments. Returns each file's bytes by its path on the device."""
     folder = root / DEVICE_FOLDER
     make_jpeg(folder / "IMG_0001.JPG", size=(320, 240), serial=SERIAL, taken=recent, seed=61)
     make_jpeg(
@@ -212,9 +212,14 @@ def test_the_life_of_evidence_against_an_s3_endpoint(
     ok("vault", "check")
 
     # -- an officer docks the camera: everything stored, verified, locked; the device wiped ---------------
+    # The shift was 33 days ago and the dock 30 days ago (the vault's clock is set back for it): so
+    # the policy at the real date lets the footage go when the story comes to retention, as a simulated
+    # clock alone never may.
     device = tmp_path / "dock" / SERIAL
-    originals = dock_camera(device)
-    doc = ok_json("ingest", str(device), "--wipe")
+    shift = datetime.now(UTC).replace(microsecond=0) - timedelta(days=33)
+    originals = dock_camera(device, shift)
+    with docked_days_ago(30):
+        doc = ok_json("ingest", str(device), "--wipe")
     assert doc["duplicates"] == [] and doc["rejected"] == []
     by_path = {entry["source_path"]: entry for entry in doc["ingested"]}
     assert set(by_path) == set(originals)
@@ -237,11 +242,13 @@ def test_the_life_of_evidence_against_an_s3_endpoint(
     stored = {evidence_id: bucket.item_versions(m) for evidence_id, m in manifests.items()}
     for evidence_id, versions in stored.items():
         assert len(versions) == len(bucket.item_keys(manifests[evidence_id])), evidence_id
+        ingested = datetime.fromisoformat(manifests[evidence_id]["ingested_at"])
         for version in versions:
             head = bucket.head(version)
             assert head["ObjectLockMode"] == "GOVERNANCE", version["Key"]
-            days = (head["ObjectLockRetainUntilDate"] - datetime.now(UTC)) / timedelta(days=1)
+            days = (head["ObjectLockRetainUntilDate"] - ingested) / timedelta(days=1)
             assert 30 < days <= 31, version["Key"]
+            assert head["ObjectLockRetainUntilDate"] > datetime.now(UTC), "still in force"
     content = manifests[recording]["content"]
     assert bucket.head(bucket.versions(content["key"])[0])["ETag"].endswith('-2"'), "a two-part upload"
     assert_no_original_bytes_in_bucket(bucket, originals)
@@ -371,6 +378,18 @@ def test_the_life_of_evidence_against_an_s3_endpoint(
     before = bucket.version_set()
     early = retention(day_30)
     assert plain not in early["items"] and early["counts"] == {"keep": 2, "would extend lock": 3}
+    assert early["simulated"] is True
+    # time passes for the storage locks of the two photos the policy will let go: a moment past (as
+    # the governance bypass could set them; the program never uses it, and nothing else has it)
+    for evidence_id in (plain, held):
+        for version in bucket.item_versions(manifests[evidence_id]):
+            bucket.s3.put_object_retention(
+                Bucket=BUCKET,
+                Key=version["Key"],
+                VersionId=version["VersionId"],
+                Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) - timedelta(seconds=1)},
+                BypassGovernanceRetention=True,
+            )
     dry = retention(day_32)
     assert dry["items"][plain]["outcome"].startswith("would dispose of 3 stored version(s)")
     assert dry["items"][held]["outcome"] == "kept past its date: legal hold"
@@ -438,6 +457,7 @@ def test_the_life_of_evidence_against_an_s3_endpoint(
         ("ingest", None), ("access", "list"), ("disposal", None),
     ]  # fmt: skip
     assert (plain_chain[-1]["actor"], plain_chain[-1]["details"]["rule"]) == (ADMIN, "non-evidential")
+    assert plain_chain[-1]["details"]["simulated_now"] == day_32.isoformat(), "the clock is on record"
     assert [e["type"] for e in custody_doc(held)["events"] if e["type"] != "access"] == [
         "ingest", "link", "export", "hold", "unlink", "release", "disposal",
     ]  # fmt: skip

@@ -479,7 +479,12 @@ def test_investigator_reads_and_decrypts_but_never_deletes_or_bypasses() -> None
 
 def test_storage_admin_manages_retention_and_disposal_but_never_decrypts() -> None:
     for key in (CONTENT_KEY, MANIFEST_KEY):
-        assert everywhere("admin", "DeleteObject", key, VersionId="v1", BypassGovernanceRetention=True), key
+        assert everywhere("admin", "DeleteObject", key, VersionId="v1"), key
+        # the storage lock backs the policy: disposal waits for it to run out, and cannot shorten it
+        assert not everywhere("admin", "DeleteObject", key, VersionId="v1", BypassGovernanceRetention=True)
+        assert not everywhere(
+            "admin", "PutObjectRetention", key, VersionId="v1", BypassGovernanceRetention=True, **retention(1)
+        )
         assert everywhere("admin", "PutObjectRetention", key, VersionId="v1", **retention(2557, "COMPLIANCE"))
         assert everywhere("admin", "PutObjectLegalHold", key, VersionId="v1", LegalHold={"Status": "OFF"})
         assert not everywhere("admin", "DeleteObject", key), "a delete marker would hide the item"
@@ -530,6 +535,11 @@ def test_bucket_policy_adds_what_only_aws_enforces() -> None:
     lifecycle_change = Request("s3:PutLifecycleConfiguration", BUCKET_ARN, secure)
     assert decide([everything, bucket], lifecycle_change, ROLE_ARNS["break-glass"]) == "allow"
     assert decide([everything, bucket], lifecycle_change, ROLE_ARNS["admin"]) == "deny"
+    # nobody deletes or shortens a GOVERNANCE lock early, whatever their own policy says: break-glass
+    # would have to change this policy first (docs/deployment.md)
+    bypass = Request("s3:BypassGovernanceRetention", CONTENT, secure)
+    for role in ("admin", "break-glass"):
+        assert decide([everything, bucket], bypass, ROLE_ARNS[role]) == "deny", role
 
 
 def test_storage_admin_cannot_grant_itself_decryption_through_iam() -> None:
@@ -816,8 +826,19 @@ def _recorded_scenarios(root: Path) -> tuple[list[Call], datetime]:
         )
         ref = admin.manifest(evidence_id).content
         assert sum(len(c) for c in admin.store.get(ref.key, version_id=ref.version_id)) == ref.size
+    # the disposed item's lock runs out (shortened, as time would, by an unrecorded root client): the
+    # admin deletes without any bypass
+    root_s3 = fake_client("s3")
+    for info in lifecycle.item_objects(admin, ids[0]).versions:
+        root_s3.put_object_retention(
+            Bucket=BUCKET,
+            Key=info.key,
+            VersionId=info.version_id,
+            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) - timedelta(seconds=1)},
+            BypassGovernanceRetention=True,
+        )
     objects = lifecycle.item_objects(admin, ids[0])
-    assert lifecycle.dispose(admin, objects, bypass_governance=True) > 0
+    assert lifecycle.dispose(admin, objects) > 0
     lifecycle.extend_records(admin, ids[0], datetime.now(UTC) + timedelta(days=3650))
     return recorder.calls, started
 
@@ -910,10 +931,10 @@ def test_the_station_never_reads_a_content_object(recorded: tuple[list[Call], da
         (
             "station",
             "admin",
-            {"s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold"},
+            {"s3:DeleteObjectVersion", "s3:PutObjectLegalHold"},
         ),
         ("station", "investigator", {"kms:Decrypt", "s3:PutObjectLegalHold", "s3:ListBucketVersions"}),
-        ("investigator", "admin", {"s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"}),
+        ("investigator", "admin", {"s3:DeleteObjectVersion"}),
         ("investigator", "station", {"kms:Encrypt"}),
         ("admin", "investigator", {"kms:Decrypt"}),
         ("admin", "station", {"kms:Encrypt"}),
@@ -1184,8 +1205,16 @@ def test_storage_admin_disposes_but_cannot_decrypt_forge_or_erase_custody(world:
         assert denied(
             lambda: kms.decrypt(CiphertextBlob=base64.b64decode(blob), EncryptionContext=ENCRYPTION_CONTEXT)
         )
-        # disposal of a GOVERNANCE-locked version (moto does not check s3:BypassGovernanceRetention
-        # itself; the evaluator tests do)
-        s3.delete_object(
-            Bucket=BUCKET, Key=content.key, VersionId=content.version_id, BypassGovernanceRetention=True
-        )
+        # a GOVERNANCE-locked version is not disposed of before its lock runs out (that the admin may
+        # not send the bypass is the evaluator tests' to show: moto does not check the permission)
+        assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key, VersionId=content.version_id))
+    # its lock runs out (a root client, outside IAM authentication, shortens it as time would)
+    fake_client("s3").put_object_retention(
+        Bucket=BUCKET,
+        Key=content.key,
+        VersionId=content.version_id,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) - timedelta(seconds=1)},
+        BypassGovernanceRetention=True,
+    )
+    with enable_iam_authentication():
+        s3.delete_object(Bucket=BUCKET, Key=content.key, VersionId=content.version_id)

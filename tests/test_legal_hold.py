@@ -99,8 +99,16 @@ def test_a_held_item_is_never_disposed_of(station: Station, tmp_path: Path) -> N
         assert [by_id(report)[i].outcome for i in ids] == ["kept past its date: legal hold"] * 2
         assert all(station.vault.has_item(i) for i in ids)
     release_hold(station.vault, station.catalog, DA_CASE, "appeal dismissed", ADMIN)
+    # released, the items are the policy's again: a rehearsal a year on disposes of them; applied
+    # today, the policy at the real date still keeps them for the year from their link
+    rehearsal = run_at(station, start + timedelta(days=400), apply=False)
+    assert all(by_id(rehearsal)[i].outcome.startswith("would dispose") for i in ids)
     report = run_at(station, start + timedelta(days=400))
-    assert all(by_id(report)[i].outcome.startswith("disposed") for i in ids)
+    assert all(
+        by_id(report)[i].outcome.startswith("not disposed: policy at the real date keeps it until")
+        for i in ids
+    )
+    assert all(station.vault.has_item(i) for i in ids)
 
 
 def test_one_release_leaves_the_other_hold_in_force(station: Station, trial_items: list[str]) -> None:

@@ -1,6 +1,10 @@
 """A storage admin runs retention with a simulated clock: non-evidential footage goes after 31 days and
 not before, linked and held evidence stays, disposal leaves nothing decryptable but the record of it,
-an interrupted disposal is finished by the next run, and storage refuses anyone who skips the policy."""
+an interrupted disposal is finished by the next run, and storage refuses anyone who skips the policy.
+
+A simulated clock only rehearses: applied, it never disposes of what the policy at the real date or a
+storage lock still protects, so the footage here was recorded and docked weeks ago (``ingest_aged``)
+and time passes for its storage lock (``let_locks_lapse``) as it would for real."""
 
 from __future__ import annotations
 
@@ -10,29 +14,46 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import storage.vault
 from evidence import layout
 from evidence.access import Actor
 from evidence.errors import AccessDenied, LockedError, NotFound, StorageUnavailable
 from evidence.incident import parse_incident_ref
 from evidence.manifest import Manifest
-from evidence.retention import RetentionPolicy, load_policy
+from evidence.retention import LinkFact, RetentionFacts, RetentionPolicy, decide, load_policy
 from flows.commands import app
 from flows.holds import release_hold, set_hold
 from flows.linking import link_items, unlink_items
-from flows.retention import RetentionLine, RetentionReport, decide_catalog, run_retention
+from flows.records import record
+from flows.retention import (
+    RetentionLine,
+    RetentionReport,
+    check_disposal,
+    decide_catalog,
+    facts_from_catalog,
+    run_retention,
+)
 from storage import lifecycle
+from storage.base import ObjectInfo, Retention
 from storage.catalog import disposals_finished_table
+from storage.local import LocalStore
+from storage.s3 import S3Store
 from tests.factories import DEVICE_FOLDER, make_jpeg
 from tests.station import Station, make_station
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY = PROJECT_ROOT / "evidence" / "default_policy.toml"
 ADMIN = Actor("sam", frozenset({"storage-admin"}))
 INVESTIGATOR = Actor("ivy", frozenset({"investigator"}))
 OFFICER = Actor("oscar", frozenset({"officer"}))
@@ -72,6 +93,77 @@ def ingest_recent(station: Station, device: Path, count: int, *, seed: int) -> l
         )
     report = station.ingest(device)
     return [str(o.evidence_id) for o in report.by_status("ingested")]
+
+
+def ingest_aged(
+    station: Station,
+    device: Path,
+    count: int,
+    *,
+    seed: int,
+    recorded_days: int = 40,
+    docked_days: int = 20,
+) -> list[str]:
+    """``count`` small photos recorded ``recorded_days`` days ago and docked ``docked_days`` days
+    ago, so that the policy at the real date may let them go (:func:`docked_days_ago`). Their lock
+    still has days to run, as it would have (a lock must lie in the future when it is given):
+    :func:`let_locks_lapse` makes that time pass."""
+    real = datetime.now(UTC)
+    taken = (real - timedelta(days=recorded_days)).replace(microsecond=0)
+    for n in range(count):
+        make_jpeg(
+            device / DEVICE_FOLDER / f"IMG_{n + 1:04d}.JPG",
+            size=(64, 48),
+            taken=taken,
+            gps=None,
+            seed=seed + n,
+        )
+    with docked_days_ago(docked_days):
+        report = station.ingest(device)
+    return [str(o.evidence_id) for o in report.by_status("ingested")]
+
+
+@contextmanager
+def docked_days_ago(days: int) -> Iterator[None]:
+    """Ingests inside are stored as on a dock ``days`` ago: the vault's clock, which gives the
+    manifest its ingest time and the objects their lock (31 days from then), is set back. Less than
+    31 days: a lock is refused unless it lies in the future, as S3 refuses it."""
+    assert days < 31
+    real = datetime.now(UTC)
+    docked = real - timedelta(days=days)
+    with mock.patch.object(storage.vault, "_now", lambda: docked + (datetime.now(UTC) - real)):
+        yield
+
+
+def let_locks_lapse(station: Station, *evidence_ids: str) -> None:
+    """Time passes for the items' storage locks: every GOVERNANCE-locked version of their manifest,
+    content and thumbnail gets a retain-until a moment past, as a storage admin holding the governance
+    bypass could set it (this program never does). On the local store through its own record update,
+    on S3 with a raw PutObjectRetention and the bypass header. COMPLIANCE locks and the custody
+    chain's lock are left as they are."""
+    lapsed = datetime.now(UTC) - timedelta(seconds=1)
+    store = station.vault.store
+    for evidence_id in evidence_ids:
+        for info in lifecycle.item_objects(station.vault, evidence_id).versions:
+            if info.retention is None or info.retention.mode != "GOVERNANCE":
+                continue
+            if isinstance(store, LocalStore):
+
+                def shorten(version_record: dict[str, Any]) -> None:
+                    version_record["retention"]["retain_until"] = lapsed.isoformat()
+
+                store._update_record(info.key, info.version_id, shorten, "shortening the lock of")
+            else:
+                assert isinstance(store, S3Store)
+                store.client.put_object_retention(
+                    Bucket=store.bucket,
+                    Key=store.object_key(info.key),
+                    VersionId=info.version_id,
+                    Retention={"Mode": "GOVERNANCE", "RetainUntilDate": lapsed},
+                    BypassGovernanceRetention=True,
+                )
+        remaining = lifecycle.item_objects(station.vault, evidence_id).locked_at(datetime.now(UTC))
+        assert all(info.retention and info.retention.mode == "COMPLIANCE" for info in remaining)
 
 
 def recorded(station: Station, evidence_id: str) -> datetime:
@@ -118,7 +210,7 @@ def station(tmp_path: Path) -> Station:
 
 
 def test_retention_with_a_simulated_clock(station: Station, tmp_path: Path) -> None:
-    plain, da, held = ingest_recent(station, tmp_path / "BWC-RET01", 3, seed=7000)
+    plain, da, held = ingest_aged(station, tmp_path / "BWC-RET01", 3, seed=7000)
     link_items(station.vault, station.catalog, [da], DA_CASE, INVESTIGATOR, category="domestic-abuse")
     link_items(station.vault, station.catalog, [held], TRIAL, INVESTIGATOR)
     set_hold(station.vault, station.catalog, TRIAL, "Crown Court trial listed", INVESTIGATOR)
@@ -144,10 +236,13 @@ def test_retention_with_a_simulated_clock(station: Station, tmp_path: Path) -> N
         assert info.retention.retain_until >= da_until, info.key
     assert all(len(versions_of(station, m)) == (3 if m.thumbnail else 2) for m in manifests.values())
 
-    # storage still locks the footage for real: only the admin's governance bypass can dispose at day 32
+    # storage still locks the footage (31 days from its dock): not even a dry run promises a disposal
     lock = station.vault.store.head(manifests[plain].content.key).retention
     assert lock is not None and lock.retain_until > datetime.now(UTC)
+    locked = by_id(run_at(station, start + timedelta(days=32), apply=False))[plain]
+    assert locked.outcome.startswith("not disposed: storage lock in force until")
 
+    let_locks_lapse(station, plain, held)
     lengths = {i: len(station.vault.custody.events(i)) for i in (plain, da, held)}
     dry = run_at(station, start + timedelta(days=32), apply=False, csv_path=tmp_path / "dry.csv")
     assert by_id(dry)[plain].outcome.startswith("would dispose of 3 stored version(s)")
@@ -197,7 +292,8 @@ def test_retention_with_a_simulated_clock(station: Station, tmp_path: Path) -> N
 
 
 def test_get_of_a_disposed_item_fails_cleanly(station: Station, tmp_path: Path) -> None:
-    (plain,) = ingest_recent(station, tmp_path / "BWC-RET02", 1, seed=7100)
+    (plain,) = ingest_aged(station, tmp_path / "BWC-RET02", 1, seed=7100)
+    let_locks_lapse(station, plain)
     run_at(station, recorded(station, plain) + timedelta(days=32))
     env = os.environ | {
         "EVIDENCE_DATA_DIR": str(station.settings.data_dir),
@@ -233,22 +329,159 @@ def test_decisions_come_from_the_catalog_alone(station: Station, tmp_path: Path,
     assert calls == [], "items that need nothing must not touch the vault"
 
 
+# -- a simulated clock never destroys what the real date protects ---------------------------------------
+
+
+def test_an_applied_run_on_a_simulated_clock_records_it_in_every_event_it_writes(
+    station: Station, tmp_path: Path
+) -> None:
+    plain, da = ingest_aged(station, tmp_path / "BWC-RET20", 2, seed=8400)
+    link_items(station.vault, station.catalog, [da], DA_CASE, INVESTIGATOR, category="domestic-abuse")
+    let_locks_lapse(station, plain)
+    moment = recorded(station, plain) + timedelta(days=32)
+    catalogued = station.catalog.item(plain)
+    assert catalogued is not None
+    at_real_date = decide(facts_from_catalog(catalogued), policy_of(station), datetime.now(UTC))
+    assert at_real_date.action == "dispose"
+
+    report = run_at(station, moment, csv_path=tmp_path / "applied.csv")
+    assert report.counts == {"disposed": 1, "lock extended": 1}
+    assert report.simulated and report.as_json()["simulated"] is True
+    assert not station.vault.has_item(plain)
+    disposal = station.vault.custody.events(plain)[-1]
+    assert disposal.type == "disposal" and disposal.details["simulated_now"] == moment.isoformat()
+    # the event says why the disposal was lawful at the real date, when it happened
+    assert (disposal.details["rule"], disposal.details["reason"]) == (
+        at_real_date.category,
+        at_real_date.reason,
+    )
+    extension = station.vault.custody.events(da)[-1]
+    assert extension.type == "retention" and extension.details["simulated_now"] == moment.isoformat()
+    rows = list(csv.DictReader((tmp_path / "applied.csv").open(encoding="utf-8")))
+    assert {r["simulated_now"] for r in rows} == {moment.isoformat()}
+
+
+def test_extending_locks_on_a_simulated_clock_records_it_and_goes_no_further_than_the_policy(
+    station: Station, tmp_path: Path
+) -> None:
+    (da,) = ingest_recent(station, tmp_path / "BWC-RET21", 1, seed=8500)
+    link_items(station.vault, station.catalog, [da], DA_CASE, INVESTIGATOR, category="domestic-abuse")
+    rehearsal = (datetime.now(UTC) + timedelta(days=5 * 365)).replace(microsecond=0)
+    report = run_retention(
+        station.vault,
+        station.catalog,
+        policy_of(station),
+        ADMIN,
+        now=rehearsal,
+        extend_locks=True,
+    )
+    assert report.counts == {"lock extended": 1}
+    event = station.vault.custody.events(da)[-1]
+    assert event.type == "retention" and event.details["simulated_now"] == rehearsal.isoformat()
+    catalogued = station.catalog.item(da)
+    assert catalogued is not None
+    policy_date = decide(facts_from_catalog(catalogued), policy_of(station), datetime.now(UTC)).keep_until
+    assert datetime.fromisoformat(event.details["retain_until"]) == policy_date
+    assert lifecycle.item_objects(station.vault, da).locked_until() == policy_date
+
+
+def test_an_interrupted_disposal_is_finished_only_when_the_real_date_allows_it(
+    station: Station, tmp_path: Path
+) -> None:
+    """A disposal begun by a run on a simulated clock (as this program once allowed) is not finished
+    by the next: finishing it is a disposal like any other."""
+    (item,) = ingest_recent(station, tmp_path / "BWC-RET22", 1, seed=8600)
+    record(
+        station.vault,
+        station.catalog,
+        item,
+        "disposal",
+        actor="sam",
+        role="storage-admin",
+        details={"rule": "non-evidential", "policy": "p", "reason": "elapsed", "objects_deleted": 3},
+    )
+    report = run_at(station, datetime.now(UTC) + timedelta(days=4 * 365))
+    line = by_id(report)[item]
+    assert line.outcome.startswith("not disposed: policy at the real date keeps it until"), line
+    assert report.counts == {"kept at the real date": 1}
+    assert len(lifecycle.item_objects(station.vault, item).versions) == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    simulated_days=st.integers(-400, 4000),
+    recorded_days=st.integers(0, 400),
+    docked_days=st.integers(0, 400),
+    lock_days=st.integers(-400, 400),
+    lock_mode=st.sampled_from(["GOVERNANCE", "COMPLIANCE"]),
+    held_in_chain=st.booleans(),
+    held_in_storage=st.booleans(),
+    linked=st.sampled_from([None, "no-crime", "domestic-abuse"]),
+)
+def test_applying_never_disposes_of_an_item_protected_at_the_real_clock(
+    simulated_days: int,
+    recorded_days: int,
+    docked_days: int,
+    lock_days: int,
+    lock_mode: str,
+    held_in_chain: bool,
+    held_in_storage: bool,
+    linked: str | None,
+) -> None:
+    """Whatever the simulated clock says: a lock in force by the real clock, a hold in the chain or
+    in storage, or a policy that keeps the item at the real date, and nothing is disposed of."""
+    real = datetime(2027, 3, 1, 12, tzinfo=UTC)
+    ingested = real - timedelta(days=docked_days)
+    facts = RetentionFacts(
+        "ev-" + "a" * 26,
+        ingested,
+        ingested - timedelta(days=recorded_days),
+        () if linked is None else (LinkFact("KNT-2026-000001", linked, ingested),),
+        ("incident:KNT-2026-000001",) if held_in_chain else (),
+    )
+    lock = Retention(lock_mode, real + timedelta(days=lock_days))  # type: ignore[arg-type]
+    versions = tuple(
+        ObjectInfo(f"objects/ab/{n}", f"v{n}", 10, None, lock, held_in_storage, ingested) for n in range(3)
+    )
+    objects = lifecycle.ItemObjects(facts.evidence_id, versions[2:], versions[:2])
+    policy = load_policy(DEFAULT_POLICY)
+    decision, refusal = check_disposal(
+        facts,
+        objects,
+        policy,
+        now=real + timedelta(days=simulated_days),
+        real_now=real,
+        applying=True,
+    )
+    at_real_date = decide(facts, policy, real)
+    at_simulated = decide(facts, policy, real + timedelta(days=simulated_days))
+    protected = at_real_date.action != "dispose" or held_in_storage or lock.retain_until > real
+    if protected:
+        assert refusal is not None
+    elif at_simulated.action == "dispose":
+        assert refusal is None, "what both clocks and storage allow is disposed of"
+    if refusal is None:  # permitted by the real date's decision, which the disposal event records
+        assert decision == at_real_date and at_simulated.action == "dispose"
+
+
 # -- what storage and the chain can veto ----------------------------------------------------------
 
 
 def test_compliance_locked_items_are_reported_not_disposed(tmp_path: Path) -> None:
     station = retention_station(tmp_path / "station", lock_mode="COMPLIANCE")
-    (item,) = ingest_recent(station, tmp_path / "BWC-RET04", 1, seed=7300)
+    (item,) = ingest_aged(station, tmp_path / "BWC-RET04", 1, seed=7300)
+    let_locks_lapse(station, item)  # nobody can shorten a COMPLIANCE lock: it still runs
     manifest = station.vault.manifest(item)
     report = run_at(station, recorded(station, item) + timedelta(days=32))
     outcome = by_id(report)[item].outcome
-    assert outcome.startswith("not disposed") and "locked by storage until" in outcome
+    assert outcome.startswith("not disposed: storage lock in force until") and "COMPLIANCE" in outcome
     assert report.counts == {"locked by storage": 1}
     assert len(versions_of(station, manifest)) == 3 and chain_types(station, item) == ["ingest"]
 
 
 def test_a_legal_hold_in_storage_alone_blocks_disposal(station: Station, tmp_path: Path) -> None:
-    (item,) = ingest_recent(station, tmp_path / "BWC-RET05", 1, seed=7400)
+    (item,) = ingest_aged(station, tmp_path / "BWC-RET05", 1, seed=7400)
+    let_locks_lapse(station, item)
     lifecycle.set_hold(station.vault, item, True)  # e.g. set straight on the bucket by a lawyer's request
     report = run_at(station, recorded(station, item) + timedelta(days=32))
     assert "legal hold" in by_id(report)[item].outcome and "not disposed" in by_id(report)[item].outcome
@@ -256,7 +489,8 @@ def test_a_legal_hold_in_storage_alone_blocks_disposal(station: Station, tmp_pat
 
 
 def test_a_hold_the_catalog_has_not_seen_blocks_disposal(station: Station, tmp_path: Path) -> None:
-    (item,) = ingest_recent(station, tmp_path / "BWC-RET06", 1, seed=7500)
+    (item,) = ingest_aged(station, tmp_path / "BWC-RET06", 1, seed=7500)
+    let_locks_lapse(station, item)
     # another machine holds the item; this station's catalog never hears of it
     station.vault.custody.append(
         item, "hold", actor="ivy", role="investigator", details={"hold_id": "h-1", "reason": "appeal"}
@@ -284,7 +518,8 @@ def test_a_broken_chain_stops_disposal(station: Station, tmp_path: Path) -> None
 def test_an_interrupted_disposal_is_finished_next_run(
     station: Station, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    first, second = sorted(ingest_recent(station, tmp_path / "BWC-RET08", 2, seed=7700))
+    first, second = sorted(ingest_aged(station, tmp_path / "BWC-RET08", 2, seed=7700))
+    let_locks_lapse(station, first, second)
     manifests = {i: station.vault.manifest(i) for i in (first, second)}
     store = station.vault.store
     original = store.delete_version
@@ -332,7 +567,8 @@ def test_an_interrupted_disposal_is_finished_next_run(
 def test_an_unforeseen_fault_on_one_item_does_not_stop_the_others(
     station: Station, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    first, second = sorted(ingest_recent(station, tmp_path / "BWC-RET12", 2, seed=7900))
+    first, second = sorted(ingest_aged(station, tmp_path / "BWC-RET12", 2, seed=7900))
+    let_locks_lapse(station, first, second)
     original = lifecycle.dispose
 
     def faulty(vault: Any, objects: lifecycle.ItemObjects) -> int:
@@ -353,7 +589,8 @@ def test_a_disposal_finished_before_the_catalog_knew_is_confirmed_once(
 ) -> None:
     """A catalog that never saw the disposal finish (an older catalog, or the event recorded on
     another machine) checks the vault once, then counts the item as disposed of."""
-    (item,) = ingest_recent(station, tmp_path / "BWC-RET11", 1, seed=7800)
+    (item,) = ingest_aged(station, tmp_path / "BWC-RET11", 1, seed=7800)
+    let_locks_lapse(station, item)
     moment = recorded(station, item) + timedelta(days=32)
     run_at(station, moment)
     with station.catalog._engine.begin() as conn:  # as a catalog made before the confirmation table
@@ -403,17 +640,23 @@ def test_a_record_appended_after_a_lock_extension_is_locked_as_long_as_the_chain
 
 
 def test_storage_refuses_deletion_before_the_lock_date(any_store_station: Station, tmp_path: Path) -> None:
+    """The storage lock backs the policy: until it runs out neither the store, nor disposal, nor a
+    retention run whose policy says dispose deletes a version; once it has, the run disposes."""
     station = any_store_station
-    (item,) = ingest_recent(station, tmp_path / "BWC-RET09", 1, seed=7800)
+    (item,) = ingest_aged(station, tmp_path / "BWC-RET09", 1, seed=7800)
     objects = lifecycle.item_objects(station.vault, item)
     assert len(objects.versions) == 3
     for info in objects.versions:
         with pytest.raises(LockedError, match="GOVERNANCE retention until"):
             station.vault.store.delete_version(info.key, info.version_id)
-    with pytest.raises(LockedError):
-        lifecycle.dispose(station.vault, objects, bypass_governance=False)
+    with pytest.raises(LockedError, match="storage lock in force until"):
+        lifecycle.dispose(station.vault, objects)
+    early = run_at(station, recorded(station, item) + timedelta(days=32))
+    assert by_id(early)[item].outcome.startswith("not disposed: storage lock in force until")
     assert len(lifecycle.item_objects(station.vault, item).versions) == 3
+    assert chain_types(station, item) == ["ingest"]
 
+    let_locks_lapse(station, item)
     lifecycle.set_hold(station.vault, item, True)
     with pytest.raises(LockedError, match="legal hold"):
         lifecycle.dispose(station.vault, lifecycle.item_objects(station.vault, item))
@@ -459,8 +702,9 @@ def test_cli_runs_the_retention_flow(
     prefect_harness: None, station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
-    plain, da = ingest_recent(station, tmp_path / "BWC-RET10", 2, seed=7900)
+    plain, da = ingest_aged(station, tmp_path / "BWC-RET10", 2, seed=7900)
     link_items(station.vault, station.catalog, [da], DA_CASE, INVESTIGATOR, category="domestic-abuse")
+    let_locks_lapse(station, plain)
     when = (recorded(station, plain) + timedelta(days=32)).isoformat()
 
     refused = runner.invoke(app, ["--user", "ivy", "retention", "run", "--now", when])
@@ -495,3 +739,58 @@ def test_cli_runs_the_retention_flow(
 
     bad = runner.invoke(app, ["--user", "sam", "retention", "run", "--now", "next tuesday"])
     assert "--now" in str(bad.exception)
+
+
+def test_applying_a_far_future_clock_disposes_of_nothing_the_real_date_or_a_lock_protects(
+    prefect_harness: None, station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Footage docked minutes ago, and footage the policy would let go today but whose storage lock
+    still runs: a rehearsal four years ahead applied for real deletes neither, says why, and says the clock
+    was simulated wherever the run is reported."""
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    (fresh,) = ingest_recent(station, tmp_path / "BWC-RET23", 1, seed=8700)
+    (locked,) = ingest_aged(station, tmp_path / "BWC-RET24", 1, seed=8800)
+    rehearsal = (datetime.now(UTC) + timedelta(days=4 * 365)).replace(microsecond=0).isoformat()
+
+    dry = runner.invoke(app, ["--user", "sam", "retention", "run", "--now", rehearsal])
+    assert dry.exit_code == 0, dry.output
+    assert f"SIMULATED {rehearsal}" in dry.stdout and "would dispose" in dry.stdout
+
+    csv_path = tmp_path / "applied.csv"
+    applied = runner.invoke(
+        app,
+        [
+            "--user",
+            "sam",
+            "retention",
+            "run",
+            "--now",
+            rehearsal,
+            "--apply",
+            "--json",
+            "--csv",
+            str(csv_path),
+        ],
+    )
+    assert applied.exit_code == 0, applied.output
+    doc = json.loads(applied.stdout)
+    assert (doc["simulated"], doc["applied"], doc["now"]) == (True, True, rehearsal)
+    outcomes = {item["evidence_id"]: item["outcome"] for item in doc["items"]}
+    assert outcomes[fresh].startswith("not disposed: policy at the real date keeps it until")
+    assert outcomes[locked].startswith("not disposed: storage lock in force until")
+    assert doc["counts"] == {"kept at the real date": 1, "locked by storage": 1}
+    for item in (fresh, locked):
+        assert station.vault.has_item(item) and chain_types(station, item) == ["ingest"]
+        assert len(lifecycle.item_objects(station.vault, item).versions) == 3
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    assert [r["simulated_now"] for r in rows] == [rehearsal, rehearsal]
+
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def descriptions() -> list[str]:
+        async with get_client() as client:
+            return [a.description or "" for a in await client.read_artifacts()]
+
+    assert any(f"SIMULATED {rehearsal}" in d and "applied" in d for d in asyncio.run(descriptions()))

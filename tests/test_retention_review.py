@@ -81,6 +81,7 @@ def test_a_review_that_keeps_gives_a_new_date_and_another_review_then(
     assert review(station, [item], due, keep_for=Period(years=2)) == [(item, "kept")]
     event = station.vault.custody.events(item)[-1]
     assert event.type == "review" and event.actor == "sam" and event.details["decision"] == "keep"
+    assert event.details["simulated_now"] == due.isoformat(), "a review on a simulated clock says so"
     catalogued = station.catalog.item(item)
     assert catalogued is not None and catalogued.reviewed_keep_until is not None
 
@@ -91,13 +92,16 @@ def test_a_review_that_keeps_gives_a_new_date_and_another_review_then(
 
 
 def test_a_review_that_settles_a_disposal_lets_the_next_run_dispose(station: Station, tmp_path: Path) -> None:
+    """The run at the review's date disposes of the item (rehearsed here on a simulated clock: the
+    link was made today, so applied now, the policy at the real date keeps it ten years yet)."""
     item, due = due_da_item(station, tmp_path, 9200)
     assert review(station, [item], due, dispose=True) == [(item, "disposal decided")]
-    line = by_id(run_at(station, due))[item]
-    assert line.action == "dispose" and line.outcome.startswith("disposed")
+    line = by_id(run_at(station, due, apply=False))[item]
+    assert line.action == "dispose" and line.outcome.startswith("would dispose")
     assert "decided disposal" in line.reason
-    assert not station.vault.has_item(item)
-    assert chain_types(station, item)[-2:] == ["review", "disposal"]
+    applied = by_id(run_at(station, due))[item]
+    assert applied.outcome.startswith("not disposed: policy at the real date keeps it until")
+    assert station.vault.has_item(item) and chain_types(station, item)[-1] == "review"
     assert station.vault.custody.verify(item).intact
 
 
