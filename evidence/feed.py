@@ -1,4 +1,5 @@
-"""Incident feeds from the records system: reading an export, and matching items to incidents.
+"""Incident feeds from the records system: reading an export, and matching items to incidents
+(``docs/feed.md`` is the format's contract: §1 format, §2 what is accepted, §3 matching).
 
 A feed is a CSV (header row) or JSON (a list of objects) export with one row per incident and officer:
 ``incident_ref``, ``officer_id``, ``start``, ``end`` and optionally ``category`` (``domestic-abuse``) and
@@ -17,6 +18,10 @@ Matching rules (``match_feed``), chosen so that a feed never guesses:
   officer's first window in the feed opened) for a person to link by hand;
 - times without an offset, in a feed as on a device, are taken as UTC (``storage.catalog`` does the
   same), so a force whose cameras and records system both keep local time still lines them up;
+- a row's ``start``, ``end`` and ``closed_at`` must be plausible (``evidence.times.require_plausible``:
+  not before 2000, not more than a day ahead of this machine's clock): a window a feed links by, or a
+  closure retention counts from, is recorded in chains for good, so a reset clock's ``0001-01-01`` or a
+  mistyped year is that row's rejection, never a link;
 - an item that fits two or more incidents is ambiguous: reported with every candidate, never linked;
 - an item already linked to an incident that fits is left as it is (a person or an earlier run decided),
   and an incident a person unlinked an item from is never linked to it again by a feed.
@@ -40,6 +45,7 @@ from evidence.devices import require_identifier
 from evidence.errors import EvidenceError, InvalidInput
 from evidence.incident import IncidentRef, parse_incident_ref
 from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
+from evidence.times import earlier, in_utc, later, parse_time, require_plausible
 
 FeedFormat = Literal["csv", "json"]
 REQUIRED_COLUMNS = ("incident_ref", "officer_id", "start", "end")
@@ -148,6 +154,7 @@ def parse_feed(
     name: str = "feed",
     pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
     fmt: FeedFormat | None = None,
+    now: datetime | None = None,
 ) -> Feed:
     """Read a whole export. Raises ``InvalidInput`` only when the file as a whole is unusable (not
     text, not CSV/JSON, a required column missing); bad rows are returned as rejected."""
@@ -159,10 +166,17 @@ def parse_feed(
         raise InvalidInput(f"{name} is not UTF-8 text (byte {err.start}); export the feed as UTF-8") from None
     chosen = fmt or feed_format(name, text)
     rows = _json_rows(text, name) if chosen == "json" else _csv_rows(text, name)
-    return parse_rows(rows, pattern=pattern)
+    return parse_rows(rows, pattern=pattern, now=now)
 
 
-def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDENT_REF_PATTERN) -> Feed:
+def parse_rows(
+    rows: Iterable[tuple[int, Any]],
+    *,
+    pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
+    now: datetime | None = None,
+) -> Feed:
+    """Accept or reject every row; ``now`` (default: this machine's clock) bounds plausible times."""
+    clock = in_utc(now or datetime.now(UTC))
     incidents: list[FeedIncident] = []
     rejected: list[RejectedRow] = []
     categories: dict[str, tuple[str, int]] = {}
@@ -170,7 +184,7 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDE
     seen: set[tuple[str, str, datetime, datetime]] = set()
     for number, row in rows:
         try:
-            incident = _incident(number, row, pattern)
+            incident = _incident(number, row, pattern, clock)
         except EvidenceError as err:
             rejected.append(RejectedRow(number, str(err)))
             continue
@@ -241,7 +255,7 @@ def _json_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
     yield from enumerate(doc, start=1)
 
 
-def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
+def _incident(number: int, row: Any, pattern: str, now: datetime) -> FeedIncident:
     if isinstance(row, csv.Error):
         raise InvalidInput(f"not a CSV row: {row}")
     if not isinstance(row, Mapping):
@@ -252,32 +266,22 @@ def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
         raise InvalidInput(f"missing {', '.join(missing)}")
     incident = parse_incident_ref(_as_text(fields["incident_ref"], "incident_ref"), pattern)
     officer = require_identifier(_as_text(fields["officer_id"], "officer_id").strip(), "officer id")
-    start = parse_time(fields["start"], "start")
-    end = parse_time(fields["end"], "end")
+    start = require_plausible(parse_time(fields["start"], "start"), "start", now=now)
+    end = require_plausible(parse_time(fields["end"], "end"), "end", now=now)
     if end < start:
         raise InvalidInput(f"end {end.isoformat()} is before start {start.isoformat()}")
     if end - start > MAX_WINDOW:
         raise InvalidInput(f"window of {end - start} is longer than {MAX_WINDOW.days} days; check the dates")
     closed_at = (
-        None if fields.get("closed_at") in (None, "") else parse_time(fields["closed_at"], "closed_at")
+        None
+        if fields.get("closed_at") in (None, "")
+        else require_plausible(parse_time(fields["closed_at"], "closed_at"), "closed_at", now=now)
     )
     if closed_at is not None and closed_at < start:
         raise InvalidInput(
             f"closed_at {closed_at.isoformat()} is before the incident's start {start.isoformat()}"
         )
     return FeedIncident(number, incident, officer, start, end, _category(fields.get("category")), closed_at)
-
-
-def parse_time(value: Any, what: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC (see the module docstring)."""
-    text = _as_text(value, what).strip()
-    if len(text) > 40:
-        raise InvalidInput(f"{what} is not an ISO 8601 time")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-03-14T20:05:00Z)") from None
-    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _category(value: Any) -> str | None:
@@ -312,7 +316,7 @@ class _Windows:
     def fitting(self, moment: datetime) -> list[FeedIncident]:
         # every window that opens no later than the moment and no earlier than the longest window
         # before it; of those, the ones still open. A bisect, not a scan over every incident.
-        first = bisect_left(self.opens, moment - self.longest)
+        first = bisect_left(self.opens, earlier(moment, self.longest))
         last = bisect_right(self.opens, moment)
         return [incident for opens, closes, incident in self.windows[first:last] if closes >= moment]
 
@@ -321,7 +325,8 @@ def _index(incidents: Iterable[FeedIncident], tolerance: timedelta) -> dict[str,
     by_officer: dict[str, list[tuple[datetime, datetime, FeedIncident]]] = {}
     for incident in incidents:
         by_officer.setdefault(incident.officer_id, []).append(
-            (incident.start - tolerance, incident.end + tolerance, incident)
+            # a window reaching past an end of the calendar includes everything up to it (no overflow)
+            (earlier(incident.start, tolerance), later(incident.end, tolerance), incident)
         )
     index = {}
     for officer, windows in by_officer.items():
@@ -350,7 +355,7 @@ def match_feed(feed: Feed, items: Iterable[DatedItem], tolerance: timedelta) -> 
             undated.append(item.evidence_id)
             continue
         fitting: dict[str, FeedIncident] = {}
-        for incident in windows.fitting(item.recorded_at.astimezone(UTC)):
+        for incident in windows.fitting(in_utc(item.recorded_at)):
             fitting.setdefault(incident.incident.value, incident)
         if not fitting:
             continue

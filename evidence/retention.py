@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from evidence.errors import ConfigError
+from evidence.times import in_utc
 
 Action = Literal["keep", "dispose", "review"]
 Anchor = Literal["recording", "link", "closure"]
@@ -332,8 +333,10 @@ class Decision:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Times without a zone are taken as UTC (device clocks often carry none; see docs/retention.md)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """Times without a zone are taken as UTC (device clocks often carry none; see docs/retention.md).
+    A device's ``9999-12-31T23:59:59-14:00`` is pinned to the calendar's end, not an overflow
+    (``evidence.times.in_utc``)."""
+    return in_utc(moment)
 
 
 def parse_recorded_at(text: str | None) -> datetime | None:
