@@ -57,7 +57,10 @@ def in_utc(moment: datetime) -> datetime:
 
 def earlier(moment: datetime, by: timedelta) -> datetime:
     """``moment - by``, stopping at the ends of the calendar (``moment`` is aware)."""
-    return later(moment, -by)
+    try:
+        return moment - by
+    except OverflowError:
+        return EARLIEST if by > timedelta(0) else LATEST
 
 
 def later(moment: datetime, by: timedelta) -> datetime:

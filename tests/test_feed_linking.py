@@ -4,9 +4,12 @@ running the same feed again changes nothing."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +22,16 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from evidence.errors import AccessDenied, InvalidInput
-from evidence.feed import MAX_WINDOW, DatedItem, Feed, FeedIncident, match_feed, parse_feed
+from evidence.feed import (
+    MAX_WINDOW,
+    READ_CHUNK,
+    DatedItem,
+    Feed,
+    FeedIncident,
+    feed_rows,
+    match_feed,
+    parse_feed,
+)
 from evidence.incident import IncidentRef
 from evidence.manifest import encode_manifest
 from evidence.times import CLOCK_SKEW, DEVICE_ERA_START
@@ -230,6 +242,97 @@ def test_feed_rows_at_the_limits_of_time_are_rejected_by_row_and_the_rest_read()
         assert "in the future" in rejected[len(rows) - 3]
 
 
+class Pieces:
+    """A feed file served at most ``most`` bytes per read, as a pipe or a slow disk may; counts what
+    was served."""
+
+    def __init__(self, data: bytes, most: int = READ_CHUNK) -> None:
+        self.data, self.most, self.served = data, most, 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.most if size < 0 else min(size, self.most)
+        piece = self.data[self.served : self.served + size]
+        self.served += len(piece)
+        return piece
+
+
+def test_a_feed_is_read_a_piece_at_a_time_as_its_rows_are_taken() -> None:
+    rows = [
+        (f"KNT-2026-{n:06d}", f"PC-{n % 50}", "2026-03-14T08:00:00Z", "2026-03-14T09:00:00Z")
+        for n in range(20_000)
+    ]
+    as_csv = ("incident_ref,officer_id,start,end\n" + "".join(",".join(r) + "\n" for r in rows)).encode()
+    as_json = json.dumps(
+        [dict(zip(("incident_ref", "officer_id", "start", "end"), r, strict=True)) for r in rows]
+    )
+    for fmt, data in (("csv", as_csv), ("json", as_json.encode())):
+        stream = Pieces(data)
+        taken = feed_rows(stream, name=f"export.{fmt}")
+        number, first = next(taken)
+        assert (number, first["incident_ref"]) == (2 if fmt == "csv" else 1, "KNT-2026-000000")
+        assert stream.served <= 2 * READ_CHUNK < len(data) / 4  # only the start of the file was read
+        assert len(list(taken)) == len(rows) - 1 and stream.served == len(data)
+    broken = as_csv[:100_000] + b"\xc3(" + as_csv[100_000:]
+    with pytest.raises(InvalidInput, match=r"is not UTF-8 text \(byte 100000\)"):
+        list(feed_rows(Pieces(broken, most=7), name="export.csv"))
+
+
+FIELD_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(FIELD_TEXT, FIELD_TEXT, FIELD_TEXT, FIELD_TEXT), max_size=8),
+    st.sampled_from(["\r\n", "\n", "\r"]),
+    st.booleans(),
+    st.integers(1, 9),
+)
+def test_rows_read_in_pieces_of_any_size_are_the_rows_of_the_whole_file(
+    rows: list[tuple[str, str, str, str]], line_end: str, byte_order_mark: bool, most: int
+) -> None:
+    """The piecewise reader gives what reading the whole text at once gave, whatever the pieces cut:
+    a CR LF, a quoted line break, a UTF-8 character."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator=line_end)
+    writer.writerows([("incident_ref", "officer_id", "start", "end"), *rows])
+    data = ("\ufeff" if byte_order_mark else "").encode() + text.getvalue().encode()
+    whole = csv.DictReader(io.StringIO(text.getvalue(), newline=""))
+    expected: list[tuple[int, object]] = []
+    while True:
+        try:
+            row: object = next(whole)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            row = str(err)
+        expected.append((whole.line_num, row))
+    read = [
+        (n, str(row) if isinstance(row, csv.Error) else row)
+        for n, row in feed_rows(Pieces(data, most), name="export.csv")
+    ]
+    assert read == [(n, row if isinstance(row, str) else dict(row)) for n, row in expected]
+    items = [dict(zip(("incident_ref", "officer_id", "start", "end"), r, strict=True)) for r in rows]
+    for document in (json.dumps(items), json.dumps(items, indent=1), json.dumps(items, ensure_ascii=False)):
+        pieces = Pieces(("\ufeff" if byte_order_mark else "").encode() + document.encode(), most)
+        assert list(feed_rows(pieces, name="export.json")) == list(enumerate(items, start=1))
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ("", "must hold a JSON list"),
+        ('{"incident_ref": "KNT-2026-000001"}', "must hold a JSON list"),
+        ("[{}, {}", "',' or ']' expected after item 2"),
+        ("[{}, ]", "Expecting value (item 2)"),
+        ("[{}] []", "text after the end of the list"),
+        ("[12", "',' or ']' expected after item 1"),
+    ],
+)
+def test_a_json_feed_that_is_not_a_list_of_items_is_refused_as_a_whole(document: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(problem)):
+        list(feed_rows(Pieces(document.encode(), most=1), name="export.json"))
+
+
 # -- matching -------------------------------------------------------------------------------------
 
 
@@ -301,6 +404,62 @@ def test_two_incidents_that_fit_are_reported_never_guessed() -> None:
     ]
     assert plan.already_linked == ((fake_id(3), "KNT-2026-000002"),)
     assert set(plan.kept_unlinked) == {(fake_id(4), "KNT-2026-000001"), (fake_id(6), "KNT-2026-000001")}
+
+
+def utc_time_in_any_zone(moment: datetime, zone: timezone) -> datetime:
+    try:
+        return moment.astimezone(zone)
+    except OverflowError:  # no such time in that zone: the calendar ends first
+        return moment
+
+
+MOMENTS = st.builds(utc_time_in_any_zone, st.datetimes(timezones=st.just(UTC)), OFFSETS)
+TWO_DAYS = st.timedeltas(timedelta(0), timedelta(days=2))
+NEAR_THE_ENDS = TWO_DAYS.map(lambda shift: datetime.min.replace(tzinfo=UTC) + shift) | TWO_DAYS.map(
+    lambda shift: datetime.max.replace(tzinfo=UTC) - shift
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.datetimes(timezones=st.just(UTC)), NEAR_THE_ENDS),
+            st.timedeltas(timedelta(0), timedelta(days=40)),
+        ),
+        max_size=6,
+    ),
+    st.lists(st.one_of(MOMENTS, NEAR_THE_ENDS), max_size=6),
+    st.one_of(st.timedeltas(timedelta(0), timedelta(days=3)), st.just(timedelta.max)),
+)
+def test_the_window_arithmetic_matches_the_definition_at_any_time_and_never_overflows(
+    windows: list[tuple[datetime, timedelta]], moments: list[datetime], tolerance: timedelta
+) -> None:
+    incidents = []
+    for n, (start, length) in enumerate(windows):
+        end = (
+            start + length
+            if start <= datetime.max.replace(tzinfo=UTC) - length
+            else datetime.max.replace(tzinfo=UTC)
+        )
+        incidents.append(FeedIncident(n + 1, IncidentRef(f"KNT-2026-{n:06d}"), "PC-1", start, end, None))
+    items = [item(n, "PC-1", moment) for n, moment in enumerate(moments)]
+    plan = match_feed(Feed(tuple(incidents), ()), items, tolerance)
+    fits = {  # by subtraction of aware times, which never overflows: start - tol <= t <= end + tol
+        x.evidence_id: {
+            i.incident.value
+            for i in incidents
+            if i.start - x.recorded_at <= tolerance and x.recorded_at - i.end <= tolerance
+        }
+        for x in items
+        if x.recorded_at is not None
+    }
+    assert {x.evidence_id: {x.incident} for x in plan.to_link} == {
+        e: r for e, r in fits.items() if len(r) == 1
+    }
+    assert {a.evidence_id: set(a.incidents) for a in plan.ambiguous} == {
+        e: r for e, r in fits.items() if len(r) > 1
+    }
 
 
 def generated(
