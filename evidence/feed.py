@@ -1,4 +1,5 @@
-"""Incident feeds from the records system: reading an export, and matching items to incidents.
+"""Incident feeds from the records system: reading an export, and matching items to incidents
+(``docs/feed.md`` is the format's contract: §1 format, §2 what is accepted, §3 matching).
 
 A feed is a CSV (header row) or JSON (a list of objects) export with one row per incident and officer:
 ``incident_ref``, ``officer_id``, ``start``, ``end`` and optionally ``category`` (``domestic-abuse``) and
@@ -17,15 +18,20 @@ Matching rules (``match_feed``), chosen so that a feed never guesses:
   officer's first window in the feed opened) for a person to link by hand;
 - times without an offset, in a feed as on a device, are taken as UTC (``storage.catalog`` does the
   same), so a force whose cameras and records system both keep local time still lines them up;
+- a row's ``start``, ``end`` and ``closed_at`` must be plausible (``evidence.times.require_plausible``:
+  not before 2000, not more than a day ahead of this machine's clock): a window a feed links by, or a
+  closure retention counts from, is recorded in chains for good, so a reset clock's ``0001-01-01`` or a
+  mistyped year is that row's rejection, never a link;
 - an item that fits two or more incidents is ambiguous: reported with every candidate, never linked;
 - an item already linked to an incident that fits is left as it is (a person or an earlier run decided),
   and an incident a person unlinked an item from is never linked to it again by a feed.
 
-Pure: no I/O beyond reading the text handed in.
+Pure: no I/O beyond reading the stream handed in (a piece at a time: ``read_feed``).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -34,22 +40,28 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from evidence.devices import require_identifier
 from evidence.errors import EvidenceError, InvalidInput
 from evidence.incident import IncidentRef, parse_incident_ref
 from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
+from evidence.times import earlier, in_utc, later, parse_time, require_plausible
 
 FeedFormat = Literal["csv", "json"]
 REQUIRED_COLUMNS = ("incident_ref", "officer_id", "start", "end")
 MAX_WINDOW = timedelta(days=31)
 """Longer windows are refused: a mistyped year would otherwise link months of an officer's video."""
 MAX_FEED_BYTES = 256 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+"""Bytes read from a feed at a time: the file is never held whole (a 500,000-row export was 18 times
+its size in memory when it was)."""
+_LINE_END = re.compile(r"\r\n?|\n")
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9-]{0,63}", re.ASCII)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a large feed keeps hundreds of thousands of them
 class FeedIncident:
     row: int
     """CSV: the line the row ends on (header is line 1); JSON: the object's position, from 1."""
@@ -63,7 +75,7 @@ class FeedIncident:
     """UTC; None while the case is open (or the export does not say)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RejectedRow:
     row: int
     reason: str
@@ -134,6 +146,7 @@ class FeedMatch:
 
 
 def feed_format(name: str, text: str) -> FeedFormat:
+    """By the file's name, else by how its text (``text``: at least its start) begins."""
     lowered = name.lower()
     if lowered.endswith(".json"):
         return "json"
@@ -148,29 +161,56 @@ def parse_feed(
     name: str = "feed",
     pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
     fmt: FeedFormat | None = None,
+    now: datetime | None = None,
 ) -> Feed:
-    """Read a whole export. Raises ``InvalidInput`` only when the file as a whole is unusable (not
-    text, not CSV/JSON, a required column missing); bad rows are returned as rejected."""
+    """An export already in memory (tests, small feeds): ``read_feed`` over it."""
     if len(data) > MAX_FEED_BYTES:
         raise InvalidInput(f"{name} is {len(data)} bytes; a feed may be at most {MAX_FEED_BYTES} bytes")
-    try:
-        text = data.decode("utf-8-sig")  # spreadsheet exports often start with a byte-order mark
-    except UnicodeDecodeError as err:
-        raise InvalidInput(f"{name} is not UTF-8 text (byte {err.start}); export the feed as UTF-8") from None
-    chosen = fmt or feed_format(name, text)
-    rows = _json_rows(text, name) if chosen == "json" else _csv_rows(text, name)
-    return parse_rows(rows, pattern=pattern)
+    return read_feed(io.BytesIO(data), name=name, pattern=pattern, fmt=fmt, now=now)
 
 
-def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDENT_REF_PATTERN) -> Feed:
+def read_feed(
+    stream: BinaryIO,
+    *,
+    name: str = "feed",
+    pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
+    fmt: FeedFormat | None = None,
+    now: datetime | None = None,
+) -> Feed:
+    """Read an export from ``stream`` a piece at a time (``feed_rows``): only the accepted rows are
+    kept, never the file's text. Raises ``InvalidInput`` only when the file as a whole is unusable (not
+    UTF-8 text, not CSV or a JSON list, a required column missing, too large); bad rows are returned
+    as rejected."""
+    return parse_rows(feed_rows(stream, name=name, fmt=fmt), pattern=pattern, now=now)
+
+
+def feed_rows(
+    stream: BinaryIO, *, name: str = "feed", fmt: FeedFormat | None = None
+) -> Iterator[tuple[int, Any]]:
+    """The export's rows as (row number, row), each read from ``stream`` when it is asked for: a CSV
+    row as a dict of its columns (or the ``csv.Error`` that broke it), a JSON list's item as decoded."""
+    text = _FeedText(stream, name)
+    chosen = fmt or feed_format(name, text.beginning())
+    return _json_rows(text, name) if chosen == "json" else _csv_rows(text, name)
+
+
+def parse_rows(
+    rows: Iterable[tuple[int, Any]],
+    *,
+    pattern: str = DEFAULT_INCIDENT_REF_PATTERN,
+    now: datetime | None = None,
+) -> Feed:
+    """Accept or reject every row; ``now`` (default: this machine's clock) bounds plausible times."""
+    clock = in_utc(now or datetime.now(UTC))
     incidents: list[FeedIncident] = []
     rejected: list[RejectedRow] = []
     categories: dict[str, tuple[str, int]] = {}
     closures: dict[str, tuple[datetime, int]] = {}
     seen: set[tuple[str, str, datetime, datetime]] = set()
+    shared: dict[object, Any] = {}  # one copy of each reference, officer and category the rows repeat
     for number, row in rows:
         try:
-            incident = _incident(number, row, pattern)
+            incident = _incident(number, row, pattern, clock, shared)
         except EvidenceError as err:
             rejected.append(RejectedRow(number, str(err)))
             continue
@@ -206,8 +246,75 @@ def parse_rows(rows: Iterable[tuple[int, Any]], *, pattern: str = DEFAULT_INCIDE
     return Feed(tuple(incidents), tuple(rejected))
 
 
-def _csv_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+class _FeedText:
+    """An export's text, read and decoded a piece at a time: UTF-8 (a leading byte-order mark, which
+    spreadsheets write, dropped), at most ``MAX_FEED_BYTES`` bytes however the file grows while it is
+    read. An invalid byte refuses the whole file, naming its offset."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._stream, self._name = stream, name
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._bytes_read = 0
+        self._ended = False
+        self._first = True
+        self._unread: list[str] = []
+
+    def read(self) -> str:
+        """The next piece of text; "" at the end."""
+        if self._unread:
+            return self._unread.pop(0)
+        while not self._ended:
+            data = self._stream.read(READ_CHUNK)
+            self._bytes_read += len(data)
+            if self._bytes_read > MAX_FEED_BYTES:
+                raise InvalidInput(f"{self._name} is over {MAX_FEED_BYTES} bytes; a feed may be at most that")
+            pending = len(self._decoder.getstate()[0])
+            try:
+                piece = self._decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:
+                offset = self._bytes_read - len(data) - pending + err.start
+                raise InvalidInput(
+                    f"{self._name} is not UTF-8 text (byte {offset}); export the feed as UTF-8"
+                ) from None
+            self._ended = not data
+            if self._first and piece:
+                self._first = False
+                piece = piece.removeprefix("\ufeff")
+            if piece:
+                return piece
+        return ""
+
+    def beginning(self) -> str:
+        """Text up to the first character that is not white space (or the end), left to be read."""
+        while True:
+            piece = self.read()
+            self._unread.append(piece)
+            if not piece or piece.strip():
+                return "".join(self._unread)
+
+    def lines(self) -> Iterator[str]:
+        """Lines as ``open(newline="")`` gives them, ending (kept) in CR LF, CR or LF: what the csv
+        module needs, and what it saw when a whole file was one string."""
+        parts: list[str] = []  # the line so far, when it spans pieces
+        while piece := self.read():
+            start = 0
+            if parts and parts[-1].endswith("\r") and not piece.startswith("\n"):
+                yield "".join(parts)  # a lone \r ended the last piece, and the line
+                parts = []
+            for match in _LINE_END.finditer(piece):
+                if match.end() == len(piece) and match.group() == "\r":
+                    break  # the \n of a \r\n may open the next piece
+                parts.append(piece[start : match.end()])
+                yield "".join(parts)
+                parts, start = [], match.end()
+            if start < len(piece):
+                parts.append(piece[start:])
+        if parts:
+            yield "".join(parts)
+
+
+def _csv_rows(text: _FeedText, name: str) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(text.lines())
     try:
         header = reader.fieldnames
     except csv.Error as err:
@@ -231,17 +338,86 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
         yield reader.line_num, row
 
 
-def _json_rows(text: str, name: str) -> Iterator[tuple[int, Any]]:
-    try:
-        doc = json.loads(text)
-    except ValueError as err:
-        raise InvalidInput(f"{name} is not JSON: {err}") from None
-    if not isinstance(doc, list):
-        raise InvalidInput(f"{name} must hold a JSON list of incident objects")
-    yield from enumerate(doc, start=1)
+def _json_rows(text: _FeedText, name: str) -> Iterator[tuple[int, Any]]:
+    return _JsonList(text, name).items()
 
 
-def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
+class _JsonList:
+    """The items of a JSON list, decoded one at a time as the text arrives. The json module has no
+    incremental reader, but ``raw_decode`` reads one value at a position: an item cut off by the end
+    of what was read is decoded again with more text, and a number or literal that touches that end
+    too (``12`` may be ``123``). Each retry reads at least as much again as is held, so even a huge
+    item is decoded a logarithmic number of times, never once per piece."""
+
+    def __init__(self, text: _FeedText, name: str) -> None:
+        self._text, self._name = text, name
+        self._decoder = json.JSONDecoder()
+        self._held, self._at, self._ended = "", 0, False
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        if self._next_character() != "[":
+            raise InvalidInput(f"{self._name} must hold a JSON list of incident objects")
+        self._at += 1
+        number = 0
+        if self._next_character() == "]":
+            self._at += 1
+        else:
+            while True:
+                number += 1
+                yield number, self._value(number)
+                following = self._next_character()
+                self._at += 1
+                if following == "]":
+                    break
+                if following != ",":
+                    raise InvalidInput(f"{self._name} is not JSON: ',' or ']' expected after item {number}")
+                self._next_character()
+        if self._next_character():
+            raise InvalidInput(f"{self._name} is not JSON: text after the end of the list")
+
+    def _value(self, number: int) -> Any:
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self._held, self._at)
+            except json.JSONDecodeError as err:
+                if self._more():
+                    continue
+                raise InvalidInput(f"{self._name} is not JSON: {err.msg} (item {number})") from None
+            if end == len(self._held) and self._more():
+                continue
+            self._at = end
+            return value
+
+    def _next_character(self) -> str:
+        """The next character that is not JSON white space, not consumed; "" at the end."""
+        while True:
+            space = _JSON_SPACE.match(self._held, self._at)
+            self._at = space.end() if space else self._at
+            if self._at < len(self._held):
+                return self._held[self._at]
+            if not self._more():
+                return ""
+
+    def _more(self) -> bool:
+        """Read at least as much text again as is held from the current position; False at the end."""
+        if self._ended:
+            return False
+        held = self._held[self._at :]
+        pieces, wanted = [held], max(len(held), 1)
+        while wanted > 0:
+            piece = self._text.read()
+            if not piece:
+                self._ended = True
+                break
+            pieces.append(piece)
+            wanted -= len(piece)
+        self._held, self._at = "".join(pieces), 0
+        return len(pieces) > 1
+
+
+def _incident(number: int, row: Any, pattern: str, now: datetime, shared: dict[object, Any]) -> FeedIncident:
+    """The row as an incident; references, officers and categories that rows repeat are kept once
+    (``shared``), which is most of a large feed's memory."""
     if isinstance(row, csv.Error):
         raise InvalidInput(f"not a CSV row: {row}")
     if not isinstance(row, Mapping):
@@ -250,34 +426,29 @@ def _incident(number: int, row: Any, pattern: str) -> FeedIncident:
     missing = [c for c in REQUIRED_COLUMNS if fields.get(c) in (None, "")]
     if missing:
         raise InvalidInput(f"missing {', '.join(missing)}")
-    incident = parse_incident_ref(_as_text(fields["incident_ref"], "incident_ref"), pattern)
+    parsed = parse_incident_ref(_as_text(fields["incident_ref"], "incident_ref"), pattern)
+    incident: IncidentRef = shared.setdefault(parsed, parsed)
     officer = require_identifier(_as_text(fields["officer_id"], "officer_id").strip(), "officer id")
-    start = parse_time(fields["start"], "start")
-    end = parse_time(fields["end"], "end")
+    officer = shared.setdefault(officer, officer)
+    start = require_plausible(parse_time(fields["start"], "start"), "start", now=now)
+    end = require_plausible(parse_time(fields["end"], "end"), "end", now=now)
     if end < start:
         raise InvalidInput(f"end {end.isoformat()} is before start {start.isoformat()}")
     if end - start > MAX_WINDOW:
         raise InvalidInput(f"window of {end - start} is longer than {MAX_WINDOW.days} days; check the dates")
     closed_at = (
-        None if fields.get("closed_at") in (None, "") else parse_time(fields["closed_at"], "closed_at")
+        None
+        if fields.get("closed_at") in (None, "")
+        else require_plausible(parse_time(fields["closed_at"], "closed_at"), "closed_at", now=now)
     )
     if closed_at is not None and closed_at < start:
         raise InvalidInput(
             f"closed_at {closed_at.isoformat()} is before the incident's start {start.isoformat()}"
         )
-    return FeedIncident(number, incident, officer, start, end, _category(fields.get("category")), closed_at)
-
-
-def parse_time(value: Any, what: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC (see the module docstring)."""
-    text = _as_text(value, what).strip()
-    if len(text) > 40:
-        raise InvalidInput(f"{what} is not an ISO 8601 time")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{what} {text!r} is not an ISO 8601 time (e.g. 2026-03-14T20:05:00Z)") from None
-    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    category = _category(fields.get("category"))
+    if category is not None:
+        category = shared.setdefault(category, category)
+    return FeedIncident(number, incident, officer, start, end, category, closed_at)
 
 
 def _category(value: Any) -> str | None:
@@ -303,31 +474,38 @@ def _as_text(value: Any, what: str) -> str:
 
 @dataclass(frozen=True)
 class _Windows:
-    """One officer's incident windows (tolerance applied), sorted by opening time."""
+    """One officer's incidents, sorted by start. Windows are widened by the tolerance when asked, not
+    stored widened: an index over a 500,000-row feed then holds no times of its own."""
 
-    opens: list[datetime]
-    windows: list[tuple[datetime, datetime, FeedIncident]]
+    starts: list[datetime]
+    incidents: list[FeedIncident]
     longest: timedelta
+    """The longest window, without the tolerance."""
 
-    def fitting(self, moment: datetime) -> list[FeedIncident]:
-        # every window that opens no later than the moment and no earlier than the longest window
-        # before it; of those, the ones still open. A bisect, not a scan over every incident.
-        first = bisect_left(self.opens, moment - self.longest)
-        last = bisect_right(self.opens, moment)
-        return [incident for opens, closes, incident in self.windows[first:last] if closes >= moment]
+    def fitting(self, moment: datetime, tolerance: timedelta) -> list[FeedIncident]:
+        # every window that opens (start - tolerance) no later than the moment and no earlier than the
+        # longest window before it; of those, the ones still open (end + tolerance). A bisect, not a
+        # scan over every incident. Shifts stop at the calendar's ends (no overflow), which keeps the
+        # test exact: a window reaching past an end includes everything up to it.
+        try:
+            reach = self.longest + tolerance
+        except OverflowError:
+            reach = timedelta.max
+        first = bisect_left(self.starts, earlier(moment, reach))
+        last = bisect_right(self.starts, later(moment, tolerance))
+        closing = earlier(moment, tolerance)
+        return [incident for incident in self.incidents[first:last] if incident.end >= closing]
 
 
-def _index(incidents: Iterable[FeedIncident], tolerance: timedelta) -> dict[str, _Windows]:
-    by_officer: dict[str, list[tuple[datetime, datetime, FeedIncident]]] = {}
+def _index(incidents: Iterable[FeedIncident]) -> dict[str, _Windows]:
+    by_officer: dict[str, list[FeedIncident]] = {}
     for incident in incidents:
-        by_officer.setdefault(incident.officer_id, []).append(
-            (incident.start - tolerance, incident.end + tolerance, incident)
-        )
+        by_officer.setdefault(incident.officer_id, []).append(incident)
     index = {}
-    for officer, windows in by_officer.items():
-        windows.sort(key=lambda w: (w[0], w[1], w[2].row))
-        longest = max(closes - opens for opens, closes, _ in windows)
-        index[officer] = _Windows([w[0] for w in windows], windows, longest)
+    for officer, listed in by_officer.items():
+        listed.sort(key=lambda incident: (incident.start, incident.end, incident.row))
+        longest = max(incident.end - incident.start for incident in listed)
+        index[officer] = _Windows([incident.start for incident in listed], listed, longest)
     return index
 
 
@@ -335,7 +513,7 @@ def match_feed(feed: Feed, items: Iterable[DatedItem], tolerance: timedelta) -> 
     """Decide, for every item, what the feed says about it (rules in the module docstring)."""
     if tolerance < timedelta(0):
         raise InvalidInput("the link tolerance cannot be negative")
-    index = _index(feed.incidents, tolerance)
+    index = _index(feed.incidents)
     categories = feed.categories()
     to_link: list[FeedLink] = []
     already: list[tuple[str, str]] = []
@@ -350,7 +528,7 @@ def match_feed(feed: Feed, items: Iterable[DatedItem], tolerance: timedelta) -> 
             undated.append(item.evidence_id)
             continue
         fitting: dict[str, FeedIncident] = {}
-        for incident in windows.fitting(item.recorded_at.astimezone(UTC)):
+        for incident in windows.fitting(in_utc(item.recorded_at), tolerance):
             fitting.setdefault(incident.incident.value, incident)
         if not fitting:
             continue

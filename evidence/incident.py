@@ -19,7 +19,7 @@ from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
 MAX_REFERENCE_LENGTH = 64
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)  # slots: a large records-system feed holds many
 class IncidentRef:
     value: str
 

@@ -33,11 +33,12 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from evidence.errors import ConfigError
+from evidence.times import in_utc
 
 Action = Literal["keep", "dispose", "review"]
 Anchor = Literal["recording", "link", "closure"]
@@ -45,6 +46,11 @@ EndAction = Literal["dispose", "review"]
 
 ANCHORS: tuple[Anchor, ...] = ("recording", "link", "closure")
 END_ACTIONS: tuple[EndAction, ...] = ("dispose", "review")
+
+LONGEST_PERIOD_YEARS = 100
+"""The longest period a policy or a review may give. The longest any rule asks is MoPI's "until the
+subject is 100", which no recording outlasts by more than 100 years; "9999 years" is a typing mistake,
+and the storage lock it would lead to could never be shortened (compliance mode)."""
 
 _CATEGORY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _PERIOD_PART = re.compile(r"\s*([0-9]{1,4})\s*(day|week|month|year)s?\s*(?:,|and)?", re.IGNORECASE)
@@ -100,20 +106,40 @@ class Period:
         period = cls(years, months, days)
         if period == cls():
             raise ConfigError(f"period {text!r} is empty: a retention period must be longer than nothing")
+        if period.longer_than(LONGEST_PERIOD):
+            raise ConfigError(
+                f"period {text!r} is longer than {LONGEST_PERIOD}: no retention rule or review keeps "
+                "evidence that long; check the number"
+            )
         return period
+
+    def longer_than(self, other: Period) -> bool:
+        """Whether this period, counted from the same day, ends after ``other`` does."""
+        if 12 * self.years + self.months > 12 * (other.years + 1) + other.months + other.days // 28 + 1:
+            return True  # too long to count out from a date (and clearly longer)
+        start = datetime(2000, 1, 1, tzinfo=UTC)
+        return self.after(start) > other.after(start)
 
     def after(self, moment: datetime) -> datetime:
         """``moment`` plus this period, by the calendar. A day that does not exist in the target month
         (31 January + 1 month) moves forward to the 1st of the next month, never back: a period is
-        never shorter than it says."""
+        never shorter than it says. Past the year 9999 (a rehearsal clock near it, a forged date): the
+        calendar's last moment, which keeps the evidence, never an overflow."""
         month_index = moment.month - 1 + self.months + 12 * self.years
         year, month = moment.year + month_index // 12, month_index % 12 + 1
+        if year > MAXYEAR:
+            return datetime.max.replace(tzinfo=moment.tzinfo)
         if moment.day <= calendar.monthrange(year, month)[1]:
             shifted = moment.replace(year=year, month=month)
+        elif (year, month) == (MAXYEAR, 12):
+            return datetime.max.replace(tzinfo=moment.tzinfo)
         else:
             year, month = (year + 1, 1) if month == 12 else (year, month + 1)
             shifted = moment.replace(year=year, month=month, day=1)
-        return shifted + timedelta(days=self.days)
+        try:
+            return shifted + timedelta(days=self.days)
+        except OverflowError:
+            return datetime.max.replace(tzinfo=moment.tzinfo)
 
     def __str__(self) -> str:
         parts = [
@@ -122,6 +148,9 @@ class Period:
             if amount
         ]
         return " ".join(parts)
+
+
+LONGEST_PERIOD = Period(years=LONGEST_PERIOD_YEARS)
 
 
 # -- the policy -----------------------------------------------------------------------------------
@@ -332,8 +361,10 @@ class Decision:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Times without a zone are taken as UTC (device clocks often carry none; see docs/retention.md)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """Times without a zone are taken as UTC (device clocks often carry none; see docs/retention.md).
+    A device's ``9999-12-31T23:59:59-14:00`` is pinned to the calendar's end, not an overflow
+    (``evidence.times.in_utc``)."""
+    return in_utc(moment)
 
 
 def parse_recorded_at(text: str | None) -> datetime | None:

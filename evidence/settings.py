@@ -13,13 +13,15 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from evidence.errors import ConfigError
 
 MiB = 1024 * 1024
 
@@ -51,8 +53,10 @@ class Settings(BaseSettings):
     device_registry: Path | None = None
     """TOML file mapping device serial -> officer and device type; default ``<data_dir>/devices.toml``."""
 
-    retention_days: int = Field(default=31, ge=1)
-    """Default Object Lock retain-until for new objects, in days from ingest."""
+    retention_days: int = Field(default=31, ge=1, le=36525)
+    """Default Object Lock retain-until for new objects, in days from ingest; at most 100 years, the
+    longest retention period (``evidence.retention.LONGEST_PERIOD_YEARS``): more is a typing mistake,
+    and a lock past the year 9999 cannot even be computed."""
     lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
     segment_size: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
@@ -134,4 +138,14 @@ def _config_file() -> Path | None:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)
+    """The settings, or ``ConfigError`` naming the first setting that cannot be accepted (one line,
+    exit 2), never a validation traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        raise ConfigError(
+            f"setting {name} (EVIDENCE_{name.upper()} or the settings file): {problem['msg']}, "
+            f"not {problem.get('input')!r}"
+        ) from None

@@ -142,17 +142,19 @@ def incident_close(
     closed_at: Annotated[
         str | None,
         typer.Option(
-            "--closed-at", help="When the case closed (ISO 8601; no offset means UTC). Default: now."
+            "--closed-at",
+            help="When the case closed (ISO 8601; no offset means UTC; from 2000 to now). Default: now.",
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record that an incident's case closed: rules counted from closure start from this date."""
+    from evidence.times import require_plausible
     from flows.closure import close_incident
     from flows.retention import parse_now
 
     settings, ref = _incident(reference)
-    when = parse_now(closed_at, option="--closed-at")
+    when = require_plausible(parse_now(closed_at, option="--closed-at"), "--closed-at")
     report = close_incident(*_open(settings), ref, when, reason, acting_user(settings))
     _render_closure(report, as_json)
 
@@ -183,7 +185,7 @@ def items_list(
     """Items by officer, device and recording time (recorded as an access on each item listed)."""
     from evidence.devices import require_identifier
     from evidence.errors import InvalidInput
-    from evidence.feed import parse_time
+    from evidence.times import parse_time
 
     filters: dict[str, Any] = {}
     if officer is not None:

@@ -19,21 +19,19 @@ reopens a case: an export that does not mention a closure may simply be partial.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from evidence.access import Actor
 from evidence.errors import AccessDenied, InvalidInput, NotFound
 from evidence.feed import Feed
 from evidence.incident import IncidentRef
-from evidence.retention import LinkFact, as_utc
+from evidence.retention import LinkFact
+from evidence.times import require_plausible
 from flows.holds import chain_state, clean_reason
 from flows.outcomes import FAILED, ItemOutcome, failures, for_each_item
 from flows.records import record
 from storage.catalog import Catalog
 from storage.vault import Vault
-
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far ahead of this machine's clock a closure time may be (another machine's clock)."""
 
 
 @dataclass
@@ -69,10 +67,12 @@ def close_incident(
     *,
     now: datetime | None = None,
 ) -> ClosureReport:
-    """Record that the incident's case closed at ``closed_at`` on every item linked to it."""
+    """Record that the incident's case closed at ``closed_at`` on every item linked to it. A date
+    before the device era or in the future is refused before anything is written
+    (``evidence.times.require_plausible``): retention counts from it, and a chain keeps it for good."""
     actor.require("close")
     stated = clean_reason(reason)
-    closed = _not_in_future(closed_at, now)
+    closed = require_plausible(closed_at, "closure time", now=now)
     return _close_items(vault, catalog, incident, _linked(catalog, incident), closed, stated, actor, "manual")
 
 
@@ -87,8 +87,8 @@ def close_from_feed(vault: Vault, catalog: Catalog, feed: Feed, actor: Actor) ->
     for ref, (closed_at, row) in sorted(closures.items()):
         incident = IncidentRef(ref)
         linked = catalog.items(incident=ref)
-        try:
-            closed = _not_in_future(closed_at, None)
+        try:  # judged again: a Feed built by code, not read from an export, was never judged
+            closed = require_plausible(closed_at, "closure time")
         except InvalidInput as err:
             failed = [ItemOutcome(item.evidence_id, FAILED, str(err)) for item in linked]
             reports.append(ClosureReport(ref, "close", closed_at, failed))
@@ -128,15 +128,6 @@ def _close_items(
         doing="closure",
     )
     return ClosureReport(incident.value, "close", closed, outcomes)
-
-
-def _not_in_future(closed_at: datetime, now: datetime | None) -> datetime:
-    closed = as_utc(closed_at)
-    if closed > as_utc(now or datetime.now(UTC)) + CLOCK_SKEW:
-        raise InvalidInput(
-            f"closure time {closed.isoformat()} is in the future: record a closure once the case has closed"
-        )
-    return closed
 
 
 def reopen_incident(

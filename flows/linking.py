@@ -31,7 +31,7 @@ from evidence.feed import (
     FeedLink,
     RejectedRow,
     match_feed,
-    parse_feed,
+    read_feed,
 )
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
@@ -267,19 +267,20 @@ class FeedReport:
 
 
 def read_feed_file(path: Path, settings: Settings) -> Feed:
-    """Read and parse a feed export; bad rows come back as rejected, an unusable file is refused."""
+    """Read and parse a feed export a piece at a time (``evidence.feed.read_feed``: the file's text is
+    never held whole); bad rows come back as rejected, an unusable file is refused."""
     try:
         size = path.stat().st_size
         if size > MAX_FEED_BYTES:
             raise InvalidInput(f"{path} is {size} bytes; a feed may be at most {MAX_FEED_BYTES} bytes")
-        data = path.read_bytes()
+        with path.open("rb") as stream:
+            return read_feed(stream, name=path.name, pattern=settings.incident_ref_pattern)
     except FileNotFoundError:
         raise InvalidInput(f"{path} does not exist: give the records-system export to link from") from None
     except IsADirectoryError:
         raise InvalidInput(f"{path} is a folder: give the export file itself") from None
     except OSError as err:
         raise InvalidInput(f"{path} cannot be read: {err.strerror or err}") from None
-    return parse_feed(data, name=path.name, pattern=settings.incident_ref_pattern)
 
 
 def feed_candidates(catalog: Catalog, feed: Feed, tolerance: timedelta) -> list[DatedItem]:

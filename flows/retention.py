@@ -49,7 +49,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from evidence.access import Actor, UserDirectory
-from evidence.errors import EvidenceError, IntegrityError, InvalidInput, LockedError, NotFound
+from evidence.errors import EvidenceError, IntegrityError, LockedError, NotFound
 from evidence.retention import (
     Decision,
     LinkFact,
@@ -61,6 +61,7 @@ from evidence.retention import (
     lock_extension,
 )
 from evidence.settings import Settings, load_settings
+from evidence.times import parse_time
 from flows.holds import chain_state
 from flows.records import open_catalog, record
 from storage import lifecycle
@@ -566,15 +567,11 @@ class RetentionReport:
 
 
 def parse_now(text: str | None, *, option: str = "--now") -> datetime:
-    """A time option (``--now``) as an aware UTC time; a time without a zone is UTC; none is now."""
+    """A time option (``--now``) as an aware UTC time; a time without a zone is UTC; none is now.
+    Never overflows at the ends of the calendar (``evidence.times.parse_time``)."""
     if not text:
         return datetime.now(UTC)
-    try:
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise InvalidInput(
-            f"{option} {text!r} is not an ISO 8601 time (for example 2026-12-31T02:00:00Z)"
-        ) from None
+    return parse_time(text, option)
 
 
 def resolve_actor(settings: Settings, user: str | None) -> Actor:

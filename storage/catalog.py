@@ -38,6 +38,7 @@ from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event
 from evidence.errors import ConfigError, EvidenceError, IntegrityError, StorageUnavailable
 from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
+from evidence.times import in_utc
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
@@ -1043,8 +1044,8 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def _to_db(value: datetime) -> datetime:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(tzinfo=None)
+    # in_utc: a device's 9999-12-31T23:59:59-14:00 is indexed at the calendar's end, not an overflow
+    return in_utc(value).replace(tzinfo=None)
 
 
 def _to_db_or_none(value: datetime | None) -> datetime | None:

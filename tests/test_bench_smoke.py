@@ -177,3 +177,14 @@ def test_feed_linking_benchmark_checks_every_link_at_a_small_size(tmp_path: Path
     report = json.loads((tmp_path / "feed_linking-500.json").read_text())
     assert (report["incidents"], report["items"]) == (50, 500)
     assert report["linked"] > 0 and report["link_seconds"] > 0
+
+
+def test_feed_memory_benchmark_links_a_small_feed_in_both_formats(tmp_path: Path) -> None:
+    from bench.feed_memory import main
+
+    assert main(["--rows", "400", "--results", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "feed_memory-400.json").read_text())
+    for fmt in ("csv", "json"):
+        figures = report[fmt]
+        assert (figures["rows_accepted"], figures["rows_rejected"]) == (400, 0) and figures["linked"] > 0
+        assert figures["peak_rss_mib"] >= figures["peak_rss_before_feed_mib"] > 0

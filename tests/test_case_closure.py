@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from evidence.errors import AccessDenied, InvalidInput, NotFound
 from evidence.incident import parse_incident_ref
+from evidence.times import CLOCK_SKEW, DEVICE_ERA_START
 from flows.closure import close_incident, reopen_incident
 from flows.commands import app
 from flows.linking import link_items, unlink_items
@@ -153,12 +154,40 @@ def test_who_may_record_a_closure_and_what_is_refused(station: Station, tmp_path
     with pytest.raises(AccessDenied, match="may not reopen"):
         reopen_incident(station.vault, station.catalog, CASE, "appeal", OFFICER)
     with pytest.raises(InvalidInput, match="in the future"):
-        close_incident(station.vault, station.catalog, CASE, now + timedelta(days=1), "closed", ADMIN)
+        close_incident(station.vault, station.catalog, CASE, now + timedelta(days=2), "closed", ADMIN)
     with pytest.raises(InvalidInput, match="--reason"):
         close_incident(station.vault, station.catalog, CASE, now, "  ", ADMIN)
     with pytest.raises(NotFound, match="no evidence is linked"):
         close_incident(station.vault, station.catalog, OTHER, now, "closed", ADMIN)
     assert chain_types(station, item)[-1] == "link"  # nothing written by any refusal
+
+
+def test_a_closure_date_before_the_device_era_or_in_the_future_is_refused_and_writes_nothing(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    item = linked_item(station, tmp_path, 8600)
+    chain, catalogued = chain_types(station, item), station.catalog.item(item)
+    tomorrow_and_more = (datetime.now(UTC) + CLOCK_SKEW + timedelta(hours=1)).isoformat()
+    for closed_at, why in (
+        ("0001-01-01", "is before 2000-01-01"),
+        ("0001-01-01T00:00:00+01:00", "is before 2000-01-01"),
+        ("1999-12-31T23:59:59Z", "is before 2000-01-01"),
+        ("9999-12-31T23:59:59", "is in the future"),
+        ("9999-12-31T23:59:59-14:00", "is in the future"),
+        (tomorrow_and_more, "is in the future"),
+    ):
+        refused = runner.invoke(app, [*IVY_CLOSES, "--closed-at", closed_at, "--reason", "NFA"])
+        assert isinstance(refused.exception, InvalidInput), (closed_at, refused.output)
+        assert refused.exception.exit_code == 2
+        assert str(refused.exception).startswith("--closed-at ") and why in str(refused.exception)
+    with pytest.raises(InvalidInput, match="closure time 1999-12-31T23:59:59"):  # not only the command
+        close_incident(
+            station.vault, station.catalog, CASE, datetime(1999, 12, 31, 23, 59, 59), "NFA", INVESTIGATOR
+        )
+    assert chain_types(station, item) == chain and station.catalog.item(item) == catalogued
+    first = close_incident(station.vault, station.catalog, CASE, DEVICE_ERA_START, "NFA", INVESTIGATOR)
+    assert [o.status for o in first.outcomes] == ["closed"]
 
 
 def test_the_commands(station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

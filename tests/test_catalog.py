@@ -157,6 +157,23 @@ def test_unreadable_recording_time_falls_back_to_ingest_time_for_ordering(catalo
     assert ids(catalog.items(since=item.ingested_at)) == [fake_id(1)]
 
 
+def test_device_times_past_the_ends_of_the_calendar_in_utc_are_indexed_at_those_ends(
+    catalog: Catalog,
+) -> None:
+    # a camera's 0001-01-01T00:00:00+01:00 is an hour before year 1 began in UTC: once an OverflowError
+    # that left the item out of the catalog (and a rebuild could not index it either)
+    catalog.record_manifests(
+        [
+            fake_manifest(1, recorded_at="0001-01-01T00:00:00+01:00"),
+            fake_manifest(2, recorded_at="9999-12-31T23:59:59-14:00"),
+        ]
+    )
+    first, last = catalog.item(fake_id(1)), catalog.item(fake_id(2))
+    assert first is not None and first.recorded_at == datetime.min.replace(tzinfo=UTC)
+    assert last is not None and last.recorded_at == datetime.max.replace(tzinfo=UTC)
+    assert ids(catalog.items()) == [fake_id(1), fake_id(2)]  # in recording order
+
+
 def test_links_unlinks_holds_retention_and_disposal_fold_into_state(catalog: Catalog) -> None:
     a, b = fake_id(1), fake_id(2)
     catalog.record_manifest(fake_manifest(1))

@@ -4,22 +4,37 @@ running the same feed again changes nothing."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from evidence.errors import AccessDenied, InvalidInput
-from evidence.feed import DatedItem, Feed, FeedIncident, match_feed, parse_feed
+from evidence.feed import (
+    MAX_WINDOW,
+    READ_CHUNK,
+    DatedItem,
+    Feed,
+    FeedIncident,
+    feed_rows,
+    match_feed,
+    parse_feed,
+)
 from evidence.incident import IncidentRef
 from evidence.manifest import encode_manifest
+from evidence.times import CLOCK_SKEW, DEVICE_ERA_START
 from flows.commands import app
 from flows.records import note_item
 from storage.catalog import Catalog
@@ -117,6 +132,207 @@ def test_json_export_and_whole_file_problems() -> None:
         parse_feed(b"\xff\xfe\x00bad", name="x.csv")
 
 
+# times anywhere in the calendar, in any zone a datetime can carry (up to a minute short of a day),
+# weighted towards the plausible years and the calendar's ends where overflows lived
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+ANY_TIME = st.one_of(
+    st.datetimes(timezones=OFFSETS),
+    st.datetimes(min_value=datetime(1999, 12, 30), max_value=datetime(2027, 1, 5), timezones=OFFSETS),
+    st.sampled_from([datetime.min, datetime.max]).flatmap(
+        lambda end: st.builds(end.replace, tzinfo=st.none() | OFFSETS)
+    ),
+)
+CLOCK = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def plausible(moment: datetime) -> bool:
+    """The definition, by subtraction (which never overflows), not by the code's own conversion."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware - DEVICE_ERA_START >= timedelta(0) and aware - (CLOCK + CLOCK_SKEW) <= timedelta(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TIME, ANY_TIME, st.none() | ANY_TIME)
+def test_a_feed_row_with_any_times_is_accepted_only_when_they_are_plausible_and_never_crashes(
+    start: datetime, end: datetime, closed_at: datetime | None
+) -> None:
+    closed_text = "" if closed_at is None else closed_at.isoformat()
+    feed = parse_feed(
+        (
+            "incident_ref,officer_id,start,end,closed_at\n"
+            f"KNT-2026-000001,PC-1,{start.isoformat()},{end.isoformat()},{closed_text}\n"
+            "KNT-2026-000002,PC-1,2026-03-14T08:00:00Z,2026-03-14T09:00:00Z,\n"
+        ).encode(),
+        name="export.csv",
+        now=CLOCK,
+    )
+    aware_start, aware_end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    acceptable = (
+        plausible(start)
+        and plausible(end)
+        and timedelta(0) <= aware_end - aware_start <= MAX_WINDOW
+        and (
+            closed_at is None
+            or (plausible(closed_at) and closed_at.replace(tzinfo=closed_at.tzinfo or UTC) >= aware_start)
+        )
+    )
+    assert [i.row for i in feed.incidents] == ([2, 3] if acceptable else [3])  # the rest is always read
+    if not acceptable:
+        (rejected,) = feed.rejected
+        assert rejected.row == 2 and "\n" not in rejected.reason
+    else:
+        accepted = feed.incidents[0]
+        assert (accepted.start, accepted.end) == (aware_start, aware_end)
+        assert accepted.start.tzinfo == UTC and accepted.end.tzinfo == UTC
+
+
+def test_feed_rows_at_the_limits_of_time_are_rejected_by_row_and_the_rest_read() -> None:
+    limits = [
+        "9999-12-31T23:50:00",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59-14:00",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59.999999+14:00",
+        "0001-01-01T00:00:00-14:00",
+    ]
+    window = ("2026-03-14T08:00:00Z", "2026-03-14T09:00:00Z")
+    rows = [("KNT-2026-000001", *window, "")]
+    for value in limits:
+        rows += [("KNT-2026-000002", value, window[1], ""), ("KNT-2026-000003", window[0], value, "")]
+        rows += [("KNT-2026-000004", *window, value)]
+    skewed = datetime.now(UTC) + CLOCK_SKEW  # this machine's clock: a feed is judged by it
+    rows += [
+        ("KNT-2026-000005", "1999-12-31T23:59:59Z", window[1], ""),
+        ("KNT-2026-000006", window[0], (skewed + timedelta(hours=1)).isoformat(), ""),
+        ("KNT-2026-000007", *window, (skewed - timedelta(hours=1)).isoformat()),  # tomorrow: plausible
+        ("KNT-2026-000008", DEVICE_ERA_START.isoformat(), "2000-01-01T01:00:00", ""),  # the first moment
+    ]
+    text = "incident_ref,officer_id,start,end,closed_at\n" + "".join(
+        f"{ref},PC-1,{start},{end},{closed}\n" for ref, start, end, closed in rows
+    )
+    for fmt, data in (
+        ("csv", text.encode()),
+        (
+            "json",
+            json.dumps(
+                [
+                    {"incident_ref": r, "officer_id": "PC-1", "start": s, "end": e, "closed_at": c}
+                    for r, s, e, c in rows
+                ]
+            ).encode(),
+        ),
+    ):
+        feed = parse_feed(data, name=f"export.{fmt}")
+        first = 2 if fmt == "csv" else 1  # CSV rows count lines (the header is line 1); JSON objects from 1
+        assert [i.incident.value for i in feed.incidents] == [
+            "KNT-2026-000001",
+            "KNT-2026-000007",
+            "KNT-2026-000008",
+        ]
+        rejected = {r.row - first: r.reason for r in feed.rejected}
+        assert sorted(rejected) == [n for n in range(1, len(rows)) if n not in (len(rows) - 2, len(rows) - 1)]
+        for n, value in enumerate(limits):
+            start_row, end_row, closed_row = 1 + 3 * n, 2 + 3 * n, 3 + 3 * n
+            past = value.startswith("0001")
+            why = "is before 2000-01-01" if past else "is in the future"
+            assert rejected[start_row].startswith("start ") and why in rejected[start_row]
+            assert rejected[end_row].startswith("end ") and why in rejected[end_row]
+            assert rejected[closed_row].startswith("closed_at ") and why in rejected[closed_row]
+        assert "before 2000-01-01" in rejected[len(rows) - 4]
+        assert "in the future" in rejected[len(rows) - 3]
+
+
+class Pieces:
+    """A feed file served at most ``most`` bytes per read, as a pipe or a slow disk may; counts what
+    was served."""
+
+    def __init__(self, data: bytes, most: int = READ_CHUNK) -> None:
+        self.data, self.most, self.served = data, most, 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.most if size < 0 else min(size, self.most)
+        piece = self.data[self.served : self.served + size]
+        self.served += len(piece)
+        return piece
+
+
+def test_a_feed_is_read_a_piece_at_a_time_as_its_rows_are_taken() -> None:
+    rows = [
+        (f"KNT-2026-{n:06d}", f"PC-{n % 50}", "2026-03-14T08:00:00Z", "2026-03-14T09:00:00Z")
+        for n in range(20_000)
+    ]
+    as_csv = ("incident_ref,officer_id,start,end\n" + "".join(",".join(r) + "\n" for r in rows)).encode()
+    as_json = json.dumps(
+        [dict(zip(("incident_ref", "officer_id", "start", "end"), r, strict=True)) for r in rows]
+    )
+    for fmt, data in (("csv", as_csv), ("json", as_json.encode())):
+        stream = Pieces(data)
+        taken = feed_rows(stream, name=f"export.{fmt}")
+        number, first = next(taken)
+        assert (number, first["incident_ref"]) == (2 if fmt == "csv" else 1, "KNT-2026-000000")
+        assert stream.served <= 2 * READ_CHUNK < len(data) / 4  # only the start of the file was read
+        assert len(list(taken)) == len(rows) - 1 and stream.served == len(data)
+    broken = as_csv[:100_000] + b"\xc3(" + as_csv[100_000:]
+    with pytest.raises(InvalidInput, match=r"is not UTF-8 text \(byte 100000\)"):
+        list(feed_rows(Pieces(broken, most=7), name="export.csv"))
+
+
+FIELD_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(FIELD_TEXT, FIELD_TEXT, FIELD_TEXT, FIELD_TEXT), max_size=8),
+    st.sampled_from(["\r\n", "\n", "\r"]),
+    st.booleans(),
+    st.integers(1, 9),
+)
+def test_rows_read_in_pieces_of_any_size_are_the_rows_of_the_whole_file(
+    rows: list[tuple[str, str, str, str]], line_end: str, byte_order_mark: bool, most: int
+) -> None:
+    """The piecewise reader gives what reading the whole text at once gave, whatever the pieces cut:
+    a CR LF, a quoted line break, a UTF-8 character."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator=line_end)
+    writer.writerows([("incident_ref", "officer_id", "start", "end"), *rows])
+    data = ("\ufeff" if byte_order_mark else "").encode() + text.getvalue().encode()
+    whole = csv.DictReader(io.StringIO(text.getvalue(), newline=""))
+    expected: list[tuple[int, object]] = []
+    while True:
+        try:
+            row: object = next(whole)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            row = str(err)
+        expected.append((whole.line_num, row))
+    read = [
+        (n, str(row) if isinstance(row, csv.Error) else row)
+        for n, row in feed_rows(Pieces(data, most), name="export.csv")
+    ]
+    assert read == [(n, row if isinstance(row, str) else dict(row)) for n, row in expected]
+    items = [dict(zip(("incident_ref", "officer_id", "start", "end"), r, strict=True)) for r in rows]
+    for document in (json.dumps(items), json.dumps(items, indent=1), json.dumps(items, ensure_ascii=False)):
+        pieces = Pieces(("\ufeff" if byte_order_mark else "").encode() + document.encode(), most)
+        assert list(feed_rows(pieces, name="export.json")) == list(enumerate(items, start=1))
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ("", "must hold a JSON list"),
+        ('{"incident_ref": "KNT-2026-000001"}', "must hold a JSON list"),
+        ("[{}, {}", "',' or ']' expected after item 2"),
+        ("[{}, ]", "Expecting value (item 2)"),
+        ("[{}] []", "text after the end of the list"),
+        ("[12", "',' or ']' expected after item 1"),
+    ],
+)
+def test_a_json_feed_that_is_not_a_list_of_items_is_refused_as_a_whole(document: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(problem)):
+        list(feed_rows(Pieces(document.encode(), most=1), name="export.json"))
+
+
 # -- matching -------------------------------------------------------------------------------------
 
 
@@ -188,6 +404,62 @@ def test_two_incidents_that_fit_are_reported_never_guessed() -> None:
     ]
     assert plan.already_linked == ((fake_id(3), "KNT-2026-000002"),)
     assert set(plan.kept_unlinked) == {(fake_id(4), "KNT-2026-000001"), (fake_id(6), "KNT-2026-000001")}
+
+
+def utc_time_in_any_zone(moment: datetime, zone: timezone) -> datetime:
+    try:
+        return moment.astimezone(zone)
+    except OverflowError:  # no such time in that zone: the calendar ends first
+        return moment
+
+
+MOMENTS = st.builds(utc_time_in_any_zone, st.datetimes(timezones=st.just(UTC)), OFFSETS)
+TWO_DAYS = st.timedeltas(timedelta(0), timedelta(days=2))
+NEAR_THE_ENDS = TWO_DAYS.map(lambda shift: datetime.min.replace(tzinfo=UTC) + shift) | TWO_DAYS.map(
+    lambda shift: datetime.max.replace(tzinfo=UTC) - shift
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.datetimes(timezones=st.just(UTC)), NEAR_THE_ENDS),
+            st.timedeltas(timedelta(0), timedelta(days=40)),
+        ),
+        max_size=6,
+    ),
+    st.lists(st.one_of(MOMENTS, NEAR_THE_ENDS), max_size=6),
+    st.one_of(st.timedeltas(timedelta(0), timedelta(days=3)), st.just(timedelta.max)),
+)
+def test_the_window_arithmetic_matches_the_definition_at_any_time_and_never_overflows(
+    windows: list[tuple[datetime, timedelta]], moments: list[datetime], tolerance: timedelta
+) -> None:
+    incidents = []
+    for n, (start, length) in enumerate(windows):
+        end = (
+            start + length
+            if start <= datetime.max.replace(tzinfo=UTC) - length
+            else datetime.max.replace(tzinfo=UTC)
+        )
+        incidents.append(FeedIncident(n + 1, IncidentRef(f"KNT-2026-{n:06d}"), "PC-1", start, end, None))
+    items = [item(n, "PC-1", moment) for n, moment in enumerate(moments)]
+    plan = match_feed(Feed(tuple(incidents), ()), items, tolerance)
+    fits = {  # by subtraction of aware times, which never overflows: start - tol <= t <= end + tol
+        x.evidence_id: {
+            i.incident.value
+            for i in incidents
+            if i.start - x.recorded_at <= tolerance and x.recorded_at - i.end <= tolerance
+        }
+        for x in items
+        if x.recorded_at is not None
+    }
+    assert {x.evidence_id: {x.incident} for x in plan.to_link} == {
+        e: r for e, r in fits.items() if len(r) == 1
+    }
+    assert {a.evidence_id: set(a.incidents) for a in plan.ambiguous} == {
+        e: r for e, r in fits.items() if len(r) > 1
+    }
 
 
 def generated(
@@ -489,6 +761,36 @@ def test_feed_links_through_the_vault_and_a_second_run_writes_nothing(
 
     table = run("link-feed", str(feed))
     assert table.exit_code == 0 and "0 linked" in table.output and "row 6 rejected" in table.output
+
+
+def test_link_feed_with_rows_at_the_limits_of_time_links_the_rest_and_reports_those_rows(
+    station: Station, fed: tuple[Path, list[str]]
+) -> None:
+    feed, ids = fed
+    feed.write_text(
+        FEED_CSV
+        + "KNT-2026-000009,PC-1,9999-12-31T23:50:00,9999-12-31T23:59:59,\n"
+        + "KNT-2026-000010,PC-2,0001-01-01T00:00:00,2026-03-14T09:00:00Z,\n"
+        + "KNT-2026-000011,PC-1,2026-03-14T08:00:00Z,9999-12-31T23:59:59-14:00,\n"
+        + "KNT-2026-000012,PC-2,0001-01-01T00:00:00+01:00,0001-01-01T01:00:00+01:00,\n"
+    )
+    result = run("link-feed", str(feed), "--json")
+    assert result.exit_code == 0, result.output  # rows are rejected one by one; the feed is processed
+    doc = json.loads(result.stdout)
+    assert {(x["evidence_id"], x["incident"]) for x in doc["linked"]} == {
+        (ids[0], "KNT-2026-000001"),
+        (ids[2], "KNT-2026-000002"),
+        (ids[3], "KNT-2026-000002"),
+        (ids[4], "KNT-2026-000003"),
+    }
+    reasons = {r["row"]: r["reason"] for r in doc["rejected_rows"]}
+    assert sorted(reasons) == [6, 7, 8, 9, 10]
+    assert reasons[7].startswith("start 9999-12-31T23:50:00+00:00 is in the future")
+    assert reasons[8].startswith("start 0001-01-01T00:00:00+00:00 is before 2000-01-01")
+    assert reasons[9].startswith("end 9999-12-31T23:59:59+00:00 is in the future")
+    assert reasons[10].startswith("start 0001-01-01T00:00:00+00:00 is before 2000-01-01")
+    table = run("link-feed", str(feed))
+    assert table.exit_code == 0 and "row 10 rejected: start 0001-01-01" in table.output
 
 
 FEED_WITH_CLOSURES = (

@@ -404,6 +404,24 @@ def test_items_list_filters_by_officer_and_time_and_records_access(
     assert isinstance(stranger.exception, AccessDenied)
 
 
+def test_items_list_between_the_ends_of_the_calendar_lists_everything(
+    station: Station, items: list[str]
+) -> None:
+    # past the calendar's ends in UTC (an hour before year 1 began): "from the beginning", "to the end"
+    for since, until in (
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00"),
+        ("0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59.999999+14:00"),
+        ("0001-01-01", "9999-12-31T23:59:59"),
+    ):
+        listed = run("items", "list", "--since", since, "--until", until, "--json")
+        assert listed.exit_code == 0, listed.output
+        assert [i["evidence_id"] for i in json.loads(listed.output)["items"]] == items
+    before_time = run("items", "list", "--until", "0001-01-01T00:00:00+01:00", "--json")
+    assert before_time.exit_code == 0 and json.loads(before_time.output) == {"items": []}
+    backwards = run("items", "list", "--since", "9999-12-31T23:59:59-14:00", "--until", "9999-12-31T23:59:59")
+    assert isinstance(backwards.exception, InvalidInput) and "later than --since" in str(backwards.exception)
+
+
 def test_catalog_rebuild_command_gives_the_same_answers(station: Station, items: list[str]) -> None:
     assert run("link", items[0], "--incident", INC).exit_code == 0
     before = json.loads(run("incident", "show", INC, "--json").output)

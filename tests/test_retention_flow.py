@@ -605,6 +605,22 @@ def test_only_storage_admins_run_retention(station: Station) -> None:
             run_retention(station.vault, station.catalog, policy_of(station), actor, now=datetime.now(UTC))
 
 
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        ("0001-01-01T00:00:00+01:00", datetime.min.replace(tzinfo=UTC)),  # before year 1 in UTC
+        ("9999-12-31T23:59:59-14:00", datetime.max.replace(tzinfo=UTC)),  # after year 9999 in UTC
+        ("0001-01-01", datetime.min.replace(tzinfo=UTC)),
+    ],
+)
+def test_a_simulated_clock_at_the_ends_of_the_calendar_is_read_without_overflow(
+    given: str, read: datetime
+) -> None:
+    from flows.retention import parse_now
+
+    assert parse_now(given) == read
+
+
 # -- both stores refuse a disposal that skips the policy ----------------------------------------------
 
 

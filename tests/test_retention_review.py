@@ -91,6 +91,23 @@ def test_a_review_that_keeps_gives_a_new_date_and_another_review_then(
     assert station.vault.has_item(item)
 
 
+def test_a_review_keeping_for_longer_than_any_rule_is_refused_and_writes_nothing(
+    station: Station, tmp_path: Path
+) -> None:
+    from evidence.errors import ConfigError
+
+    item, due = due_da_item(station, tmp_path, 9150)
+    chain = chain_types(station, item)
+    for typed in ("9999 years", "101 years", "1201 months", "9999 weeks", "9999 years 9999 years"):
+        with pytest.raises(ConfigError, match=f"period '{typed}' is longer than 100 years") as refused:
+            review(station, [item], due, keep_for=Period.parse(typed))
+        assert refused.value.exit_code == 2
+    assert chain_types(station, item) == chain
+    assert review(station, [item], due, keep_for=Period.parse("100 years")) == [(item, "kept")]
+    kept = station.catalog.item(item)
+    assert kept is not None and kept.reviewed_keep_until == Period(years=100).after(due)
+
+
 def test_a_review_that_settles_a_disposal_lets_the_next_run_dispose(station: Station, tmp_path: Path) -> None:
     """The run at the review's date disposes of the item (rehearsed here on a simulated clock: the
     link was made today, so applied now, the policy at the real date keeps it ten years yet)."""

@@ -61,6 +61,21 @@ def test_missing_keys_say_what_to_run(tmp_path: Path) -> None:
         Vault.open(Settings(data_dir=tmp_path / "nokeys"))
 
 
+def test_a_lock_period_setting_beyond_any_retention_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EVIDENCE_RETENTION_DAYS=99999999 once made every ingest fail file by file (an OverflowError)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(tmp_path / "station"))
+    monkeypatch.setenv("EVIDENCE_RETENTION_DAYS", "99999999")
+    refused = CliRunner().invoke(app, ["--user", "sam", "items", "list"])
+    assert isinstance(refused.exception, ConfigError) and refused.exception.exit_code == 2
+    assert str(refused.exception).startswith("setting retention_days (EVIDENCE_RETENTION_DAYS")
+    assert "'99999999'" in str(refused.exception) and "\n" not in str(refused.exception)
+    monkeypatch.delenv("EVIDENCE_RETENTION_DAYS")
+    station = make_station(tmp_path / "station", retention_days=36525)  # 100 years: the longest period
+    assert station.vault.retention_for_new_objects().retain_until.year >= 2100
+
+
 def test_kms_keyring_alone_can_read_items_back(moto_aws: None, tmp_path: Path) -> None:
     key_arn = boto3.client("kms").create_key(Description="evidence data keys")["KeyMetadata"]["Arn"]
     station = make_station(tmp_path / "station", kms_key_id=key_arn)
