@@ -397,7 +397,7 @@ def decide(facts: RetentionFacts, policy: RetentionPolicy, now: datetime) -> Dec
     now = as_utc(now)
     candidates = _candidate_dates(facts, policy)
     # the latest date wins; on a tie, a review rule wins over a dispose rule (a person looks first)
-    chosen = max(candidates, key=lambda c: (c.until, c.action == "review"))
+    chosen = max(candidates, key=_precedence)
     until, why = chosen.until, chosen.why
     category, rule = chosen.category, chosen.rule
     end: EndAction = "dispose" if all(c.action == "dispose" for c in candidates) else "review"
@@ -439,12 +439,19 @@ class _Candidate:
         return cls(as_utc(until), rule.category, rule.describe(), why, action)
 
 
+def _precedence(candidate: _Candidate) -> tuple[datetime, bool, str, str, str]:
+    """The latest date first, then a review over a disposal; the rest only makes a full tie (two cases
+    closed the same day) come out the same whatever order the links are given in: the chain's order
+    or the catalog's, which must give the same decision and the same reason."""
+    return (candidate.until, candidate.action == "review", candidate.category, candidate.rule, candidate.why)
+
+
 def _candidate_dates(facts: RetentionFacts, policy: RetentionPolicy) -> list[_Candidate]:
     candidates = _policy_dates(facts, policy)
     if facts.reviewed_keep_until is not None:
         # a person kept it longer: a date of its own, and another review when it comes
         kept = as_utc(facts.reviewed_keep_until)
-        latest = max(candidates, key=lambda c: c.until)
+        latest = max(candidates, key=_precedence)
         candidates.append(
             _Candidate(
                 kept, latest.category, "kept by review", f"a review kept it until {_day(kept)}", "review"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from evidence.custody import CustodyEvent
@@ -192,6 +192,17 @@ step = st.one_of(
 
 @settings(max_examples=250, deadline=None)
 @given(st.lists(step, max_size=10).map(lambda steps: sorted(steps, key=lambda s: s[1])), st.integers(0, 6000))
+@example(  # two cases closed the same day: the reason named whichever link came first
+    steps=[
+        ("link", 0, {"incident": "A-2026-001", "category": None}),
+        ("link", 0, {"incident": "B-2026-002", "category": "theft"}),
+        ("closure", 0, {"incident": "A-2026-001", "closed_at": "2029-06-30T12:00:00+00:00"}),
+        ("closure", 0, {"incident": "B-2026-002", "closed_at": "2029-06-30T12:00:00+00:00"}),
+        ("unlink", 0, {"incident": "A-2026-001"}),
+        ("link", 0, {"incident": "A-2026-001", "category": "theft"}),
+    ],
+    day=0,
+)
 def test_the_catalog_gives_the_policy_what_the_chain_gives_it(
     steps: list[tuple[str, int, dict[str, Any]]], day: int
 ) -> None:
