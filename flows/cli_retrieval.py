@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from flows.cli_app import JsonOption, acting_user, app, print_json, settings_now
-from flows.console import err, out, styled
+from flows.console import err, out, styled, visible, visible_message
 
 PurposeOption = Annotated[
     str | None,
@@ -61,13 +61,14 @@ def get(
     except EvidenceError as error:
         # the chain of custody is the record; the index catches up with `evidence catalog rebuild`
         err.print(
-            styled("warning:", "yellow", f" catalog unavailable, not updated: {error}"), highlight=False
+            styled("warning:", "yellow", f" catalog unavailable, not updated: {visible_message(str(error))}"),
+            highlight=False,
         )
         catalog = None
     if byte_range is not None:
         sink = out_path if out_path is not None else sys.stdout.buffer
         wanted = get_range(vault, evidence_id, actor, byte_range, sink, purpose=purpose, catalog=catalog)
-        where = str(out_path) if out_path is not None else "standard output"
+        where = visible(str(out_path)) if out_path is not None else "standard output"
         err.print(f"{evidence_id} bytes {wanted.label} ({wanted.length} bytes, authenticated) -> {where}")
         return
     assert out_path is not None
@@ -84,7 +85,7 @@ def get(
             catalog=catalog,
             on_bytes=lambda n: bar.advance(task, n),
         )
-    out.print(f"{evidence_id} -> {out_path} ({manifest.size} bytes, SHA-256 verified)")
+    out.print(f"{evidence_id} -> {visible(str(out_path))} ({manifest.size} bytes, SHA-256 verified)")
 
 
 @app.command()
@@ -131,10 +132,11 @@ def export(
     table.add_column("bytes", justify="right")
     table.add_column("SHA-256 (verified)", overflow="fold")
     for item in report.items:
-        table.add_row(item.evidence_id, item.path, str(item.size), item.sha256)
+        table.add_row(item.evidence_id, visible(item.path), str(item.size), item.sha256)
     out.print(table)
     out.print(
-        f"{len(report.items)} item(s) -> {report.bag} (BagIt bag validated; custody reports in data/reports/)"
+        f"{len(report.items)} item(s) -> {visible(str(report.bag))} "
+        "(BagIt bag validated; custody reports in data/reports/)"
     )
 
 
@@ -152,7 +154,7 @@ def thumbs(
     ref = parse_incident_ref(incident, settings.incident_ref_pattern)
     report = thumbnails_for_incident(settings, ref, acting_user(settings), out_dir, purpose=purpose)
     for evidence_id, path in report.written:
-        out.print(f"{evidence_id} -> {path}")
+        out.print(f"{evidence_id} -> {visible(str(path))}")
     if report.without_thumbnail:
         err.print(f"no preview stored for: {', '.join(report.without_thumbnail)}")
-    out.print(f"{len(report.written)} preview(s) in {out_dir}")
+    out.print(f"{len(report.written)} preview(s) in {visible(str(out_dir))}")

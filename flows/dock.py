@@ -19,6 +19,7 @@ from types import FrameType
 from rich.console import Console
 
 from evidence.errors import EvidenceError, InvalidInput
+from flows.console import visible, visible_message
 from flows.ingest import IngestReport
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class DockWatcher:
                 del self._running[device]
                 self._finished(device, future)
         for device in sorted(present - self._done - self._running.keys(), key=lambda d: d.path.name):
-            self.console.print(f"device docked: {device.path.name}; ingesting")
+            self.console.print(f"device docked: {visible(device.path.name)}; ingesting")
             self._running[device] = pool.submit(self._ingest, device)
 
     def _ingest(self, device: Docked) -> IngestReport:
@@ -79,10 +80,12 @@ class DockWatcher:
         try:
             report = future.result()
         except EvidenceError as err:
-            self.console.print(f"device {device.path.name}: failed: {err}; it will be retried")
+            self.console.print(
+                f"device {visible(device.path.name)}: failed: {visible_message(str(err))}; it will be retried"
+            )
             return
         counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "empty"
-        self.console.print(f"device {device.path.name}: {counts}")
+        self.console.print(f"device {visible(device.path.name)}: {counts}")
         if report.complete and not report.by_status("deferred"):
             self._done.add(device)
 
@@ -102,7 +105,7 @@ def watch_dock(dock_root: Path, *, wipe: bool, poll_seconds: float, once: bool, 
     watcher = DockWatcher(dock_root, wipe=wipe, console=console)
     previous = {sig: signal.signal(sig, watcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        console.print(f"watching {dock_root} for docked devices (Ctrl-C to stop)")
+        console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
         watcher.run(poll_seconds=poll_seconds, once=once)
     finally:
         for sig, handler in previous.items():

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from evidence.errors import InvalidInput
 from evidence.settings import load_settings
-from flows.console import err, styled
+from flows.console import err, styled, visible
 from flows.ingest import IngestReport, resolve_device
 from storage.vault import Vault
 
@@ -94,14 +94,14 @@ def run_ingest(
     if quiet:
         return ingest_device(str(device_dir), **parameters)
     with Progress(
-        TextColumn("ingesting {task.description}"),
+        TextColumn("ingesting {task.description}", markup=False),  # the folder name is the device's
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(device_dir.name, total=None)
+        task = bar.add_task(visible(device_dir.name), total=None)
         token = ingest_progress.set(lambda done, total: bar.update(task, completed=done, total=total))
         try:
             return ingest_device(str(device_dir), **parameters)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,30 @@ def test_docked_device_is_ingested_and_a_stop_signal_stops_cleanly(
     assert "stopping: finishing devices in progress" in stderr  # the watcher's handler, not a default
     assert "dock watcher stopped" in stderr
     assert "Traceback" not in stderr and "interrupted" not in stderr
+
+
+def test_dock_watch_messages_show_control_and_bidi_characters_in_device_names_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dock's folder names come from whatever mounted there: its console lines show them with
+    escape sequences, bidi controls and newlines made visible (the ingest itself is not the point)."""
+    from evidence.errors import InvalidInput
+    from flows import run
+    from flows.console import err
+    from flows.dock import watch_dock
+
+    dock = tmp_path / "dock"
+    (dock / "BWC\x1b[2J\u202e\nforged").mkdir(parents=True)
+
+    def unreadable(device_dir: Path, **options: object) -> None:
+        raise InvalidInput(f"{device_dir} cannot be read")
+
+    monkeypatch.setattr(run, "run_ingest", unreadable)
+    watch_dock(dock, wipe=False, poll_seconds=0, once=True, console=err)
+    shown = capsys.readouterr().err
+
+    assert not {c for c in shown if c != "\n" and unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"}}
+    lines = " ".join(shown.split())  # rich wraps long lines at spaces
+    assert "device docked: BWC\\x1b[2J\\u202e\\nforged; ingesting" in lines, shown
+    assert "device BWC\\x1b[2J\\u202e\\nforged: failed: " in lines, shown
+    assert "BWC\\x1b[2J\\u202e\\nforged cannot be read; it will be retried" in lines, shown
