@@ -20,7 +20,8 @@ from pathlib import Path
 
 from evidence.errors import ConfigError, InvalidInput
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# \Z, not $: $ also matches before a final newline, and "BWC-1\n" is not a serial
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,19 @@ def test_an_error_quoting_a_name_is_one_line_with_its_hidden_characters_escaped(
     assert "BWC\\x1b[2J\\u202e\\nerror: forged is not a directory" in stderr
 
 
+def test_a_device_folder_name_ending_in_a_newline_is_not_taken_as_its_serial(
+    station: Station, tmp_path: Path
+) -> None:
+    """Serials and officer ids are stored in clear manifests and logs: ``$`` in a pattern also
+    matches before a final newline, so "BWC-1\\n" once passed as a serial."""
+    device = tmp_path / "BWC-1\n"
+    device.mkdir()
+    context = resolve_device(station.settings, device, serial=None, officer=None)
+    assert context.device_serial == "unidentified" and "unknown-device" in context.flags
+    with pytest.raises(InvalidInput, match="officer id"):
+        resolve_device(station.settings, device, serial="BWC-1", officer="PC-1\n")
+
+
 HIDDEN_EXAMPLES = (
     "\\\x00\x1b\x7f\x85\xa0\xad\u061c\u200b\u200e\u2028\u202e\u2066\u034f\u3164\ufe0f\ufeff\udcff\U000e0041"
 )
