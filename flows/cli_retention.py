@@ -115,23 +115,23 @@ def retention_run(
 ) -> None:
     """Apply the retention policy: what is disposed of, kept, extended or due for review, and why."""
     from flows.retention import parse_now, resolve_actor
-    from flows.run import advise_on_prefect, quiet_prefect
+    from flows.run import prefect_api_errors, prepare_prefect
 
     settings = settings_now()
     parse_now(now)  # a bad time is reported before a flow starts
     actor = resolve_actor(settings, invocation.user)
     actor.require("retention")
-    quiet_prefect()
-    advise_on_prefect(as_json)
+    prepare_prefect(as_json)
     from flows.retention import retention
 
-    report = retention(
-        apply=apply,
-        now=now,
-        user=actor.user_id,
-        csv_path=None if csv_path is None else str(csv_path),
-        extend_locks=extend_locks,
-    )
+    with prefect_api_errors():
+        report = retention(
+            apply=apply,
+            now=now,
+            user=actor.user_id,
+            csv_path=None if csv_path is None else str(csv_path),
+            extend_locks=extend_locks,
+        )
     if as_json:
         print_json(report.as_json())
     else:
@@ -333,23 +333,23 @@ def fixity(
     from evidence.errors import InvalidInput
     from flows.fixity import DEFAULT_SAMPLE
     from flows.retention import resolve_actor
-    from flows.run import advise_on_prefect, quiet_prefect
+    from flows.run import prefect_api_errors, prepare_prefect
 
     if all_items and sample is not None:
         raise InvalidInput("give either --sample N or --all, not both")
     settings = settings_now()
     actor = resolve_actor(settings, invocation.user)
     actor.require("fixity")
-    quiet_prefect()
-    advise_on_prefect(as_json)
+    prepare_prefect(as_json)
     from flows.fixity import fixity as fixity_flow
 
-    report = fixity_flow(
-        sample=None if all_items else (sample or DEFAULT_SAMPLE),
-        all_items=all_items,
-        seed=seed,
-        user=actor.user_id,
-    )
+    with prefect_api_errors():
+        report = fixity_flow(
+            sample=None if all_items else (sample or DEFAULT_SAMPLE),
+            all_items=all_items,
+            seed=seed,
+            user=actor.user_id,
+        )
     if as_json:
         print_json(report.as_json())
     else:
