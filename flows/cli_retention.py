@@ -114,13 +114,18 @@ def retention_run(
     as_json: JsonOption = False,
 ) -> None:
     """Apply the retention policy: what is disposed of, kept, extended or due for review, and why."""
-    from flows.retention import parse_now, resolve_actor
+    from evidence.retention import load_policy
+    from flows.retention import parse_now, policy_path, resolve_actor
     from flows.run import prefect_api_errors, prepare_prefect
+    from storage.vault import Vault
 
     settings = settings_now()
     parse_now(now)  # a bad time is reported before a flow starts
     actor = resolve_actor(settings, invocation.user)
     actor.require("retention")
+    # so are a missing or broken policy file and missing keys: one line, not a failed run's traceback
+    load_policy(policy_path(settings))
+    Vault.open(settings)
     prepare_prefect(as_json)
     from flows.retention import retention
 
@@ -334,12 +339,14 @@ def fixity(
     from flows.fixity import DEFAULT_SAMPLE
     from flows.retention import resolve_actor
     from flows.run import prefect_api_errors, prepare_prefect
+    from storage.vault import Vault
 
     if all_items and sample is not None:
         raise InvalidInput("give either --sample N or --all, not both")
     settings = settings_now()
     actor = resolve_actor(settings, invocation.user)
     actor.require("fixity")
+    Vault.open(settings)  # missing keys are one line before a flow starts, not every item "not checked"
     prepare_prefect(as_json)
     from flows.fixity import fixity as fixity_flow
 
