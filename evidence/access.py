@@ -5,13 +5,15 @@ policies stop someone who bypasses this program and talks to the bucket directly
 Users file (``Settings.users_file``)::
 
     [users.alice]
-    role = "investigator"          # or roles = ["officer", "investigator"]
+    role = "investigator"          # or roles = ["officer", "investigator"]: one of the two
+
+Any other key, table or value is refused with the file named (``ConfigError``, exit code 2).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -92,21 +94,32 @@ class UserDirectory:
 
     @classmethod
     def load(cls, path: Path | None) -> UserDirectory:
+        """Read the users file. It decides who may read evidence, so every mistake in it is a
+        ``ConfigError`` naming the file and what to fix: a misspelt key or a second ``role`` line is
+        never ignored, because the person it was meant for would silently get other rights."""
         if path is None or not path.exists():
             return cls({})
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"users file {path} cannot be read: {err}") from err
+
+        def problem(message: str) -> ConfigError:
+            return ConfigError(f"users file {path}: {message}")
+
+        unknown = sorted(set(doc) - {"users"})
+        if unknown:
+            raise problem(f"unknown setting(s) {', '.join(unknown)}; it holds only [users.<id>] tables")
+        entries = doc.get("users", {})
+        if not isinstance(entries, dict):
+            raise problem(f"users = {entries!r} must be [users.<id>] tables, one per person")
         users: dict[str, frozenset[Role]] = {}
-        for user_id, entry in doc.get("users", {}).items():
-            if not isinstance(entry, dict):
-                raise ConfigError(f"users file {path}: [users.{user_id}] must be a table")
-            named = entry.get("roles", [entry["role"]] if "role" in entry else [])
-            unknown = [r for r in named if r not in ROLES]
-            if unknown or not named:
-                raise ConfigError(f"users file {path}: user {user_id!r} needs roles from {', '.join(ROLES)}")
-            users[require_identifier(user_id, "user id")] = frozenset(cast(list[Role], named))
+        for user_id, entry in entries.items():
+            try:
+                require_identifier(user_id, "user id")
+            except InvalidInput as err:
+                raise problem(str(err)) from None
+            users[user_id] = _roles_of(user_id, entry, problem)
         return cls(users)
 
     def resolve(self, user_id: str | None) -> Actor:
@@ -120,3 +133,35 @@ class UserDirectory:
         if roles is None:
             raise AccessDenied(f"user {user_id!r} is not in the users file; ask a storage admin to add them")
         return Actor(user_id, roles)
+
+
+def _roles_of(user_id: str, entry: object, problem: Callable[[str], ConfigError]) -> frozenset[Role]:
+    example = 'role = "investigator", or roles = ["officer", "investigator"]'
+    if not isinstance(entry, dict):
+        raise problem(f"[users.{user_id}] must be a table ({example}), not {entry!r}")
+    unknown = sorted(set(entry) - {"role", "roles"})
+    if unknown:
+        raise problem(f"[users.{user_id}] has unknown key(s) {', '.join(unknown)}; give {example}")
+    if "role" in entry and "roles" in entry:
+        raise problem(f"[users.{user_id}] gives both role and roles: keep one ({example})")
+    if "role" in entry:
+        if not isinstance(entry["role"], str):
+            raise problem(
+                f"[users.{user_id}] role = {entry['role']!r} must be one role in quotes ({example})"
+            )
+        named = [entry["role"]]
+    elif "roles" in entry:
+        named = entry["roles"]
+        if not isinstance(named, list) or not named or not all(isinstance(r, str) for r in named):
+            raise problem(
+                f"[users.{user_id}] roles = {named!r} must be a non-empty list of roles ({example})"
+            )
+    else:
+        raise problem(f"[users.{user_id}] names no role: give {example}")
+    unknown_roles = [r for r in named if r not in ROLES]
+    if unknown_roles:
+        raise problem(
+            f"[users.{user_id}] unknown role(s) {', '.join(map(repr, unknown_roles))}; "
+            f"roles are {', '.join(ROLES)}"
+        )
+    return frozenset(cast(list[Role], named))

@@ -7,20 +7,23 @@ A TOML file the force maintains (``Settings.device_registry``)::
     type = "body-worn"
 
 A device missing from the registry is still ingested (nothing is lost), and its items are flagged
-``unknown-device`` for a person to attribute.
+``unknown-device`` for a person to attribute. ``officer`` may be left out (a pool camera); any other
+key, table or value is refused with the file named (``ConfigError``, exit code 2): a misspelt
+``officer`` would otherwise leave every item of that camera attributed to nobody.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from evidence.errors import ConfigError, InvalidInput
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# \Z, not $: $ also matches before a final newline, and "BWC-1\n" is not a serial
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,49 @@ class DeviceRegistry:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise ConfigError(f"device registry {path} cannot be read: {err}") from err
+
+        def problem(message: str) -> ConfigError:
+            return ConfigError(f"device registry {path}: {message}")
+
+        unknown = sorted(set(doc) - {"devices"})
+        if unknown:
+            raise problem(f'unknown setting(s) {", ".join(unknown)}; it holds only [devices."SERIAL"] tables')
+        entries = doc.get("devices", {})
+        if not isinstance(entries, dict):
+            raise problem(f'devices = {entries!r} must be [devices."SERIAL"] tables, one per device')
         records = {}
-        for serial, entry in doc.get("devices", {}).items():
-            if not isinstance(entry, dict):
-                raise ConfigError(f"device registry {path}: [devices.{serial!r}] must be a table")
-            officer = entry.get("officer")
-            records[serial] = DeviceRecord(
-                serial=require_identifier(serial, "device serial"),
-                officer_id=require_identifier(str(officer), "officer id") if officer else None,
-                device_type=str(entry.get("type", "camera")),
-            )
+        for serial, entry in entries.items():
+            try:
+                require_identifier(serial, "device serial")
+            except InvalidInput as err:
+                raise problem(str(err)) from None
+            records[serial] = _record_of(serial, entry, problem)
         return cls(records)
 
     def lookup(self, serial: str) -> DeviceRecord | None:
         return self._records.get(serial)
+
+
+def _record_of(serial: str, entry: object, problem: Callable[[str], ConfigError]) -> DeviceRecord:
+    example = 'officer = "PC-4471", type = "body-worn"'
+    if not isinstance(entry, dict):
+        raise problem(f'[devices."{serial}"] must be a table ({example}), not {entry!r}')
+    unknown = sorted(set(entry) - {"officer", "type"})
+    if unknown:
+        raise problem(f'[devices."{serial}"] has unknown key(s) {", ".join(unknown)}; give {example}')
+    officer = entry.get("officer")
+    if officer is not None:
+        if not isinstance(officer, str):
+            raise problem(f'[devices."{serial}"] officer = {officer!r} must be an officer id in quotes')
+        try:
+            require_identifier(officer, "officer id")
+        except InvalidInput as err:
+            raise problem(
+                f'[devices."{serial}"] {err} (leave officer out for a camera with no officer)'
+            ) from None
+    device_type = entry.get("type", "camera")
+    if not isinstance(device_type, str) or not device_type.strip():
+        raise problem(
+            f'[devices."{serial}"] type = {device_type!r} must be a name in quotes, e.g. "body-worn"'
+        )
+    return DeviceRecord(serial=serial, officer_id=officer, device_type=device_type)

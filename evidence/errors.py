@@ -54,13 +54,20 @@ class NotFound(EvidenceError, LookupError):
     exit_code = 6
 
 
+class ServiceUnavailable(EvidenceError, ConnectionError):
+    """A service the command needs (the store, the Prefect server) is unreachable, answers 5xx or
+    times out: a passing failure, safe to retry."""
+
+    exit_code = 8
+
+
 class StorageError(EvidenceError, OSError):
     """The store refused or failed in a way retrying will not fix (full disk, read-only mount)."""
 
     exit_code = 7
 
 
-class StorageUnavailable(StorageError, ConnectionError):
+class StorageUnavailable(StorageError, ServiceUnavailable):
     """A transient storage failure (throttling, 5xx, timeout, reset): safe to retry."""
 
     exit_code = 8

@@ -26,7 +26,7 @@ from flows.cli_app import (
     settings_now,
     vault_app,
 )
-from flows.console import err, out, styled
+from flows.console import err, out, styled, visible, visible_message
 
 # -- keys and vault -------------------------------------------------------------------------------
 
@@ -38,7 +38,7 @@ def keys_init() -> None:
 
     created = init_keys(settings_now())
     for path in created:
-        out.print(f"created {path}")
+        out.print(f"created {visible(str(path))}")
     if not created:
         out.print("keys already present; nothing created")
 
@@ -51,7 +51,7 @@ def keys_station_bundle(
     from flows.keys import station_bundle
 
     for path in station_bundle(settings_now(), out_dir):
-        out.print(f"wrote {path}")
+        out.print(f"wrote {visible(str(path))}")
 
 
 @vault_app.command("init")
@@ -62,9 +62,9 @@ def vault_init() -> None:
     vault = open_vault_for_init(settings_now())
     created = vault.initialise()
     problems = vault.store.check()
-    out.print(f"vault {'created' if created else 'already initialised'} at {vault.store.url}")
+    out.print(f"vault {'created' if created else 'already initialised'} at {visible(vault.store.url)}")
     for problem in problems:
-        err.print(styled("warning:", "yellow", f" {problem}"))
+        err.print(styled("warning:", "yellow", f" {visible_message(problem)}"))
     if problems:
         raise typer.Exit(1)
 
@@ -77,10 +77,10 @@ def vault_check() -> None:
     store = open_store(settings_now())
     problems = store.check()
     for problem in problems:
-        err.print(f"problem: {problem}")
+        err.print(f"problem: {visible_message(problem)}")
     if problems:
         raise typer.Exit(1)
-    out.print(f"{store.url}: versioning, Object Lock and access block in place")
+    out.print(f"{visible(store.url)}: versioning, Object Lock and access block in place")
 
 
 # -- ingest ---------------------------------------------------------------------------------------
@@ -131,7 +131,10 @@ def ingest(
 
 
 def _render_report(report: Any) -> None:
-    table = Table(title=f"Device {report.device_serial}", show_lines=False)
+    """The ingest table. Names come from the device, and reasons quote them: hidden characters in
+    either are made visible, so an escape sequence or a bidi control in a file name cannot rewrite
+    the report, nor a newline forge a row (``--json`` gives them exactly)."""
+    table = Table(title=f"Device {visible(report.device_serial)}", show_lines=False)
     table.add_column("status")
     table.add_column("file", overflow="fold")
     table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
@@ -143,7 +146,13 @@ def _render_report(report: Any) -> None:
             note = ", ".join(o.flags) + (f"; {note}" if note else "")
         if o.wiped:
             note = ("wiped; " + note).rstrip("; ")
-        table.add_row(o.status, o.source_path, o.evidence_id or "", o.media_type or "", note)
+        table.add_row(
+            o.status,
+            visible(o.source_path),
+            o.evidence_id or "",
+            visible(o.media_type or ""),
+            visible_message(note),
+        )
     out.print(table)
     out.print(", ".join(f"{n} {status}" for status, n in sorted(report.counts.items())) or "device is empty")
     if report.orphaned_objects:
@@ -190,7 +199,8 @@ def main() -> None:
     try:
         app()
     except EvidenceError as error:
-        err.print(styled("error:", "red", f" {error}"), highlight=False, soft_wrap=True)
+        # messages quote what people and devices supplied (names, references, paths)
+        err.print(styled("error:", "red", f" {visible_message(str(error))}"), highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted; re-run the same command to finish (nothing is lost or duplicated)")

@@ -78,17 +78,17 @@ def finish_item_report(report: ItemReport, title: str, as_json: bool) -> None:
     say so and exit 9, so a script knows to run the same command again."""
     from rich.table import Table
 
-    from flows.console import err, out
+    from flows.console import err, out, visible, visible_message
 
     if as_json:
         print_json(report.as_json())
     else:
-        table = Table(title=title)
+        table = Table(title=visible(title))
         table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
         table.add_column("status")
         table.add_column("note", overflow="fold")
         for outcome in report.outcomes:
-            table.add_row(outcome.evidence_id, outcome.status, outcome.note)
+            table.add_row(visible(outcome.evidence_id), outcome.status, visible_message(outcome.note))
         out.print(table)
     if report.failed:
         err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish them")

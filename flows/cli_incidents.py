@@ -24,7 +24,7 @@ from flows.cli_app import (
     print_json,
     settings_now,
 )
-from flows.console import err, out, styled
+from flows.console import err, out, styled, visible, visible_message
 
 incident_app = typer.Typer(help="Incidents and the evidence linked to them.", no_args_is_help=True)
 items_app = typer.Typer(help="Find items in the catalog.", no_args_is_help=True)
@@ -229,9 +229,9 @@ def catalog_rebuild(as_json: JsonOption = False) -> None:
             f"catalog rebuilt: {report.items} items, {report.events} custody events in {report.seconds:.1f} s"
         )
     for problem in report.problems:
-        err.print(styled("unreadable:", "yellow", f" {problem}"), highlight=False)
+        err.print(styled("unreadable:", "yellow", f" {visible_message(problem)}"), highlight=False)
     for item, why in report.refused:
-        err.print(styled("refused, not indexed:", "red", f" {item}: {why}"), highlight=False)
+        err.print(styled("refused, not indexed:", "red", f" {item}: {visible_message(why)}"), highlight=False)
     if report.refused:
         err.print(
             f"{len(report.refused)} item(s) left out of the catalog because they do not verify; the vault "
@@ -291,10 +291,11 @@ def _render_change(result: Any, verb: str, as_json: bool) -> None:
             }
         )
         return
+    incident = visible(result.incident)
     for evidence_id in result.changed:
-        out.print(f"{evidence_id} {verb} {result.incident}")
+        out.print(f"{visible(evidence_id)} {verb} {incident}")
     for evidence_id in result.unchanged:
-        out.print(f"{evidence_id} already linked to {result.incident}; nothing written")
+        out.print(f"{visible(evidence_id)} already linked to {incident}; nothing written")
 
 
 def _render_closure(report: Any, as_json: bool) -> None:
@@ -303,7 +304,9 @@ def _render_closure(report: Any, as_json: bool) -> None:
 
 
 def _render_items(items: list[Any], *, title: str) -> None:
-    table = Table(title=title)
+    """Catalogued items: serials, officers, types and references came from devices, the feed and
+    people, so each is made visible."""
+    table = Table(title=visible(title))
     table.add_column("evidence id", no_wrap=True, min_width=29)  # people copy these: never cut one
     table.add_column("recorded (UTC)", no_wrap=True)
     table.add_column("officer")
@@ -318,17 +321,17 @@ def _render_items(items: list[Any], *, title: str) -> None:
         table.add_row(
             item.evidence_id,
             f"{when:%Y-%m-%d %H:%M:%S}" + ("" if item.recorded_at else " (ingested)"),
-            item.officer_id or "",
-            item.device_serial,
-            item.media_type,
+            visible(item.officer_id or ""),
+            visible(item.device_serial),
+            visible(item.media_type),
             str(item.size),
-            ", ".join(item.incidents),
-            ", ".join(item.categories),
+            ", ".join(map(visible, item.incidents)),
+            ", ".join(map(visible, item.categories)),
             ", ".join(
                 [
-                    *(f"hold {h}" for h in item.holds),
-                    *(f"{ref} closed {at:%Y-%m-%d}" for ref, at in item.closures),
-                    *item.flags,
+                    *(f"hold {visible(h)}" for h in item.holds),
+                    *(f"{visible(ref)} closed {at:%Y-%m-%d}" for ref, at in item.closures),
+                    *map(visible, item.flags),
                 ]
             ),
         )
@@ -347,19 +350,26 @@ def _render_feed(report: Any) -> None:
         table.add_column("evidence id", no_wrap=True, min_width=29)
         table.add_column("incidents that fit", overflow="fold")
         for ambiguous in report.ambiguous:
-            table.add_row(ambiguous.evidence_id, ", ".join(ambiguous.incidents))
+            table.add_row(ambiguous.evidence_id, ", ".join(map(visible, ambiguous.incidents)))
         out.print(table)
     for row in report.rejected:
-        err.print(styled(f"row {row.row} rejected:", "yellow", f" {row.reason}"), highlight=False)
+        # a rejected row's reason quotes the feed's own values
+        err.print(
+            styled(f"row {row.row} rejected:", "yellow", f" {visible_message(row.reason)}"), highlight=False
+        )
     for evidence_id, ref in report.kept_unlinked:
-        out.print(f"{evidence_id} fits {ref} but was unlinked from it by a person; left unlinked")
+        out.print(f"{evidence_id} fits {visible(ref)} but was unlinked from it by a person; left unlinked")
     if report.undated:
         out.print(
             f"{len(report.undated)} item(s) of the feed's officers have no recording time; link them by hand"
         )
     for skipped in report.skipped:
         err.print(
-            styled("skipped", "yellow", f" {skipped.evidence_id} -> {skipped.incident}: {skipped.reason}"),
+            styled(
+                "skipped",
+                "yellow",
+                f" {skipped.evidence_id} -> {visible(skipped.incident)}: {visible_message(skipped.reason)}",
+            ),
             highlight=False,
         )
     if report.closed or report.closures_already:
@@ -368,12 +378,16 @@ def _render_feed(report: Any) -> None:
             f"case closures: {len(report.closed)} item(s) {verb}, {report.closures_already} already recorded"
         )
     if report.closures_refused:
-        err.print(styled("closures not recorded:", "yellow", f" {report.closures_refused}"), highlight=False)
+        err.print(
+            styled("closures not recorded:", "yellow", f" {visible_message(report.closures_refused)}"),
+            highlight=False,
+        )
     for failed in report.failed:
         err.print(
             styled(
                 "not written",
                 "red",
-                f" {failed.evidence_id} -> {failed.incident}: {failed.reason}; re-run the feed",
+                f" {failed.evidence_id} -> {visible(failed.incident)}: "
+                f"{visible_message(failed.reason)}; re-run the feed",
             )
         )

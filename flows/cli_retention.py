@@ -25,7 +25,7 @@ from flows.cli_app import (
     print_json,
     settings_now,
 )
-from flows.console import err, out, styled
+from flows.console import err, out, styled, visible, visible_message, visible_value
 
 hold_app = typer.Typer(help="Legal holds on the evidence of an incident.", no_args_is_help=True)
 retention_app = typer.Typer(help="Retention policy: lawful disposal and storage locks.", no_args_is_help=True)
@@ -77,7 +77,12 @@ def _run_hold(action: Any, incident: str, reason: str, as_json: bool) -> None:
         table.add_column("versions changed", justify="right")
         table.add_column("note", overflow="fold")
         for outcome in report.outcomes:
-            table.add_row(outcome.evidence_id, outcome.status, str(outcome.versions_changed), outcome.note)
+            table.add_row(
+                outcome.evidence_id,
+                outcome.status,
+                str(outcome.versions_changed),
+                visible_message(outcome.note),
+            )
         out.print(table)
     if report.failed:
         err.print(f"{len(report.failed)} item(s) failed; run the same command again to finish")
@@ -113,24 +118,29 @@ def retention_run(
     as_json: JsonOption = False,
 ) -> None:
     """Apply the retention policy: what is disposed of, kept, extended or due for review, and why."""
-    from flows.retention import parse_now, resolve_actor
-    from flows.run import advise_on_prefect, quiet_prefect
+    from evidence.retention import load_policy
+    from flows.retention import parse_now, policy_path, resolve_actor
+    from flows.run import prefect_api_errors, prepare_prefect
+    from storage.vault import Vault
 
     settings = settings_now()
     parse_now(now)  # a bad time is reported before a flow starts
     actor = resolve_actor(settings, invocation.user)
     actor.require("retention")
-    quiet_prefect()
-    advise_on_prefect(as_json)
+    # so are a missing or broken policy file and missing keys: one line, not a failed run's traceback
+    load_policy(policy_path(settings))
+    Vault.open(settings)
+    prepare_prefect(as_json)
     from flows.retention import retention
 
-    report = retention(
-        apply=apply,
-        now=now,
-        user=actor.user_id,
-        csv_path=None if csv_path is None else str(csv_path),
-        extend_locks=extend_locks,
-    )
+    with prefect_api_errors():
+        report = retention(
+            apply=apply,
+            now=now,
+            user=actor.user_id,
+            csv_path=None if csv_path is None else str(csv_path),
+            extend_locks=extend_locks,
+        )
     if as_json:
         print_json(report.as_json())
     else:
@@ -152,10 +162,16 @@ def retention_run(
         for line in report.lines:
             if line.outcome == "disposal complete":
                 continue  # checked for leftovers of an interrupted disposal: none; counted, not listed
-            table.add_row(line.evidence_id, line.action, line.keep_until[:10], line.category, line.outcome)
+            table.add_row(
+                line.evidence_id,
+                line.action,
+                line.keep_until[:10],
+                visible(line.category),
+                visible_message(line.outcome),
+            )
         out.print(table)
         out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "the catalog is empty")
-        out.print(f"policy {report.policy}; full report: {report.csv_path}")
+        out.print(f"policy {visible(report.policy)}; full report: {visible(str(report.csv_path))}")
         if report.simulated:
             out.print(
                 "simulated clock: "
@@ -293,15 +309,16 @@ def _render_chain(verification: Any, trusted_only: bool) -> None:
     table.add_column("details", overflow="fold")
     table.add_column("signer", no_wrap=True)
     for event in verification.events:
-        details = "; ".join(f"{k}={v}" for k, v in sorted(event.details.items()) if v is not None)
+        # reasons, purposes and names in a chain were typed by people or came from devices
+        details = visible_value({k: v for k, v in sorted(event.details.items()) if v is not None})
         table.add_row(
             str(event.seq),
             event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            event.type,
-            f"{event.actor} ({event.role})",
-            event.station,
+            visible(event.type),
+            f"{visible(event.actor)} ({visible(event.role)})",
+            visible(event.station),
             details,
-            event.signer,
+            visible(event.signer),
         )
     out.print(table)
     keys = "the keys given with --trust" if trusted_only else "the keys published in the vault"
@@ -311,12 +328,12 @@ def _render_chain(verification: Any, trusted_only: bool) -> None:
                 "intact",
                 "green",
                 f": {len(verification.events)} event(s), each signed and chained; "
-                f"signers {', '.join(verification.signers)} checked against {keys}",
+                f"signers {', '.join(map(visible, verification.signers))} checked against {keys}",
             )
         )
         return
     for problem in verification.problems:
-        err.print(styled(f"event {problem.position}", "red", f": {problem.message}"))
+        err.print(styled(f"event {problem.position}", "red", f": {visible_message(problem.message)}"))
     err.print(
         styled("BROKEN", "red", f": {len(verification.problems)} problem(s) found checking against {keys}")
     )
@@ -339,23 +356,25 @@ def fixity(
     from evidence.errors import InvalidInput
     from flows.fixity import DEFAULT_SAMPLE
     from flows.retention import resolve_actor
-    from flows.run import advise_on_prefect, quiet_prefect
+    from flows.run import prefect_api_errors, prepare_prefect
+    from storage.vault import Vault
 
     if all_items and sample is not None:
         raise InvalidInput("give either --sample N or --all, not both")
     settings = settings_now()
     actor = resolve_actor(settings, invocation.user)
     actor.require("fixity")
-    quiet_prefect()
-    advise_on_prefect(as_json)
+    Vault.open(settings)  # missing keys are one line before a flow starts, not every item "not checked"
+    prepare_prefect(as_json)
     from flows.fixity import fixity as fixity_flow
 
-    report = fixity_flow(
-        sample=None if all_items else (sample or DEFAULT_SAMPLE),
-        all_items=all_items,
-        seed=seed,
-        user=actor.user_id,
-    )
+    with prefect_api_errors():
+        report = fixity_flow(
+            sample=None if all_items else (sample or DEFAULT_SAMPLE),
+            all_items=all_items,
+            seed=seed,
+            user=actor.user_id,
+        )
     if as_json:
         print_json(report.as_json())
     else:
@@ -369,7 +388,10 @@ def fixity(
         for result in report.results:
             colour = "green" if result.result == "ok" else "red"
             table.add_row(
-                result.evidence_id, styled(result.result, colour), result.level, result.problem or ""
+                result.evidence_id,
+                styled(result.result, colour),
+                result.level,
+                visible_message(result.problem or ""),
             )
         out.print(table)
         out.print(", ".join(f"{n} {name}" for name, n in report.counts.items()) or "nothing to check")

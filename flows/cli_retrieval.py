@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from flows.cli_app import JsonOption, acting_user, app, print_json, settings_now
-from flows.console import err, out, styled
+from flows.console import err, out, styled, visible, visible_message, visible_value
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -64,7 +64,7 @@ def get(
     if byte_range is not None:
         sink = out_path if out_path is not None else sys.stdout.buffer
         wanted = get_range(vault, evidence_id, actor, byte_range, sink, purpose=purpose, catalog=catalog)
-        where = str(out_path) if out_path is not None else "standard output"
+        where = visible(str(out_path)) if out_path is not None else "standard output"
         err.print(f"{evidence_id} bytes {wanted.label} ({wanted.length} bytes, authenticated) -> {where}")
         return
     assert out_path is not None
@@ -80,7 +80,7 @@ def get(
             catalog=catalog,
             on_bytes=lambda n: bar.advance(task, n),
         )
-    out.print(f"{evidence_id} -> {out_path} ({manifest.size} bytes, SHA-256 verified)")
+    out.print(f"{evidence_id} -> {visible(str(out_path))} ({manifest.size} bytes, SHA-256 verified)")
 
 
 def catalog_if_available(settings: Settings) -> Catalog | None:
@@ -97,7 +97,8 @@ def catalog_if_available(settings: Settings) -> Catalog | None:
             styled(
                 "warning:",
                 "yellow",
-                f" catalog unavailable, not updated, and chain lengths not checked against it: {error}",
+                " catalog unavailable, not updated, and chain lengths not checked against it: "
+                f"{visible_message(str(error))}",
             ),
             highlight=False,
         )
@@ -124,7 +125,7 @@ def show(
         print_json(doc)
         return
     for key, value in doc.items():
-        out.print(styled(key, "bold", f": {value}"))
+        out.print(styled(key, "bold", f": {visible_value(value)}"))
 
 
 @app.command()
@@ -171,10 +172,11 @@ def export(
     table.add_column("bytes", justify="right")
     table.add_column("SHA-256 (verified)", overflow="fold")
     for item in report.items:
-        table.add_row(item.evidence_id, item.path, str(item.size), item.sha256)
+        table.add_row(item.evidence_id, visible(item.path), str(item.size), item.sha256)
     out.print(table)
     out.print(
-        f"{len(report.items)} item(s) -> {report.bag} (BagIt bag validated; custody reports in data/reports/)"
+        f"{len(report.items)} item(s) -> {visible(str(report.bag))} "
+        "(BagIt bag validated; custody reports in data/reports/)"
     )
 
 
@@ -192,7 +194,7 @@ def thumbs(
     ref = parse_incident_ref(incident, settings.incident_ref_pattern)
     report = thumbnails_for_incident(settings, ref, acting_user(settings), out_dir, purpose=purpose)
     for evidence_id, path in report.written:
-        out.print(f"{evidence_id} -> {path}")
+        out.print(f"{evidence_id} -> {visible(str(path))}")
     if report.without_thumbnail:
         err.print(f"no preview stored for: {', '.join(report.without_thumbnail)}")
-    out.print(f"{len(report.written)} preview(s) in {out_dir}")
+    out.print(f"{len(report.written)} preview(s) in {visible(str(out_dir))}")

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from evidence.access import UserDirectory
 from evidence.settings import Settings
-from flows.console import styled
+from flows.console import styled, visible, visible_message
 from flows.ingest import IngestReport
 from flows.keys import init_keys, open_vault_for_init
 from flows.retrieval import describe_item, get_original
@@ -71,10 +71,10 @@ def run_demo(settings: Settings, console: Console) -> IngestReport:
         console.print(f"created key file {path}")
     vault = open_vault_for_init(settings)
     vault.initialise()
-    console.print(f"vault: {vault.store.url}")
+    console.print(f"vault: {visible(vault.store.url)}")
     write_registry(settings)
     device = build_dock(settings.data_dir)
-    console.print(f"docked device: {device}\n")
+    console.print(f"docked device: {visible(str(device))}\n")
 
     report = run_ingest(
         device,
@@ -110,19 +110,27 @@ def _show_items(console: Console, vault: Vault, report: IngestReport) -> None:
         table.add_column(column, overflow="fold")
     for outcome in report.outcomes:
         if outcome.evidence_id is None:
-            table.add_row(outcome.source_path, outcome.status, "", "", "", "", outcome.reason or "")
+            table.add_row(
+                visible(outcome.source_path),
+                outcome.status,
+                "",
+                "",
+                "",
+                "",
+                visible_message(outcome.reason or ""),
+            )
             continue
         manifest = vault.manifest(outcome.evidence_id)
         info = vault.store.head(manifest.content.key, version_id=manifest.content.version_id)
         until = info.retention.retain_until.date().isoformat() if info.retention else "-"
         table.add_row(
-            outcome.source_path,
+            visible(outcome.source_path),
             outcome.status,
             outcome.evidence_id,
-            manifest.media_type,
+            visible(manifest.media_type),
             manifest.content.key[:24] + "…",
             until,
-            ", ".join(manifest.flags),
+            ", ".join(map(visible, manifest.flags)),
         )
     console.print(table)
 
@@ -146,7 +154,7 @@ def _show_read_back(
         == hashlib.sha256((device / outcome.source_path).read_bytes()).hexdigest()
     )
     console.print(
-        f"\nread back {outcome.evidence_id} as investigator {DEMO_INVESTIGATOR} -> {target}: "
+        f"\nread back {outcome.evidence_id} as investigator {DEMO_INVESTIGATOR} -> {visible(str(target))}: "
         f"SHA-256 {str(shown['sha256'])[:16]}... "
         f"{'byte-identical to the device file' if same else 'DIFFERENT'}"
     )
@@ -159,7 +167,9 @@ def _show_read_back(
     assert isinstance(media, dict)
     console.print(
         "sealed details (only key holders see these): "
-        f"name {shown['original_name']!r}, recorded {media.get('recorded_at')}, "
-        f"{media.get('video_codec')} {media.get('width')}x{media.get('height')}, "
-        f"{media.get('duration_seconds')} s"
+        + visible(
+            f"name '{shown['original_name']}', recorded {media.get('recorded_at')}, "
+            f"{media.get('video_codec')} {media.get('width')}x{media.get('height')}, "
+            f"{media.get('duration_seconds')} s"
+        )
     )

@@ -29,6 +29,7 @@ from types import FrameType
 from rich.console import Console
 
 from evidence.errors import DeviceBusy, EvidenceError, InvalidInput
+from flows.console import visible, visible_message
 from flows.ingest import IngestReport
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class DockWatcher:
         if not dock_root.is_dir():
             raise InvalidInput(f"{dock_root} is not a directory: give the folder devices are mounted under")
         self.dock_root = dock_root
+        self._shown_root = visible(str(dock_root))
         self.wipe = wipe
         self.console = console
         self.stopping = threading.Event()
@@ -113,15 +115,16 @@ class DockWatcher:
         except OSError as err:
             if not self._dock_unreadable:
                 self.console.print(
-                    f"dock {self.dock_root} cannot be read: {err.strerror or err}; still watching for it"
+                    f"dock {self._shown_root} cannot be read: {visible_message(str(err.strerror or err))}; "
+                    "still watching for it"
                 )
                 self._dock_unreadable = True
             return  # what is known of the devices stands until the dock can be read again
         if self._dock_unreadable:
-            self.console.print(f"dock {self.dock_root} can be read again")
+            self.console.print(f"dock {self._shown_root} can be read again")
             self._dock_unreadable = False
         for problem in sorted(set(problems) - self._problems):
-            self.console.print(f"dock {self.dock_root}: {problem}")
+            self.console.print(f"dock {self._shown_root}: {visible_message(problem)}")
         self._problems = set(problems)
         self._done &= present  # undocked devices are forgotten, so docking again triggers a new run
         self._retry = {device: due for device, due in self._retry.items() if device in present}
@@ -130,25 +133,28 @@ class DockWatcher:
             if device in self._retry:
                 if now < self._retry[device][0]:
                     continue
-                self.console.print(f"device {device.path.name}: ingesting again")
+                self.console.print(f"device {visible(device.path.name)}: ingesting again")
             else:
-                self.console.print(f"device docked: {device.path.name}; ingesting")
+                self.console.print(f"device docked: {visible(device.path.name)}; ingesting")
             self._running[device] = pool.submit(self._ingest_device, device.path)
 
     def _finished(self, device: Docked, future: Future[IngestReport]) -> None:
-        name = device.path.name
+        name = visible(device.path.name)
         try:
             report = future.result()
         except DeviceBusy as err:
-            self.console.print(f"device {name}: busy: {err}; {self._try_again(device)}")
+            self.console.print(f"device {name}: busy: {visible_message(str(err))}; {self._try_again(device)}")
             return
         except EvidenceError as err:
-            self.console.print(f"device {name}: failed: {err}; {self._try_again(device)}")
+            self.console.print(
+                f"device {name}: failed: {visible_message(str(err))}; {self._try_again(device)}"
+            )
             return
         except Exception as err:  # a fault in one device's run must not stop the dock
             log.debug("ingest of docked device %s failed", name, exc_info=True)
             self.console.print(
-                f"device {name}: failed unexpectedly ({type(err).__name__}: {err}); {self._try_again(device)}"
+                f"device {name}: failed unexpectedly ({type(err).__name__}: {visible_message(str(err))}); "
+                f"{self._try_again(device)}"
             )
             return
         counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())) or "empty"
@@ -175,7 +181,9 @@ class DockWatcher:
                     self.poll(pool)
                 except Exception as err:  # the last guard: an unattended dock keeps watching
                     log.debug("dock poll failed", exc_info=True)
-                    self.console.print(f"dock {self.dock_root}: {type(err).__name__}: {err}; still watching")
+                    self.console.print(
+                        f"dock {self._shown_root}: {type(err).__name__}: {visible_message(str(err))}; still watching"
+                    )
                 if once:
                     break
                 self.stopping.wait(poll_seconds)
@@ -189,7 +197,7 @@ def watch_dock(dock_root: Path, *, wipe: bool, poll_seconds: float, once: bool, 
     watcher = DockWatcher(dock_root, wipe=wipe, console=console)
     previous = {sig: signal.signal(sig, watcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        console.print(f"watching {dock_root} for docked devices (Ctrl-C to stop)")
+        console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
         watcher.run(poll_seconds=poll_seconds, once=once)
     finally:
         for sig, handler in previous.items():

@@ -1,17 +1,25 @@
-"""Running flows from the command line, with the one piece of advice an officer's dock needs."""
+"""Running flows from the command line, with the one piece of advice an officer's dock needs.
+
+A configured Prefect server (``PREFECT_API_URL``) that is down, answers 5xx or times out is one line
+and exit code 8 (:class:`ServiceUnavailable`), said before a flow starts when it can be, never a
+traceback: :func:`prepare_prefect` checks the server, and :func:`prefect_api_errors` translates the
+failures of its API met during a run, and only those.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evidence.errors import InvalidInput
+from evidence.errors import ConfigError, InvalidInput, ServiceUnavailable
 from evidence.settings import load_settings
-from flows.console import err, styled
+from flows.console import err, styled, visible
 from flows.device_lock import ensure_device_free
 from flows.ingest import IngestReport, resolve_device
 from storage.vault import Vault
@@ -38,6 +46,110 @@ def advise_on_prefect(quiet: bool) -> None:
             ),
             highlight=False,
         )
+
+
+SERVER_CHECK_SECONDS = 10.0
+"""How long the check before a run waits for the server's health answer (a healthy one answers in
+milliseconds)."""
+
+# besides every 5xx (the server's own failure): a request timeout and throttling also pass
+_PASSING_STATUS = frozenset({408, 429})
+
+
+def prepare_prefect(quiet: bool) -> None:
+    """Before a flow run from the command line: no analytics, advice when no server is configured,
+    and a configured server checked, so one that is down is one line now rather than a traceback
+    after Prefect's client has backed off five times (about two minutes)."""
+    quiet_prefect()
+    advise_on_prefect(quiet)
+    check_prefect_server()
+
+
+def check_prefect_server() -> None:
+    """Ask the configured server's health endpoint once, through Prefect's own client (its
+    credentials and TLS settings), with no retries and a short timeout."""
+    if not prefect_server_configured():
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    once = {PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: SERVER_CHECK_SECONDS}
+    with temporary_settings(once), get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is None:
+        return
+    unavailable = _unavailable(problem)
+    if unavailable is not None:
+        raise unavailable from problem
+    if isinstance(problem, httpx.HTTPStatusError):
+        raise ConfigError(
+            f"the Prefect server at {_server()} answered {_status(problem)} to a health check: check "
+            "PREFECT_API_URL (the server's address, ending in /api) and its credentials"
+        ) from problem
+    raise problem
+
+
+@contextmanager
+def prefect_api_errors() -> Iterator[None]:
+    """Around a flow run: the configured Prefect server failing mid-run (after the client's own
+    retries) becomes :class:`ServiceUnavailable`. Anything else, from the API or from our code, goes
+    on as it is: a bug must not be reported as an unavailable server."""
+    try:
+        yield
+    except (httpx.HTTPError, RuntimeError) as error:
+        # Prefect wraps an API it cannot reach in RuntimeError("Failed to reach API ...") from the cause
+        cause = error if isinstance(error, httpx.HTTPError) else error.__cause__
+        unavailable = _unavailable(cause) if isinstance(cause, httpx.HTTPError) else None
+        if unavailable is None:
+            raise
+        raise unavailable from error
+
+
+def _unavailable(problem: BaseException) -> ServiceUnavailable | None:
+    """The one line for a passing failure of the configured Prefect server's API, else None."""
+    if not prefect_server_configured() or not _from_prefect_api(problem):
+        return None
+    if isinstance(problem, httpx.HTTPStatusError):
+        code = problem.response.status_code
+        if code < 500 and code not in _PASSING_STATUS:
+            return None
+        why = f"it answered {_status(problem)}"
+    elif isinstance(problem, httpx.TimeoutException):
+        why = "it did not answer in time"
+    elif isinstance(problem, httpx.TransportError):
+        why = f"it cannot be reached: {problem}" if str(problem) else "it cannot be reached"
+    else:
+        return None
+    return ServiceUnavailable(
+        f"the Prefect server at {_server()} is unavailable ({why}): try again in a while, check that "
+        "the server is running, or unset PREFECT_API_URL to run with a temporary local one"
+    )
+
+
+def _from_prefect_api(problem: BaseException) -> bool:
+    """Whether the failed request went to the configured Prefect server (and not somewhere else)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not isinstance(problem, httpx.RequestError | httpx.HTTPStatusError):
+        return False
+    try:
+        sent_to = problem.request.url
+    except RuntimeError:  # a RequestError raised without its request
+        return False
+    api = httpx.URL(str(PREFECT_API_URL.value()))
+    return (sent_to.scheme, sent_to.host, sent_to.port) == (api.scheme, api.host, api.port)
+
+
+def _server() -> str:
+    """The configured server's address without credentials (an API URL may carry a user and password)."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = httpx.URL(str(PREFECT_API_URL.value()))
+    return str(api.copy_with(username=None, password=None))
+
+
+def _status(problem: httpx.HTTPStatusError) -> str:
+    return f"{problem.response.status_code} {problem.response.reason_phrase}".strip()
 
 
 def preflight(
@@ -90,23 +202,24 @@ def run_ingest(
         "incidents": list(incidents) or None,
         "linked_by": linked_by,
     }
-    quiet_prefect()
-    advise_on_prefect(quiet)
+    prepare_prefect(quiet)
     from flows.ingest_flow import ingest_device, ingest_progress
 
     if quiet:
-        return ingest_device(str(device_dir), **parameters)
+        with prefect_api_errors():
+            return ingest_device(str(device_dir), **parameters)
     with Progress(
-        TextColumn("ingesting {task.description}"),
+        TextColumn("ingesting {task.description}", markup=False),  # the folder name is the device's
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(device_dir.name, total=None)
+        task = bar.add_task(visible(device_dir.name), total=None)
         token = ingest_progress.set(lambda done, total: bar.update(task, completed=done, total=total))
         try:
-            return ingest_device(str(device_dir), **parameters)
+            with prefect_api_errors():
+                return ingest_device(str(device_dir), **parameters)
         finally:
             ingest_progress.reset(token)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evidence.access import Actor
-from evidence.errors import AccessDenied, InvalidInput
+from evidence.errors import AccessDenied, ConfigError, InvalidInput
 from flows.commands import app
 from flows.export import export_items
 from flows.retrieval import export_thumbnails, get_original, get_range
@@ -154,3 +154,55 @@ def test_thumbs_writes_previews_and_records_each_access(
             "ivy",
             {"action": "thumbs", "purpose": "triage"},
         )
+
+
+MALFORMED_USERS_FILES = [
+    pytest.param(b"users = 5\n", "users = 5 must be [users.<id>] tables", id="users-not-tables"),
+    pytest.param(
+        b'[users]\nalice = "investigator"\n', "[users.alice] must be a table", id="user-not-a-table"
+    ),
+    pytest.param(b'[users.alice]\nroles = "investigator"\n', "must be a non-empty list", id="roles-a-string"),
+    pytest.param(b"[users.alice]\nroles = []\n", "must be a non-empty list", id="roles-empty"),
+    pytest.param(b'[users.alice]\nrole = ["officer"]\n', "must be one role in quotes", id="role-a-list"),
+    pytest.param(b'[users.alice]\nroles = ["detective"]\n', "unknown role(s) 'detective'", id="unknown-role"),
+    pytest.param(b"[users.alice]\n", "names no role", id="no-role"),
+    pytest.param(
+        b'[users.alice]\nrole = "officer"\nexpires = 2027-01-01\n', "unknown key(s) expires", id="unknown-key"
+    ),
+    pytest.param(
+        b'admins = ["alice"]\n[users.alice]\nrole = "officer"\n',
+        "unknown setting(s) admins",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        b'[users.alice]\nrole = "officer"\nroles = ["investigator"]\n',
+        "gives both role and roles",
+        id="role-beside-roles",
+    ),
+    pytest.param(
+        b'[users."alice smith"]\nrole = "officer"\n', "user id 'alice smith' is not valid", id="bad-user-id"
+    ),
+    pytest.param(b'[users.alice]\nrole = "caf\xe9"\n', "cannot be read", id="not-utf-8"),
+    pytest.param(b'[users.alice\nrole = "officer"\n', "cannot be read", id="not-toml"),
+]
+
+
+@pytest.mark.parametrize(("content", "what_to_fix"), MALFORMED_USERS_FILES)
+def test_a_malformed_users_file_is_one_line_naming_the_file_and_what_to_fix(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+    what_to_fix: str,
+) -> None:
+    """The users file decides who reads evidence: a mistake in it is never a traceback, and never
+    ignored (a second role line, or a misspelt key, would give someone other rights than meant)."""
+    from tests.test_link_incidents import front_door
+
+    users = tmp_path / "users.toml"
+    users.write_bytes(content)
+    monkeypatch.setenv("EVIDENCE_USERS_FILE", str(users))
+    code, _, stderr = front_door(["--user", "alice", "items", "list"], capsys)
+    assert code == ConfigError.exit_code, stderr
+    assert stderr.startswith(f"error: users file {users}") and stderr.count("\n") == 1, stderr
+    assert what_to_fix in stderr, stderr

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -278,3 +279,30 @@ def test_dock_watch_tries_a_busy_or_unfinished_device_again_later_waiting_longer
     assert "device BWC-SHARED: 1 failed, 1 ingested; trying again in 60 s" in said
     assert said.count("device BWC-SHARED: ingesting again") == 2
     assert said.rstrip().endswith("device BWC-SHARED: 1 ingested")
+
+
+def test_dock_watch_messages_show_control_and_bidi_characters_in_device_names_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dock's folder names come from whatever mounted there: its console lines show them with
+    escape sequences, bidi controls and newlines made visible (the ingest itself is not the point)."""
+    from evidence.errors import InvalidInput
+    from flows import run
+    from flows.console import err
+    from flows.dock import watch_dock
+
+    dock = tmp_path / "dock"
+    (dock / "BWC\x1b[2J\u202e\nforged").mkdir(parents=True)
+
+    def unreadable(device_dir: Path, **options: object) -> None:
+        raise InvalidInput(f"{device_dir} cannot be read")
+
+    monkeypatch.setattr(run, "run_ingest", unreadable)
+    watch_dock(dock, wipe=False, poll_seconds=0, once=True, console=err)
+    shown = capsys.readouterr().err
+
+    assert not {c for c in shown if c != "\n" and unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"}}
+    lines = " ".join(shown.split())  # rich wraps long lines at spaces
+    assert "device docked: BWC\\x1b[2J\\u202e\\nforged; ingesting" in lines, shown
+    assert "device BWC\\x1b[2J\\u202e\\nforged: failed: " in lines, shown
+    assert "BWC\\x1b[2J\\u202e\\nforged cannot be read;" in lines, shown  # the error names it too

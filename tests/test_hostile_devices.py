@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import os
 import socket
 import stat
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from evidence.device import DeviceFile, display_path, scan_device
+from evidence.errors import InvalidInput
 from flows.ingest import ingest_file, resolve_device
 from tests.factories import make_jpeg, random_file
 from tests.faults import (
@@ -201,6 +206,117 @@ def test_names_that_look_like_console_markup_are_shown_as_they_are(
     listed = " ".join(stdout.split())  # the table may fold long cells
     for name in names:
         assert f"DCIM/{name}" in listed, (name, stdout)
+
+
+# Names that would take over the terminal: each is shown with its hidden characters made visible
+TERMINAL_NAMES = {
+    "IMG_\x1b[1A\x1b[2K0001.JPG": "IMG_\\x1b[1A\\x1b[2K0001.JPG",  # cursor up, erase the line above
+    "rtl\u202egpj.exe": "rtl\\u202egpj.exe",  # right-to-left override: would show as rtlexe.jpg
+    "forged\nrow.jpg": "forged\\nrow.jpg",  # a newline would split the row in two
+    "zero\u200bwidth.jpg": "zero\\u200bwidth.jpg",  # would look like zerowidth.jpg
+    ":warning: IMG_0002.JPG": ":warning: IMG_0002.JPG",  # rich's emoji code: shown as typed
+}
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def hidden_characters(shown: str) -> set[str]:
+    """What a person reading a terminal cannot see as itself: controls other than the line ends of
+    the output, format characters (bidi controls, zero widths), separators, surrogates."""
+    return {c for c in shown if c != "\n" and unicodedata.category(c) in HIDDEN_CATEGORIES}
+
+
+def test_ingest_table_shows_control_and_bidi_characters_in_file_names_escaped(
+    station: Station, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import _render_report
+
+    device = tmp_path / "BWC-TERMINAL"
+    (device / "DCIM").mkdir(parents=True)
+    for n, name in enumerate(TERMINAL_NAMES):
+        (device / "DCIM" / name).write_bytes(b"frame %d " % n * 20)
+    report = ingest_like_the_flow(station, device, wipe=False)
+    assert {o.source_path for o in report.outcomes} == {f"DCIM/{name}" for name in TERMINAL_NAMES}
+
+    capsys.readouterr()
+    _render_report(report)
+    shown = capsys.readouterr().out
+
+    assert not hidden_characters(shown)
+    rows = [line for line in shown.splitlines() if " ev-" in line]
+    assert len(rows) == len(TERMINAL_NAMES), shown  # one line per file: no row split, none forged
+    for escaped in TERMINAL_NAMES.values():
+        assert len([row for row in rows if f"DCIM/{escaped} " in row]) == 1, (escaped, shown)
+
+
+def test_show_escapes_the_name_and_camera_metadata_a_device_supplied_and_json_keeps_them_exact(
+    station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_export_incident import write_users
+    from tests.test_link_incidents import front_door
+
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    write_users(station)
+    device = tmp_path / "BWC-SHOW"
+    make_jpeg(device / "DCIM" / "rtl\u202egpj.exe", make="Acme\x1b[2J", model="BWC\n1", seed=41)
+    [outcome] = ingest_like_the_flow(station, device, wipe=False).outcomes
+    evidence_id = str(outcome.evidence_id)
+
+    code, shown, stderr = front_door(["--user", "ivy", "show", evidence_id], capsys)
+    assert code == 0, stderr
+    assert not hidden_characters(shown)
+    for escaped in ("DCIM/rtl\\u202egpj.exe", "make=Acme\\x1b[2J", "model=BWC\\n1"):
+        assert escaped in shown, (escaped, shown)
+
+    code, printed, stderr = front_door(["--user", "ivy", "show", evidence_id, "--json"], capsys)
+    assert code == 0, stderr
+    doc = json.loads(printed)
+    assert doc["source_path"] == "DCIM/rtl\u202egpj.exe" and doc["original_name"] == "rtl\u202egpj.exe"
+    assert (doc["metadata"]["make"], doc["metadata"]["model"]) == ("Acme\x1b[2J", "BWC\n1")
+
+
+def test_an_error_quoting_a_name_is_one_line_with_its_hidden_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_link_incidents import front_door
+
+    missing = tmp_path / "BWC\x1b[2J\u202e\nerror: forged"
+    code, _, stderr = front_door(["ingest", str(missing)], capsys)
+
+    assert code == InvalidInput.exit_code
+    assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    assert not hidden_characters(stderr)
+    assert "BWC\\x1b[2J\\u202e\\nerror: forged is not a directory" in stderr
+
+
+def test_a_device_folder_name_ending_in_a_newline_is_not_taken_as_its_serial(
+    station: Station, tmp_path: Path
+) -> None:
+    """Serials and officer ids are stored in clear manifests and logs: ``$`` in a pattern also
+    matches before a final newline, so "BWC-1\\n" once passed as a serial."""
+    device = tmp_path / "BWC-1\n"
+    device.mkdir()
+    context = resolve_device(station.settings, device, serial=None, officer=None)
+    assert context.device_serial == "unidentified" and "unknown-device" in context.flags
+    with pytest.raises(InvalidInput, match="officer id"):
+        resolve_device(station.settings, device, serial="BWC-1", officer="PC-1\n")
+
+
+HIDDEN_EXAMPLES = (
+    "\\\x00\x1b\x7f\x85\xa0\xad\u061c\u200b\u200e\u2028\u202e\u2066\u034f\u3164\ufe0f\ufeff\udcff\U000e0041"
+)
+
+
+@given(st.text(st.one_of(st.characters(exclude_categories=()), st.sampled_from(HIDDEN_EXAMPLES))))
+@example("\\x1b")  # a name spelling an escape out is not the escape itself
+@example("\x1b")
+def test_the_visible_form_of_any_text_hides_nothing_and_reads_back_as_that_text(text: str) -> None:
+    from flows.console import visible
+
+    shown = visible(text)
+    assert shown.isprintable(), repr(shown)  # no control, format, separator, surrogate or odd space
+    assert not set(shown) & set(HIDDEN_EXAMPLES[1:]), repr(shown)  # nor a character drawn as nothing
+    # read as the inside of a Python string literal, it is the text again: never two texts alike
+    assert shown.encode("latin-1", "backslashreplace").decode("unicode_escape") == text
 
 
 # ------------------------------------------------------------------------------------------------

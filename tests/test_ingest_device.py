@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence.errors import AccessDenied, IntegrityError, LockedError
+from evidence.errors import AccessDenied, ConfigError, IntegrityError, LockedError
 from evidence.layout import OBJECTS_PREFIX
 from evidence.media import extract_media_info
 from flows.keys import init_keys, station_bundle
@@ -327,6 +327,59 @@ def test_registered_device_gives_the_officer(tmp_path: Path) -> None:
     outcome = station.ingest(device, serial=None, officer=None).by_status("ingested")[0]
     manifest = station.vault.manifest(str(outcome.evidence_id))
     assert manifest.officer_id == "PC-4471" and "unknown-device" not in manifest.flags
+
+
+MALFORMED_REGISTRIES = [
+    pytest.param(b"devices = 5\n", 'devices = 5 must be [devices."SERIAL"] tables', id="devices-not-tables"),
+    pytest.param(
+        b'[devices]\nBWC-0042 = "PC-4471"\n', '[devices."BWC-0042"] must be a table', id="not-a-table"
+    ),
+    pytest.param(
+        b'[devices."BWC-0042"]\nofficer_id = "PC-4471"\n', "unknown key(s) officer_id", id="misspelt-officer"
+    ),
+    pytest.param(b'[devices."BWC-0042"]\nofficer = 4471\n', "officer id in quotes", id="officer-a-number"),
+    pytest.param(b'[devices."BWC-0042"]\nofficer = ""\n', "officer id '' is not valid", id="officer-empty"),
+    pytest.param(
+        b'[devices."BWC 0042"]\nofficer = "PC-4471"\n',
+        "device serial 'BWC 0042' is not valid",
+        id="bad-serial",
+    ),
+    pytest.param(
+        b'[devices."BWC-0042"]\nofficer = "PC-4471"\ntype = 5\n',
+        "type = 5 must be a name",
+        id="type-a-number",
+    ),
+    pytest.param(
+        b'station = "dock-1"\n[devices."BWC-0042"]\nofficer = "PC-4471"\n',
+        "unknown setting(s) station",
+        id="unknown-top-level-key",
+    ),
+    pytest.param(b'[devices."BWC-0042"]\nofficer = "PC-\xff"\n', "cannot be read", id="not-utf-8"),
+    pytest.param(b'[devices."BWC-0042"\n', "cannot be read", id="not-toml"),
+]
+
+
+@pytest.mark.parametrize(("content", "what_to_fix"), MALFORMED_REGISTRIES)
+def test_a_malformed_device_registry_is_one_line_naming_the_file_before_anything_is_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+    what_to_fix: str,
+) -> None:
+    """The registry attributes footage to officers: a misspelt key would leave every item of a camera
+    attributed to nobody, so each mistake stops the ingest with the file named (exit 2)."""
+    from tests.test_link_incidents import front_door
+
+    registry = tmp_path / "devices.toml"
+    registry.write_bytes(content)
+    monkeypatch.setenv("EVIDENCE_DEVICE_REGISTRY", str(registry))
+    device = make_device(tmp_path / "BWC-0042", photos=1, videos=0)
+    code, _, stderr = front_door(["ingest", str(device)], capsys)
+    assert code == ConfigError.exit_code, stderr
+    assert stderr.startswith(f"error: device registry {registry}") and stderr.count("\n") == 1, stderr
+    assert what_to_fix in stderr, stderr
+    assert len(list(device.rglob("*.*"))) == 1, "nothing was read or wiped"
 
 
 def test_station_without_private_key_can_store_but_not_read(station: Station, tmp_path: Path) -> None:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +21,7 @@ from flows.commands import app
 from tests.factories import make_device
 from tests.station import make_station
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
@@ -168,3 +177,115 @@ def test_a_second_run_of_a_device_being_ingested_is_refused_and_nothing_is_orpha
     manifests = [vault.manifest(str(o.evidence_id)) for o in report.outcomes]
     referenced = {stored.key for m in manifests for stored in (m.content, m.thumbnail) if stored}
     assert {v.key for v in vault.store.list_versions("objects/")} == referenced, "an upload was left behind"
+
+
+# -- a Prefect server that cannot serve the run ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def prefect_api_answering_503(*, health_ok: bool = False) -> Iterator[tuple[str, list[str]]]:
+    """A Prefect API answering every request 503 (a server restarting, a proxy with no backend), in a
+    thread of this process; with ``health_ok`` its health check still answers, so the failure comes
+    once a flow starts. Yields the API's URL and the requests it received."""
+    received: list[str] = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append(f"{self.command} {self.path}")
+            healthy = health_ok and self.path.endswith("/health")
+            body = b"true" if healthy else b'{"detail": "Service Unavailable"}'
+            self.send_response(200 if healthy else 503)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_prefect_server_answering_503_is_one_line_and_exit_8_before_a_flow_starts(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Prefect's client backs off five times (about two minutes) before failing: the command checks
+    the server first, and gives up at once with advice, as its own process (no retry count set)."""
+    from evidence.errors import ServiceUnavailable
+
+    device = make_device(tmp_path / "BWC-503", photos=1, videos=0)
+    with prefect_api_answering_503() as (api_url, received):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows",
+                "ingest",
+                str(device),
+                "--device",
+                "BWC-503",
+                "--officer",
+                "PC-1",
+            ],
+            env=os.environ
+            | {
+                "PREFECT_API_URL": api_url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PYTHONPATH": str(PROJECT_ROOT),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == ServiceUnavailable.exit_code, result.stderr
+    [line] = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith(
+        f"error: the Prefect server at {api_url} is unavailable (it answered 503 Service Unavailable)"
+    ), line
+    assert "try again" in line and "unset PREFECT_API_URL" in line
+    assert not [r for r in received if "flow_runs" in r], "no flow run was started"
+    assert len(list(device.rglob("*.*"))) == 1, "the device is as it was"
+
+
+def _port_nothing_listens_on() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("server", ["refusing connections", "failing once a flow starts"])
+def test_a_prefect_server_that_cannot_serve_the_run_is_one_line_and_exit_8(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], server: str
+) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from evidence.errors import ServiceUnavailable
+    from tests.test_link_incidents import front_door
+
+    device = make_device(tmp_path / "BWC-DOWN", photos=1, videos=0)
+    with contextlib.ExitStack() as stack:
+        if server == "refusing connections":
+            api_url = f"http://127.0.0.1:{_port_nothing_listens_on()}/api"
+        else:
+            api_url, _ = stack.enter_context(prefect_api_answering_503(health_ok=True))
+        # no back-off in the test: the check before the run never retries, the run's client would
+        stack.enter_context(temporary_settings({PREFECT_API_URL: api_url, PREFECT_CLIENT_MAX_RETRIES: 0}))
+        code, _, stderr = front_door(
+            ["ingest", str(device), "--device", "BWC-DOWN", "--officer", "PC-1"], capsys
+        )
+    assert code == ServiceUnavailable.exit_code, stderr
+    [line] = stderr.strip().splitlines()  # (the progress bar, when one started, leaves a blank line)
+    assert line.startswith(f"error: the Prefect server at {api_url} is unavailable ("), line
+    assert len(list(device.rglob("*.*"))) == 1, "the device is as it was"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +380,38 @@ def test_incident_show_lists_operational_metadata_and_records_each_access(
     table = run("incident", "show", INC)
     assert table.exit_code == 0 and items[0] in table.output and "2 item(s)" in table.output
     assert station.vault.custody.events(items[2])[-1].details == {"action": "list", "purpose": "listing"}
+
+
+def test_listings_show_catalog_values_with_hidden_characters_escaped_and_json_keeps_them_exact(
+    station: Station, items: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The catalog is an index anyone with its database can edit (stations share one PostgreSQL
+    catalog): what it holds is shown to people with escape sequences, bidi controls and newlines made
+    visible, one row per item, and exactly in ``--json``."""
+    import sqlalchemy as sa
+
+    from storage.catalog import items_table
+
+    assert run("link", items[0], "--incident", INC).exit_code == 0
+    edited = {"media_type": "image/\x1b[2J", "device_serial": "BWC\u202e\nX"}  # short: never folded
+    engine = sa.create_engine(station.catalog.url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(items_table.update().where(items_table.c.evidence_id == items[0]).values(**edited))
+    finally:
+        engine.dispose()
+
+    for listing in (["incident", "show", INC], ["items", "list"]):
+        code, shown, stderr = front_door(["--user", "det-a", *listing], capsys)
+        assert code == 0, stderr
+        assert not {c for c in shown if c != "\n" and unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"}}
+        [row] = [line for line in shown.splitlines() if items[0] in line]  # the newline forged no row
+        assert "image/\\x1b[2J" in row and "BWC\\u202e\\nX" in row, shown
+
+        code, printed, stderr = front_door(["--user", "det-a", *listing, "--json"], capsys)
+        assert code == 0, stderr
+        [doc] = [item for item in json.loads(printed)["items"] if item["evidence_id"] == items[0]]
+        assert (doc["media_type"], doc["device_serial"]) == (edited["media_type"], edited["device_serial"])
 
 
 def test_items_list_filters_by_officer_and_time_and_records_access(

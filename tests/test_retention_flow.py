@@ -621,6 +621,45 @@ def test_a_simulated_clock_at_the_ends_of_the_calendar_is_read_without_overflow(
     assert parse_now(given) == read
 
 
+@pytest.mark.parametrize(
+    ("broken", "what"),
+    [
+        ("policy missing", "retention policy"),
+        ("policy not TOML", "retention policy"),
+        ("keys missing", "recipient (public key) file"),
+    ],
+)
+def test_files_a_retention_run_needs_are_checked_before_any_flow_starts(
+    station: Station,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    broken: str,
+    what: str,
+) -> None:
+    """A missing or broken policy file, or missing keys, is one line and exit 2 before the flow
+    starts: no failed flow run, no Prefect traceback in front of the line."""
+    import flows.retention
+    from tests.test_link_incidents import front_door
+
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(station.settings.data_dir))
+    if broken == "policy missing":
+        monkeypatch.setenv("EVIDENCE_RETENTION_POLICY", str(tmp_path / "nope.toml"))
+    elif broken == "policy not TOML":
+        (tmp_path / "policy.toml").write_text("[categories.unlinked\n", encoding="utf-8")
+        monkeypatch.setenv("EVIDENCE_RETENTION_POLICY", str(tmp_path / "policy.toml"))
+    else:
+        monkeypatch.setenv("EVIDENCE_KEYS_DIR", str(tmp_path / "no-keys"))
+
+    def flow_run(**parameters: object) -> None:
+        raise AssertionError("a flow run started")
+
+    monkeypatch.setattr(flows.retention, "retention", flow_run)
+    code, _, stderr = front_door(["--user", "sam", "retention", "run"], capsys)
+    assert code == 2, stderr
+    assert stderr.startswith(f"error: {what}") and stderr.count("\n") == 1, stderr
+
+
 # -- both stores refuse a disposal that skips the policy ----------------------------------------------
 
 
