@@ -244,6 +244,14 @@ class RunContext:
     def simulated_now(self) -> str | None:
         return self.now.isoformat() if self.simulated else None
 
+    def may_dispose(
+        self, facts: RetentionFacts, objects: lifecycle.ItemObjects
+    ) -> tuple[Decision, str | None]:
+        """:func:`check_disposal` for this run, against the real clock as it reads now."""
+        return check_disposal(
+            facts, objects, self.policy, now=self.now, real_now=datetime.now(UTC), applying=self.apply
+        )
+
     def clock_details(self) -> dict[str, str]:
         """What every custody event of a simulated run adds: the chain must never pass such an event
         off as a decision taken at the real date (the event's own time is the real one)."""
@@ -366,14 +374,7 @@ def _dispose(
             f"custody chain is broken (event {problem.position}: {problem.message}); not disposed of"
         )
     objects = lifecycle.item_objects(vault, facts.evidence_id)
-    decision, refusal = check_disposal(
-        facts,
-        objects,
-        context.policy,
-        now=context.now,
-        real_now=datetime.now(UTC),
-        applying=context.apply,
-    )
+    decision, refusal = context.may_dispose(facts, objects)
     if refusal is not None:
         return _line(decision, "dispose", f"not disposed: {refusal}")
     if not context.apply:
@@ -456,15 +457,7 @@ def _refuse_to_finish(vault: Vault, objects: lifecycle.ItemObjects, context: Run
         except LockedError as err:
             return str(err)
         return None
-    _, refusal = check_disposal(
-        facts,
-        objects,
-        context.policy,
-        now=context.now,
-        real_now=datetime.now(UTC),
-        applying=context.apply,
-    )
-    return refusal
+    return context.may_dispose(facts, objects)[1]
 
 
 def _note_finished(catalog: Catalog | None, evidence_id: str) -> None:
