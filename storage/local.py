@@ -315,13 +315,84 @@ class LocalStore:
     def put_bytes(
         self, key: str, data: bytes, *, retention: Retention | None, if_absent: bool = False
     ) -> ObjectInfo:
+        """One request, as S3's PutObject: the version is stored whole or not at all, and a process
+        killed part-way leaves no incomplete upload for anyone to clean up (S3 keeps none of a PUT).
+        The bytes are written under the key's lock next to the versions and recorded last; bytes a
+        killed writer left without a record are no version, and the next writer of the key removes
+        them (under the lock no other writer can be half-way)."""
         validate_key(key)
         validate_retention(retention)
-        upload = LocalUpload(
-            self, key, retention=retention, content_type="application/octet-stream", if_absent=if_absent
-        )
-        upload.write(data)
-        return upload.commit()
+        if not self.objects_dir.is_dir():
+            raise ConfigError(f"{self.root} is not an initialised evidence store: run `evidence vault init`")
+        versions = self._versions_dir(key)
+        with _os_errors(f"storing {key}", self.root):
+            _make_dirs(versions)
+            with self._key_lock(versions):
+                if if_absent and self._version_ids(versions):
+                    raise AlreadyExists(f"{key} already exists in {self.url}; it is written only once")
+                self._remove_unrecorded(versions)
+                version_id = self._new_version_id(versions)
+                data_path = versions / f"{version_id}.data"
+                try:
+                    fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                    try:
+                        _write_all(fd, data)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    _fsync_dir(versions)
+                    record = self._record_version(
+                        versions,
+                        key=key,
+                        version_id=version_id,
+                        size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        retention=retention,
+                        content_type="application/octet-stream",
+                    )
+                except BaseException:
+                    with suppress(OSError):
+                        data_path.unlink()
+                    raise
+        return self._info_from_record(record)
+
+    @staticmethod
+    def _remove_unrecorded(versions: Path) -> None:
+        """Bytes with no version record, and temporary files, that a killed writer left. Only under the
+        key's lock, where no other writer of the key is half-way."""
+        recorded = {name[:-5] for name in _names_in(versions) if name.endswith(".json")}
+        for name in _names_in(versions):
+            leftover = (name.endswith(".data") and name[:-5] not in recorded) or (
+                name.startswith(".") and name.endswith(".tmp")
+            )
+            if leftover:
+                with suppress(FileNotFoundError):
+                    (versions / name).unlink()
+
+    def _record_version(
+        self,
+        versions: Path,
+        *,
+        key: str,
+        version_id: str,
+        size: int,
+        sha256: str,
+        retention: Retention | None,
+        content_type: str,
+    ) -> dict[str, Any]:
+        """Write a version's record, which makes it exist (its bytes are already in place)."""
+        record = {
+            "key": key,
+            "version_id": version_id,
+            "size": size,
+            "sha256": sha256,
+            "content_type": content_type,
+            "created": iso_utc(datetime.now(UTC)),
+            "retention": _retention_record(retention),
+            "legal_hold": False,
+        }
+        _write_file_atomically(versions / f"{version_id}.json", json.dumps(record).encode())
+        return record
 
     def publish(
         self,
@@ -343,29 +414,27 @@ class LocalStore:
                 raise AlreadyExists(f"{key} already exists in {self.url}; it is written only once")
             version_id = self._new_version_id(versions)
             data_path = versions / f"{version_id}.data"
-            record_path = versions / f"{version_id}.json"
-            created = datetime.now(UTC)
-            record = {
-                "key": key,
-                "version_id": version_id,
-                "size": size,
-                "sha256": sha256,
-                "content_type": content_type,
-                "created": iso_utc(created),
-                "retention": _retention_record(retention),
-                "legal_hold": False,
-            }
             # Name the target in the upload record first, so aborting a crashed commit can find and
             # remove bytes that were moved but never got their version record.
             staged_record = self.uploads_dir / f"{upload_id}.json"
             _write_file_atomically(
                 staged_record,
-                json.dumps({"key": key, "created": iso_utc(created), "target": version_id}).encode(),
+                json.dumps(
+                    {"key": key, "created": iso_utc(datetime.now(UTC)), "target": version_id}
+                ).encode(),
             )
             (self.uploads_dir / f"{upload_id}.part").replace(data_path)
             try:
                 _fsync_dir(versions)
-                _write_file_atomically(record_path, json.dumps(record).encode())
+                record = self._record_version(
+                    versions,
+                    key=key,
+                    version_id=version_id,
+                    size=size,
+                    sha256=sha256,
+                    retention=retention,
+                    content_type=content_type,
+                )
             except BaseException:
                 with suppress(OSError):
                     data_path.unlink()

@@ -205,3 +205,48 @@ def test_a_killed_run_never_blocks_the_next_run_of_its_device(tmp_path: Path) ->
     preflight(device, device_serial="BWC-HELD01", officer_id="PC-1")
     with holding_device(station.settings.journal_dir, "BWC-HELD01", device):
         assert station.ingest(device, serial="BWC-HELD01").counts == {"ingested": 1}
+
+
+KILLED_MID_PUT = """
+import os, signal, sys
+from pathlib import Path
+from storage.local import LocalStore
+
+store = LocalStore(Path(sys.argv[1]))
+
+def record_version(*args, **kwargs):
+    print("bytes written, record not yet", flush=True)  # the parent kills the process now
+    signal.pause()
+
+store._record_version = record_version
+store.put_bytes("custody/ev-aaaaaaaaaaaaaaaaaaaaaaaaaa/0000000000.json", b"x" * 1000, retention=None, if_absent=True)
+"""
+
+
+def test_a_put_killed_half_way_leaves_nothing_visible_and_nothing_to_clean_up(tmp_path: Path) -> None:
+    """A small object (a custody record, a manifest) is stored in one request, as S3 stores a PUT:
+    a writer killed between writing its bytes and recording them leaves no version and no incomplete
+    upload (the repeated-kill story once found one left for a custody record), and the next write of
+    the key removes the bytes it left."""
+    from evidence.errors import NotFound
+    from storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "vault")
+    store.initialise()
+    key = "custody/ev-aaaaaaaaaaaaaaaaaaaaaaaaaa/0000000000.json"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_PUT, str(store.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "bytes written, record not yet"
+    writer.kill()
+    writer.wait(timeout=30)
+
+    versions = store.root / "objects" / key / "@v"
+    assert [p.suffix for p in versions.glob("*.data")] == [".data"], "the killed writer's bytes are there"
+    assert list(store.list_incomplete_uploads("")) == []
+    with pytest.raises(NotFound):
+        store.head(key)
+    info = store.put_bytes(key, b"the record", retention=None, if_absent=True)
+    assert b"".join(store.get(key)) == b"the record"
+    assert sorted(p.name for p in versions.glob("*.data")) == [f"{info.version_id}.data"]
