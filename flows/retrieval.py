@@ -119,8 +119,9 @@ def verify_for_release(
     expected_length: int | None = None,
     incident: IncidentRef | None = None,
 ) -> VerifiedItem:
-    """The one check every read path (``get``, ranged ``get``, ``thumbs``, ``show``, ``export``, the
-    investigators' service) makes before it records an access and releases anything decrypted: the
+    """The one check every read path (``get``, ranged ``get``, ``thumbs``, ``show``, ``export``; the
+    investigators' web service is to use it too) makes before it records an access and releases
+    anything decrypted: the
     custody chain verifies and is not shorter than anyone saw it (``expected_length``: the catalog's
     count), and the manifest is the one the ingest event recorded (:meth:`Vault.verify_item`). For a
     read on an incident's behalf, the chain itself must link the item to that incident now: the
