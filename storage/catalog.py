@@ -34,11 +34,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from evidence import layout
-from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event, verify_chain
+from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event
 from evidence.errors import ConfigError, EvidenceError, IntegrityError, StorageUnavailable
 from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
 from evidence.times import in_utc
+from storage.custody import verify_records
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
@@ -459,10 +460,10 @@ class Catalog:
             ThreadPoolExecutor(max_workers=readers) as pool,
             self._engine.begin() as conn,
         ):
-            seen_before = dict(
-                (row[0], int(row[1]))
+            seen_before = {
+                row[0]: int(row[1])
                 for row in conn.execute(sa.select(chains_table.c.evidence_id, chains_table.c.length))
-            )
+            }
             for table in (
                 links_table,
                 closures_table,
@@ -491,13 +492,18 @@ class Catalog:
                     recorded[evidence_id] = (manifest_sha256, manifest.content.sha256)
                 self._upsert_items(conn, rows)
             chained: set[str] = set()
+
+            def check(chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str], str | None]:
+                return _verified_chain(
+                    vault,
+                    chain,
+                    public_keys,
+                    versions.get(chain[0], {}),
+                    seen_before.get(chain[0]),
+                    recorded.get(chain[0]),
+                )
+
             for chain_batch in _chunks(_chains_listed(vault), REBUILD_BATCH):
-
-                def check(chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str], str | None]:
-                    return _verified_chain(
-                        vault, chain, public_keys, versions, seen_before.get(chain[0]), recorded.get(chain[0])
-                    )
-
                 events: list[CustodyEvent] = []
                 orphan_rows = []
                 for evidence_id, (chain, damaged, refusal) in zip(
@@ -964,10 +970,13 @@ def _chains_listed(vault: Vault) -> Iterator[tuple[str, list[Any]]]:
         yield evidence_id, list(infos)
 
 
-def _version_counts(vault: Vault) -> Counter[str]:
-    """Stored versions per custody record key, from one listing: more than one means a record was
-    overwritten where the chain is append-only."""
-    return Counter(info.key for info in vault.store.list_versions(layout.CUSTODY_PREFIX))
+def _version_counts(vault: Vault) -> dict[str, Counter[str]]:
+    """Stored versions per custody record key, grouped by chain, from one listing of the vault (what
+    ``CustodyLog.verify`` lists per chain): more than one means a record was overwritten."""
+    chains: dict[str, Counter[str]] = {}
+    for info in vault.store.list_versions(layout.CUSTODY_PREFIX):
+        chains.setdefault(info.key.split("/")[1], Counter())[info.key] += 1
+    return chains
 
 
 def _verified_chain(
@@ -990,15 +999,10 @@ def _verified_chain(
             decode_event(data)
         except EvidenceError as err:
             damaged.append(f"{info.key}: {err}")
-    verification = verify_chain(evidence_id, stored, public_keys, expected_length=seen_before)
-    problems = [f"event {p.position}: {p.message}" for p in verification.problems]
-    problems.extend(
-        f"event {layout.custody_position(info.key)}: has {versions[info.key]} versions: a record was overwritten"
-        for info in infos
-        if versions.get(info.key, 1) > 1
-    )
-    if problems:
-        return [], damaged, "custody chain does not verify: " + "; ".join(problems[:5])
+    verification = verify_records(evidence_id, stored, versions, public_keys, expected_length=seen_before)
+    if not verification.intact:
+        listed = "; ".join(f"event {p.position}: {p.message}" for p in verification.problems[:5])
+        return [], damaged, f"custody chain does not verify: {listed}"
     if recorded is not None:
         manifest_sha256, content_sha256 = recorded
         try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -212,16 +213,29 @@ class CustodyLog:
         expected_length: int | None = None,
     ) -> ChainVerification:
         keys = dict(trusted or {}) if trusted_only else self.public_keys(trusted)
-        result = verify_chain(evidence_id, self.stored(evidence_id), keys, expected_length=expected_length)
-        # a second version over a record means someone wrote where the chain is append-only
-        overwritten: dict[str, int] = {}
-        for info in self.store.list_versions(layout.custody_prefix(evidence_id)):
-            overwritten[info.key] = overwritten.get(info.key, 0) + 1
-        extra = tuple(
-            ChainProblem(layout.custody_position(key), f"has {count} versions: a record was overwritten")
-            for key, count in sorted(overwritten.items())
-            if count > 1
+        versions = Counter(info.key for info in self.store.list_versions(layout.custody_prefix(evidence_id)))
+        return verify_records(
+            evidence_id, self.stored(evidence_id), versions, keys, expected_length=expected_length
         )
-        if not extra:
-            return result
-        return ChainVerification(result.evidence_id, result.events, result.problems + extra, result.signers)
+
+
+def verify_records(
+    evidence_id: str,
+    stored: Sequence[tuple[int, bytes]],
+    versions: Mapping[str, int],
+    keys: Mapping[str, VerifyingKey],
+    *,
+    expected_length: int | None = None,
+) -> ChainVerification:
+    """A chain as read from the store: its records' current bytes by position (``verify_chain``), and
+    how many versions each record key under the chain's prefix has. A second version over a record
+    (another write, a delete marker) means someone wrote where the chain is append-only."""
+    result = verify_chain(evidence_id, stored, keys, expected_length=expected_length)
+    overwritten = tuple(
+        ChainProblem(layout.custody_position(key), f"has {count} versions: a record was overwritten")
+        for key, count in sorted(versions.items())
+        if count > 1
+    )
+    if not overwritten:
+        return result
+    return ChainVerification(result.evidence_id, result.events, result.problems + overwritten, result.signers)
