@@ -114,9 +114,8 @@ class Period:
         return period
 
     def longer_than(self, other: Period) -> bool:
-        """Whether this period, counted from the same day, ends after ``other`` does."""
-        if 12 * self.years + self.months > 12 * (other.years + 1) + other.months + other.days // 28 + 1:
-            return True  # too long to count out from a date (and clearly longer)
+        """Whether this period, counted from the same day, ends after ``other`` does (one too long for
+        the calendar ends at its last moment: :meth:`after`)."""
         start = datetime(2000, 1, 1, tzinfo=UTC)
         return self.after(start) > other.after(start)
 
