@@ -41,7 +41,7 @@ from flows.retrieval import (
     record_access,
     verify_for_release,
 )
-from storage.vault import Vault, VerifiedItem
+from storage.vault import PRIVATE_DIR_MODE, Vault, VerifiedItem
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -181,7 +181,7 @@ def export_items(
     out_dir = out_dir.absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = out_dir.with_name(f"{out_dir.name}.partial-{secrets.token_hex(6)}")
-    partial.mkdir(mode=0o700)  # decrypted evidence: nobody else on this machine reads it
+    partial.mkdir(mode=PRIVATE_DIR_MODE)  # decrypted evidence: nobody else on this machine reads it
     bag_name = out_dir.name
     started = datetime.now(UTC)
     log.info("export started", extra={"incident": incident.value, "items": len(ids)})

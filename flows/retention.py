@@ -255,7 +255,7 @@ class RunContext:
     def clock_details(self) -> dict[str, str]:
         """What every custody event of a simulated run adds: the chain must never pass such an event
         off as a decision taken at the real date (the event's own time is the real one)."""
-        return {"simulated_now": self.now.isoformat()} if self.simulated else {}
+        return {} if self.simulated_now is None else {"simulated_now": self.simulated_now}
 
     def report(
         self,

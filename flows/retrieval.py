@@ -23,7 +23,7 @@ from evidence.errors import AccessDenied, EvidenceError, IntegrityError, Invalid
 from evidence.ids import require_evidence_id
 from evidence.incident import IncidentRef
 from evidence.manifest import Manifest
-from storage.vault import Vault, VerifiedItem, write_new_private_file
+from storage.vault import PRIVATE_DIR_MODE, Vault, VerifiedItem, write_new_private_file
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -185,10 +185,6 @@ def naming_errors(evidence_id: str) -> Iterator[None]:
 
 
 # -- decrypted output on this machine -------------------------------------------------------------
-
-PRIVATE_DIR_MODE = 0o700
-"""Decrypted evidence is for the person who asked for it, not for every account on the machine
-(files are written 0600 by :func:`storage.vault.write_new_private_file`)."""
 
 
 def refuse_existing_output(path: Path) -> None:

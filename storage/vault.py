@@ -525,6 +525,11 @@ class Vault:
         return write_new_private_file(destination, chunks)
 
 
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+"""Decrypted evidence is for the person who asked for it, not for every account on the machine."""
+
+
 def write_new_private_file(destination: Path, chunks: Iterable[bytes]) -> Path:
     """Write decrypted evidence to a new file readable by its owner alone. Bytes go to a hidden
     temporary file linked into place only once ``chunks`` is exhausted (a read that fails its final
@@ -532,10 +537,10 @@ def write_new_private_file(destination: Path, chunks: Iterable[bytes]) -> Path:
     replaced or followed: a link there, even a dangling one, is refused."""
     if os.path.lexists(destination):
         raise AlreadyExists(f"{destination} already exists; choose another --out")
-    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    destination.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
         with os.fdopen(fd, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
