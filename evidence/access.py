@@ -12,12 +12,12 @@ Any other key, table or value is refused with the file named (``ConfigError``, e
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
+from evidence.config_tables import read_tables
 from evidence.devices import require_identifier
 from evidence.errors import AccessDenied, ConfigError, InvalidInput
 
@@ -99,20 +99,9 @@ class UserDirectory:
         never ignored, because the person it was meant for would silently get other rights."""
         if path is None or not path.exists():
             return cls({})
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"users file {path} cannot be read: {err}") from err
-
-        def problem(message: str) -> ConfigError:
-            return ConfigError(f"users file {path}: {message}")
-
-        unknown = sorted(set(doc) - {"users"})
-        if unknown:
-            raise problem(f"unknown setting(s) {', '.join(unknown)}; it holds only [users.<id>] tables")
-        entries = doc.get("users", {})
-        if not isinstance(entries, dict):
-            raise problem(f"users = {entries!r} must be [users.<id>] tables, one per person")
+        entries, problem = read_tables(
+            path, what="users file", section="users", shape="[users.<id>] tables", each="person"
+        )
         users: dict[str, frozenset[Role]] = {}
         for user_id, entry in entries.items():
             try:

@@ -15,11 +15,11 @@ key, table or value is refused with the file named (``ConfigError``, exit code 2
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from evidence.config_tables import read_tables
 from evidence.errors import ConfigError, InvalidInput
 
 # \Z, not $: $ also matches before a final newline, and "BWC-1\n" is not a serial
@@ -49,20 +49,9 @@ class DeviceRegistry:
     def load(cls, path: Path | None) -> DeviceRegistry:
         if path is None or not path.exists():
             return cls({})
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"device registry {path} cannot be read: {err}") from err
-
-        def problem(message: str) -> ConfigError:
-            return ConfigError(f"device registry {path}: {message}")
-
-        unknown = sorted(set(doc) - {"devices"})
-        if unknown:
-            raise problem(f'unknown setting(s) {", ".join(unknown)}; it holds only [devices."SERIAL"] tables')
-        entries = doc.get("devices", {})
-        if not isinstance(entries, dict):
-            raise problem(f'devices = {entries!r} must be [devices."SERIAL"] tables, one per device')
+        entries, problem = read_tables(
+            path, what="device registry", section="devices", shape='[devices."SERIAL"] tables', each="device"
+        )
         records = {}
         for serial, entry in entries.items():
             try:
