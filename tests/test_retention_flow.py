@@ -80,17 +80,21 @@ def retention_station(data_dir: Path, **settings: Any) -> Station:
     return station
 
 
-def ingest_recent(station: Station, device: Path, count: int, *, seed: int) -> list[str]:
-    """``count`` small photos captured an hour ago (so the simulated clock counts from real time)."""
-    taken = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+def photograph(device: Path, count: int, *, taken: datetime, seed: int) -> None:
+    """``count`` small photos on the device, all captured at ``taken``."""
     for n in range(count):
         make_jpeg(
             device / DEVICE_FOLDER / f"IMG_{n + 1:04d}.JPG",
             size=(64, 48),
-            taken=taken,
+            taken=taken.replace(microsecond=0),
             gps=None,
             seed=seed + n,
         )
+
+
+def ingest_recent(station: Station, device: Path, count: int, *, seed: int) -> list[str]:
+    """``count`` small photos captured an hour ago (so the simulated clock counts from real time)."""
+    photograph(device, count, taken=datetime.now(UTC) - timedelta(hours=1), seed=seed)
     report = station.ingest(device)
     return [str(o.evidence_id) for o in report.by_status("ingested")]
 
@@ -108,16 +112,7 @@ def ingest_aged(
     ago, so that the policy at the real date may let them go (:func:`docked_days_ago`). Their lock
     still has days to run, as it would have (a lock must lie in the future when it is given):
     :func:`let_locks_lapse` makes that time pass."""
-    real = datetime.now(UTC)
-    taken = (real - timedelta(days=recorded_days)).replace(microsecond=0)
-    for n in range(count):
-        make_jpeg(
-            device / DEVICE_FOLDER / f"IMG_{n + 1:04d}.JPG",
-            size=(64, 48),
-            taken=taken,
-            gps=None,
-            seed=seed + n,
-        )
+    photograph(device, count, taken=datetime.now(UTC) - timedelta(days=recorded_days), seed=seed)
     with docked_days_ago(docked_days):
         report = station.ingest(device)
     return [str(o.evidence_id) for o in report.by_status("ingested")]
