@@ -114,3 +114,25 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for block in _worker_figures:
         terminalreporter.write_line("\n" + block)
+
+
+# -- a real S3 server ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rgw() -> Any:
+    """Ceph RGW for the session (``tests.rgw``)."""
+    from tests.rgw import rgw_for_session
+
+    server = rgw_for_session()
+    if server is None:
+        pytest.skip("no Ceph RGW (stub: set RGW_TEST_SERVER)")
+    return server
+
+
+@pytest.fixture
+def rgw_env(rgw: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """boto3 pointed at RGW over HTTPS, as the bucket owner, through its standard variables."""
+    for name, value in rgw.environment().items():
+        monkeypatch.setenv(name, value)
+    return rgw
