@@ -57,13 +57,10 @@ class ObjectUpload(Protocol):
     def bytes_written(self) -> int: ...
 
     @property
-    def expected_checksum(self) -> str:
-        """What ``head(key).checksum`` must equal once committed, computed from the bytes sent."""
-        ...
-
-    @property
-    def sha256(self) -> str:
-        """Hex SHA-256 of the full object as sent."""
+    def expected_checksum(self) -> str | None:
+        """What ``head(key).checksum`` must equal once committed, computed from the bytes sent; ``None``
+        where the store keeps no checksum of its own (S3 on a server that ignores checksums, as its
+        answers show: known once it has answered this upload's first request)."""
         ...
 
     def write(self, data: bytes) -> None: ...

@@ -197,10 +197,6 @@ class LocalUpload:
         return self._size
 
     @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-    @property
     def expected_checksum(self) -> str:
         return self._hash.hexdigest()
 

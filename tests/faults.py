@@ -244,12 +244,8 @@ class _KillingUpload:
         return self._upload.bytes_written
 
     @property
-    def expected_checksum(self) -> str:
+    def expected_checksum(self) -> str | None:
         return self._upload.expected_checksum
-
-    @property
-    def sha256(self) -> str:
-        return self._upload.sha256
 
     def write(self, data: bytes) -> None:
         self._killer.around("upload.write", lambda: self._upload.write(data))
