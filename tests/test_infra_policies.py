@@ -439,6 +439,11 @@ def test_station_cannot_read_content_objects_only_their_lock() -> None:
         assert not everywhere("station", "GetObject", CONTENT_KEY, Range="bytes=0-99", **params), params
     assert everywhere("station", "GetObjectRetention", CONTENT_KEY, VersionId="v1")
     assert everywhere("station", "GetObjectLegalHold", CONTENT_KEY, VersionId="v1")
+    # a version listing shows what a server stored where its answer did not (Ceph RGW's to a completed
+    # multipart upload): keys, version ids, sizes and ETags, no content; and only under objects/
+    assert everywhere("station", "ListObjectVersions", Prefix=CONTENT_KEY)
+    for prefix in ("", "items/", CUSTODY_KEY, "vault.json"):
+        assert not everywhere("station", "ListObjectVersions", Prefix=prefix), prefix
     # what dedupe, create-once records and custody appends read stays readable
     for key in ("vault.json", MANIFEST_KEY, CUSTODY_KEY, "signers/ab12cd34.pub"):
         assert everywhere("station", "GetObject", key), key
@@ -612,6 +617,7 @@ MINIO_BUCKET_ACTIONS = {
     "s3:PutReplicationConfiguration",
 }
 MINIO_CONDITION_KEYS = {
+    "s3:ListBucketVersions": {"s3:prefix", "s3:delimiter", "s3:max-keys"},
     "s3:PutObject": {"s3:object-lock-mode", "s3:object-lock-retain-until-date", "s3:object-lock-legal-hold"},
     "s3:PutObjectRetention": {
         "s3:object-lock-mode",
