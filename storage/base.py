@@ -68,11 +68,11 @@ class ObjectUpload(Protocol):
     def commit(self) -> ObjectInfo:
         """Make the object visible with the upload's retention applied; returns the new version.
 
-        The checksum the store reports for what it stored equals ``expected_checksum``, and the
-        version has the retention asked for, or this raises ``IntegrityError``. Where it can, the store
-        establishes both without reading the object (S3: from the commit's answer and
-        GetObjectRetention, docs/storage.md §3.1), so a writer with no read access can commit and
-        verify."""
+        What the store reports it stored matches the bytes sent, and the version has the retention
+        asked for, or this raises ``IntegrityError`` (also when the store gives no account of the
+        bytes at all). Where it can, the store establishes both without reading the object (S3: from
+        the commit's answer, else its version listing, and GetObjectRetention, docs/storage.md §3.1
+        and §3.5), so a writer with no read access can commit and verify."""
         ...
 
     def abort(self) -> None: ...

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class Upstream:
     secret_key: str
     region: str
     ca_bundle: Path | None = None
+    buckets: list[str] = field(default_factory=list)
 
     def client(self) -> Any:
         """A plain boto3 client straight to the server (not through the proxy): the bucket's owner."""
@@ -84,17 +85,37 @@ class Upstream:
         if self.region != "us-east-1":
             parameters["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         self.client().create_bucket(**parameters)
+        self.buckets.append(bucket)
         return bucket
+
+    def remove_buckets(self) -> None:
+        """Every bucket a test made, emptied (governance bypassed, as its owner) and removed: RGW keeps
+        objects in a memory store of a few GiB shared by the whole session."""
+        s3 = self.client()
+        for bucket in self.buckets:
+            for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                    s3.delete_object(
+                        Bucket=bucket,
+                        Key=entry["Key"],
+                        VersionId=entry["VersionId"],
+                        BypassGovernanceRetention=True,
+                    )
+            s3.delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture(params=["moto", "rgw"])
-def upstream(request: pytest.FixtureRequest) -> Upstream:
+def upstream(request: pytest.FixtureRequest) -> Iterator[Upstream]:
     if request.param == "moto":
-        url = request.getfixturevalue("moto_server")
-        return Upstream("moto", url, "testing", "testing", MOTO_REGION)
-    rgw = request.getfixturevalue("rgw")
-    # plain HTTP behind the proxy, which is what terminates the station's TLS
-    return Upstream("rgw", rgw.http_url, rgw.access_key, rgw.secret_key, rgw.region)
+        server = Upstream("moto", request.getfixturevalue("moto_server"), "testing", "testing", MOTO_REGION)
+    else:
+        rgw = request.getfixturevalue("rgw")
+        # plain HTTP behind the proxy, which is what terminates the station's TLS
+        server = Upstream("rgw", rgw.http_url, rgw.access_key, rgw.secret_key, rgw.region)
+    yield server
+    server.remove_buckets()
 
 
 @pytest.fixture(scope="module")
