@@ -89,7 +89,8 @@ _UNAVAILABLE_CODES = {
 # carried: damaged in transit. An integrity failure, not an outage: the file stays on the device and
 # the run reports it, rather than storing it again under new keys until the retries run out.
 _DAMAGED_IN_TRANSIT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
-# ETags that are not an MD5 of the bytes: S3 says so for SSE-KMS, dual-layer SSE-KMS and SSE-C
+# Server-side encryption whose ETag S3 says is not an MD5 of the bytes (SSE-KMS, dual-layer SSE-KMS;
+# SSE-C, the third, shows as SSECustomerAlgorithm in an answer)
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501", "MethodNotAllowed"}
