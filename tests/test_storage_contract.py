@@ -1,6 +1,7 @@
-"""One contract, three backends: the local directory store, S3 on moto in-process, S3 on moto's HTTP
-server. Every test in the first part runs against all three; the rest cover what only one can show
-(a full disk, a crash mid-commit, rejected credentials, an unreachable endpoint)."""
+"""One contract, four backends: the local directory store, S3 on moto in-process, S3 on moto's HTTP
+server, and a real S3 server, Ceph RGW over HTTPS (``tests.rgw``). Every test in the first part runs
+against all four; the rest cover what only some can show (a full disk, a crash mid-commit, rejected
+credentials, an unreachable endpoint, a locked version the server itself refuses to delete)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from storage.base import ObjectStore, ObjectUpload, Retention
 from storage.local import LocalStore
 from storage.open import open_store
 from storage.s3 import S3Store, composite_checksum
+from tests.rgw import unique_bucket
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's minimum part size, so multipart tests stay small
@@ -79,13 +81,25 @@ def big_data() -> bytes:
     return os.urandom(2 * PART + 12_345)
 
 
-@pytest.fixture(params=["local", "s3-moto", "s3-server"])
+S3_SERVERS = ["s3-moto", "s3-server", "s3-rgw"]
+
+
+def _s3_server(request: pytest.FixtureRequest, server: str) -> str:
+    """Point boto3 at one of the S3 servers; the bucket name to use there (a fresh one on RGW, which
+    keeps every bucket of the run)."""
+    if server == "s3-rgw":
+        request.getfixturevalue("rgw_env")
+        return unique_bucket()
+    request.getfixturevalue("moto_aws" if server == "s3-moto" else "moto_endpoint")
+    return BUCKET
+
+
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         created: ObjectStore = LocalStore(tmp_path / "vault")
     else:
-        request.getfixturevalue("moto_aws" if request.param == "s3-moto" else "moto_endpoint")
-        created = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+        created = S3Store(_s3_server(request, request.param), PREFIX, part_size=PART, concurrency=2)
     created.initialise()
     return created
 
@@ -616,20 +630,20 @@ def test_s3_whole_object_reads_are_checked_against_the_stored_sha256(s3: S3Store
         _read(s3, "objects/ab/tampered")
 
 
-@pytest.mark.parametrize("server", ["s3-moto", "s3-server"])
+@pytest.mark.parametrize("server", S3_SERVERS)
 def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
     server: str, request: pytest.FixtureRequest
 ) -> None:
     """``S3Store.delete_version`` checks the lock before it asks, so the contract tests above would pass
     against a bucket that enforced nothing. Here the store is bypassed: a raw DeleteObject of a locked
-    version, without x-amz-bypass-governance-retention, must be refused by S3 (moto) itself, in
-    process and over HTTP, and the version must still be there."""
+    version, without x-amz-bypass-governance-retention, must be refused by the server itself (moto in
+    process and over HTTP, Ceph RGW), and the version must still be there."""
     from botocore.exceptions import ClientError
 
-    request.getfixturevalue("moto_aws" if server == "s3-moto" else "moto_endpoint")
-    store = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+    bucket = _s3_server(request, server)
+    store = S3Store(bucket, PREFIX, part_size=PART, concurrency=2)
     store.initialise()
-    client = boto3.client("s3", region_name=REGION)
+    client = boto3.session.Session().client("s3")  # not boto3's default session, which keeps old keys
     governed = store.put_bytes("objects/ab/governed", b"evidence", retention=_governance())
     compliant = store.put_bytes("objects/ab/compliant", b"evidence", retention=_compliance())
     held = store.put_bytes("objects/ab/held", b"evidence", retention=None)
@@ -638,21 +652,21 @@ def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
 
     for info in (governed, compliant, held):
         with pytest.raises(ClientError) as refused:
-            client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+            client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
         assert refused.value.response["Error"]["Code"] == "AccessDenied", info.key
         assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        still = client.head_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+        still = client.head_object(Bucket=bucket, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
         assert still["VersionId"] == info.version_id
         assert _read(store, info.key, version_id=info.version_id) == b"evidence"
-    versions = client.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/objects/")
+    versions = client.list_object_versions(Bucket=bucket, Prefix=f"{PREFIX}/objects/")
     assert "DeleteMarkers" not in versions
     assert len(versions["Versions"]) == 4
 
     # the refusal is the lock's doing: the same call removes an unlocked version, and a governance
     # lock gives way to the bypass header (which only s3:BypassGovernanceRetention may send)
-    client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{unlocked.key}", VersionId=unlocked.version_id)
+    client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{unlocked.key}", VersionId=unlocked.version_id)
     client.delete_object(
-        Bucket=BUCKET,
+        Bucket=bucket,
         Key=f"{PREFIX}/{governed.key}",
         VersionId=governed.version_id,
         BypassGovernanceRetention=True,
