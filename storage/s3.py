@@ -90,8 +90,9 @@ _UNAVAILABLE_CODES = {
 }
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501", "MethodNotAllowed"}
-# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold
-_NO_LOCK_CODES = {"NoSuchObjectLockConfiguration"}
+# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold: S3's
+# answer, and Ceph RGW 16's (a 404 that would otherwise read as a missing version)
+_NO_LOCK_CODES = {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
 _LOCK_READS = ("GetObjectRetention", "GetObjectLegalHold")
 _CONNECTION_ERRORS = (BotoConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
 

@@ -320,6 +320,26 @@ def test_legal_hold_blocks_delete_even_with_bypass(store: ObjectStore) -> None:
     store.delete_version("objects/ab/plain", plain.version_id)
 
 
+def test_lock_reads_of_versions_with_and_without_a_lock(store: ObjectStore) -> None:
+    """GetObjectRetention and GetObjectLegalHold of a version never locked answer "none" (S3 with
+    NoSuchObjectLockConfiguration, RGW with ObjectLockConfigurationNotFoundError, both a 404), not
+    "no such version"."""
+    locked = store.put_bytes("objects/ab/locked", b"x", retention=_governance())
+    plain = store.put_bytes("objects/ab/plain", b"y", retention=None)
+
+    retention = store.get_retention(locked.key, locked.version_id)
+    assert retention is not None and retention.mode == "GOVERNANCE"
+    assert store.get_legal_hold(locked.key, locked.version_id) is False
+    assert store.get_retention(plain.key, plain.version_id) is None
+    assert store.get_legal_hold(plain.key, plain.version_id) is False
+    store.set_legal_hold(plain.key, plain.version_id, True)
+    assert store.get_legal_hold(plain.key, plain.version_id) is True
+    with pytest.raises(NotFound):
+        store.get_retention("objects/ab/missing", plain.version_id)
+    with pytest.raises(NotFound):
+        store.get_legal_hold("objects/ab/missing", plain.version_id)
+
+
 def test_retention_extends_but_never_shrinks(store: ObjectStore) -> None:
     original = _governance(days=1)
     info = store.put_bytes("objects/ab/kept", b"evidence", retention=original)
