@@ -694,6 +694,34 @@ def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
     assert not store.exists(unlocked.key) and not store.exists(governed.key)
 
 
+@pytest.mark.parametrize("server", S3_SERVERS)
+def test_s3_a_delete_marker_is_told_from_a_missing_version_and_removed(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """A plain DeleteObject (anyone's with s3:DeleteObject; never this program's) hides a key under a
+    delete marker; a disposal must be able to remove it. S3 answers a HEAD of the marker with
+    x-amz-delete-marker, Ceph RGW 16 with a bare 404, as for a version that does not exist."""
+    bucket = _s3_server(request, server)
+    store = S3Store(bucket, PREFIX, part_size=PART, concurrency=2)
+    store.initialise()
+    kept = store.put_bytes("items/x/note", b"first", retention=None)
+    client = boto3.session.Session().client("s3")
+    marker_version = client.delete_object(Bucket=bucket, Key=f"{PREFIX}/items/x/note")["VersionId"]
+
+    assert not store.exists("items/x/note")
+    with pytest.raises(NotFound):
+        store.head("items/x/note")
+    history = {(info.version_id, info.is_delete_marker) for info in store.list_versions("items/x/note")}
+    assert history == {(marker_version, True), (kept.version_id, False)}
+
+    store.delete_version("items/x/note", marker_version)
+    assert store.head("items/x/note").version_id == kept.version_id
+    with pytest.raises(NotFound):  # gone now: no such version, and no longer a delete marker
+        store.delete_version("items/x/note", marker_version)
+    store.delete_version("items/x/note", kept.version_id)
+    assert list(store.list_versions("items/x/note")) == []
+
+
 def test_s3_keys_live_under_the_prefix(s3: S3Store) -> None:
     info = s3.put_bytes("items/x", b"x", retention=None)
     raw = boto3.client("s3", region_name=REGION).head_object(Bucket=BUCKET, Key=f"{PREFIX}/items/x")
