@@ -340,7 +340,7 @@ def test_lock_reads_of_versions_with_and_without_a_lock(store: ObjectStore) -> N
         store.get_legal_hold("objects/ab/missing", plain.version_id)
 
 
-def test_retention_extends_but_never_shrinks(store: ObjectStore) -> None:
+def test_retention_extends_but_never_shrinks_nor_changes_mode(store: ObjectStore) -> None:
     original = _governance(days=1)
     info = store.put_bytes("objects/ab/kept", b"evidence", retention=original)
 
@@ -356,11 +356,21 @@ def test_retention_extends_but_never_shrinks(store: ObjectStore) -> None:
     unchanged = store.head("objects/ab/kept").retention
     assert unchanged is not None and _close_in_time(unchanged.retain_until, later.retain_until)
 
+    # a lock keeps its mode: S3 changes it only with the governance bypass (Ceph RGW refuses
+    # GOVERNANCE to COMPLIANCE without it; moto would allow it)
     compliance = Retention("COMPLIANCE", later.retain_until + timedelta(days=1))
-    store.extend_retention("objects/ab/kept", info.version_id, compliance)
+    with pytest.raises(LockedError, match="GOVERNANCE"):
+        store.extend_retention("objects/ab/kept", info.version_id, compliance)
+    unchanged = store.head("objects/ab/kept").retention
+    assert unchanged is not None and unchanged.mode == "GOVERNANCE"
+
+    compliant = store.put_bytes("objects/ab/compliant", b"evidence", retention=_compliance(days=1))
+    store.extend_retention("objects/ab/compliant", compliant.version_id, compliance)
+    extended = store.head("objects/ab/compliant").retention
+    assert extended is not None and _close_in_time(extended.retain_until, compliance.retain_until)
     with pytest.raises(LockedError, match="COMPLIANCE"):
         store.extend_retention(
-            "objects/ab/kept", info.version_id, Retention("GOVERNANCE", compliance.retain_until)
+            "objects/ab/compliant", compliant.version_id, Retention("GOVERNANCE", compliance.retain_until)
         )
 
 
