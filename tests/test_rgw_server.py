@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,15 @@ import pytest
 from botocore.exceptions import SSLError
 
 from tests import rgw as rgw_module
-from tests.rgw import RgwServer, RgwUnavailable, rgw_for_session, start_rgw, stop_rgw, unique_bucket
+from tests.rgw import (
+    BINARIES,
+    RgwServer,
+    RgwUnavailable,
+    rgw_for_session,
+    start_rgw,
+    stop_rgw,
+    unique_bucket,
+)
 
 DAEMONS = ("mon.a", "osd.0", "rgw.a")
 
@@ -149,3 +158,72 @@ def test_a_server_named_by_rgw_test_server_is_used_as_it_is(
     monkeypatch.setenv("RGW_TEST_SERVER", str(tmp_path / "missing.json"))
     with pytest.raises(RgwUnavailable, match=r"missing\.json"):
         rgw_for_session(tmp_path / "run", os.getpid())
+
+
+def test_ceph_is_installed_once_when_missing_with_the_package_lists_updated_if_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a fresh machine the binaries are missing: apt-get installs the packages (after an update when
+    the first try fails, as it does with no package lists); one installer at a time."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "apt-calls"
+    bin_dir.mkdir()
+    binaries = " ".join(f"{bin_dir}/{name}" for name in BINARIES)
+    (bin_dir / "apt-get").write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$1" in update) exit 0;; esac\n'
+        f"/bin/grep -q update {calls} || exit 100\n"  # no package lists until an update
+        f"for b in {binaries}; do echo '#!/bin/sh' > $b; /bin/chmod +x $b; done\n"
+    )
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # this machine's own Ceph out of sight
+    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 0)
+    assert rgw_module.missing_binaries() == list(BINARIES)
+
+    rgw_module.ensure_ceph_installed(tmp_path / "install.log")
+
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["install", "update", "install"]
+    assert all(package in lines[0].split() for package in rgw_module.PACKAGES)
+    assert rgw_module.missing_binaries() == []
+    rgw_module.ensure_ceph_installed(tmp_path / "install.log")  # present now: apt is not run again
+    assert len(calls.read_text().splitlines()) == 3
+
+
+def test_missing_ceph_without_root_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 1000)
+    with pytest.raises(
+        RgwUnavailable, match=r"not root: run `apt-get install --no-install-recommends ceph-mon"
+    ):
+        rgw_module.ensure_ceph_installed(tmp_path / "install.log")
+
+
+def test_two_workers_needing_ceph_at_once_run_one_installer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir, calls = tmp_path / "bin", tmp_path / "apt-calls"
+    bin_dir.mkdir()
+    binaries = " ".join(f"{bin_dir}/{name}" for name in BINARIES)
+    (bin_dir / "apt-get").write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        f"/bin/mkdir {tmp_path}/running || exit 99\n"  # a second apt-get at the same time fails, as apt does
+        "/bin/sleep 0.3\n"
+        f"for b in {binaries}; do echo '#!/bin/sh' > $b; /bin/chmod +x $b; done\n"
+        f"/bin/rmdir {tmp_path}/running\n"
+    )
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 0)
+
+    with ThreadPoolExecutor(2) as workers:
+        done = [workers.submit(rgw_module.ensure_ceph_installed, tmp_path / f"log{n}") for n in (1, 2)]
+        for future in done:
+            future.result()
+    assert len(calls.read_text().splitlines()) == 1
