@@ -525,12 +525,12 @@ def _reap(pid: int) -> None:
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (field 22 of /proc/pid/stat): with the pid, an identity
-    that a recycled pid does not share."""
+    that a recycled pid does not share. None once it has exited (a zombie included)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] == "Z" else fields[19]
 
 
 def watch(owner_pid: int, directory: Path, poll: float = 1.0) -> None:
