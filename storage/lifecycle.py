@@ -150,9 +150,9 @@ def _extend_versions(vault: Vault, versions: Iterable[ObjectInfo], retain_until:
         current = info.retention
         if current is not None and current.retain_until >= retain_until:
             continue
-        mode: LockMode = (
-            "COMPLIANCE" if current is not None and current.mode == "COMPLIANCE" else vault.settings.lock_mode
-        )
+        # a lock keeps its mode (storage.rules.refuse_if_shortening): only a version without one
+        # takes the vault's
+        mode: LockMode = current.mode if current is not None else vault.settings.lock_mode
         vault.store.extend_retention(info.key, info.version_id, Retention(mode, retain_until))
         extended += 1
     return extended

@@ -94,16 +94,25 @@ def refuse_if_locked(
 
 
 def refuse_if_shortening(key: str, version_id: str, current: Retention | None, wanted: Retention) -> None:
-    """Retention may move later or from GOVERNANCE to COMPLIANCE, never the other way."""
-    if current is None or current.retain_until <= datetime.now(UTC):
+    """Retention may move later, in the mode it has: never earlier, and never to another mode. S3 lets
+    a version's lock change mode only with the governance bypass, which this program never sends:
+    COMPLIANCE to GOVERNANCE would weaken it, and Ceph RGW refuses GOVERNANCE to COMPLIANCE too, even
+    once the lock has run out (AWS as well, by Ceph's account); moto allows both."""
+    if current is None:
         return
-    if wanted.retain_until < current.retain_until:
-        raise LockedError(
-            f"{key} (version {version_id}) is retained until {iso_utc(current.retain_until)}; "
-            f"retention cannot be shortened to {iso_utc(wanted.retain_until)}"
-        )
     if current.mode == "COMPLIANCE" and wanted.mode == "GOVERNANCE":
         raise LockedError(
             f"{key} (version {version_id}) is under COMPLIANCE retention until "
             f"{iso_utc(current.retain_until)}; it cannot be weakened to GOVERNANCE"
+        )
+    if current.mode != wanted.mode:
+        raise LockedError(
+            f"{key} (version {version_id}) is under {current.mode} retention until "
+            f"{iso_utc(current.retain_until)}; S3 changes a lock's mode only with the governance "
+            f"bypass, so it can be extended only as {current.mode}"
+        )
+    if current.retain_until > datetime.now(UTC) and wanted.retain_until < current.retain_until:
+        raise LockedError(
+            f"{key} (version {version_id}) is retained until {iso_utc(current.retain_until)}; "
+            f"retention cannot be shortened to {iso_utc(wanted.retain_until)}"
         )

@@ -94,8 +94,8 @@ _DAMAGED_IN_TRANSIT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mis
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501", "MethodNotAllowed"}
-# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold (Ceph RGW 16
-# answers ObjectLockConfigurationNotFoundError)
+# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold: S3's
+# answer, and Ceph RGW 16's (a 404 that would otherwise read as a missing version)
 _NO_LOCK_CODES = {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
 _LOCK_READS = ("GetObjectRetention", "GetObjectLegalHold")
 _CONNECTION_ERRORS = (BotoConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
@@ -948,13 +948,33 @@ class S3Store:
             response: dict[str, Any] = self.client.head_object(**parameters)
         except ClientError as err:
             headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-            if headers.get("x-amz-delete-marker") == "true":
+            if headers.get("x-amz-delete-marker") == "true" or (
+                version_id is not None
+                and _http_status(err) == 404
+                and self._is_delete_marker(key, version_id)
+            ):
                 raise _DeleteMarker(f"{subject} was deleted (a delete marker) in {self.url}") from err
             raise self._translate_client_error(err, "reading", subject) from err
         except BotoCoreError as err:
             with self.translated("reading", subject):
                 raise err
         return response
+
+    def _is_delete_marker(self, key: str, version_id: str) -> bool:
+        """Whether the version is a delete marker, from the key's version listing: Ceph RGW 16 answers a
+        HEAD of one with a bare 404, without S3's ``x-amz-delete-marker``, so a marker could not be
+        told from a version that does not exist (and could not be removed). False when the listing
+        cannot be read."""
+        object_key = self.object_key(key)
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in self._pages(paginator.paginate(Bucket=self.bucket, Prefix=object_key), key):
+                for marker in page.get("DeleteMarkers", []):
+                    if marker.get("Key") == object_key and marker.get("VersionId") == version_id:
+                        return True
+        except EvidenceError:
+            return False
+        return False
 
     def _info_from_head(self, key: str, response: dict[str, Any]) -> ObjectInfo:
         return ObjectInfo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,49 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # -- a real S3 server ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def rgw() -> Any:
-    """Ceph RGW for the session (``tests.rgw``)."""
-    from tests.rgw import rgw_for_session
+def _run_root(config: pytest.Config) -> Path:
+    """The temp root every process of this run shares: the controller's basetemp, whose children are
+    the xdist workers' basetemps."""
+    basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return Path(basetemp).parent if hasattr(config, "workerinput") else Path(basetemp)
 
-    server = rgw_for_session()
-    if server is None:
-        pytest.skip("no Ceph RGW (stub: set RGW_TEST_SERVER)")
-    return server
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each xdist worker which process owns the run: the RGW it may start is stopped when that
+    process goes, even if it is killed before it can stop it itself."""
+    node.workerinput["rgw_owner_pid"] = os.getpid()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller (the only process when xdist is off) stops the RGW a worker started, after every
+    worker has finished: at the end of the run, after a failure and after an interrupt alike."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if hasattr(config, "workerinput") or factory is None or getattr(factory, "_basetemp", 0) is None:
+        return  # a worker, or a run that made no temp directory and so started nothing
+    from tests.rgw import RgwUnavailable, stop_session_rgw
+
+    try:
+        stop_session_rgw(_run_root(config))
+    except RgwUnavailable as err:  # said, not raised: the run's own result stands
+        sys.stderr.write(f"\nwarning: {err}\n")
+
+
+@pytest.fixture(scope="session")
+def rgw(request: pytest.FixtureRequest) -> Any:
+    """Ceph RGW for the run (``tests.rgw``), started by the first test that needs it and shared by all
+    the run's workers. Where it cannot be installed or started, its tests are skipped with the reason;
+    on CI (``CI=true``) they fail instead, with the tail of its logs."""
+    from tests.rgw import RgwUnavailable, rgw_for_session
+
+    config = request.config
+    owner_pid = getattr(config, "workerinput", {}).get("rgw_owner_pid", os.getpid())
+    try:
+        return rgw_for_session(_run_root(config), owner_pid)
+    except RgwUnavailable as err:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Ceph RGW is required on CI: {err}", pytrace=False)
+        pytest.skip(f"no Ceph RGW: {err}")
 
 
 @pytest.fixture

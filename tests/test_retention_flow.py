@@ -689,6 +689,21 @@ def test_a_record_appended_after_a_lock_extension_is_locked_as_long_as_the_chain
         station.vault.store.delete_version(newest.key, newest.version_id)
 
 
+def test_a_lock_is_extended_in_the_mode_it_has(any_store_station: Station, tmp_path: Path) -> None:
+    """A vault switched to COMPLIANCE extends the GOVERNANCE locks it gave before as GOVERNANCE: S3
+    changes a lock's mode only with the governance bypass, which the program never has."""
+    station = any_store_station
+    (item,) = ingest_recent(station, tmp_path / "BWC-RET11", 1, seed=7950)
+    settings = station.settings.model_copy(update={"lock_mode": "COMPLIANCE"})
+    years = (datetime.now(UTC) + timedelta(days=7 * 365)).replace(microsecond=0)
+    lifecycle.extend_records(storage.vault.Vault.open(settings, journal=station.journal), item, years)
+    records = [v for v in lifecycle.custody_versions(station.vault, item) if not v.is_delete_marker]
+    assert records and all(
+        r.retention is not None and r.retention.mode == "GOVERNANCE" and r.retention.retain_until >= years
+        for r in records
+    )
+
+
 def test_storage_refuses_deletion_before_the_lock_date(any_store_station: Station, tmp_path: Path) -> None:
     """The storage lock backs the policy: until it runs out neither the store, nor disposal, nor a
     retention run whose policy says dispose deletes a version; once it has, the run disposes."""

@@ -1,6 +1,7 @@
-"""One contract, three backends: the local directory store, S3 on moto in-process, S3 on moto's HTTP
-server. Every test in the first part runs against all three; the rest cover what only one can show
-(a full disk, a crash mid-commit, rejected credentials, an unreachable endpoint)."""
+"""One contract, four backends: the local directory store, S3 on moto in-process, S3 on moto's HTTP
+server, and a real S3 server, Ceph RGW over HTTPS (``tests.rgw``). Every test in the first part runs
+against all four; the rest cover what only some can show (a full disk, a crash mid-commit, rejected
+credentials, an unreachable endpoint, a locked version the server itself refuses to delete)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from evidence.errors import (
     AccessDenied,
     AlreadyExists,
     ConfigError,
+    EvidenceError,
     IntegrityError,
     InvalidInput,
     LockedError,
@@ -41,6 +43,7 @@ from storage.base import ObjectStore, ObjectUpload, Retention
 from storage.local import LocalStore
 from storage.open import open_store
 from storage.s3 import S3Store, composite_checksum
+from tests.rgw import unique_bucket
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's minimum part size, so multipart tests stay small
@@ -80,13 +83,25 @@ def big_data() -> bytes:
     return os.urandom(2 * PART + 12_345)
 
 
-@pytest.fixture(params=["local", "s3-moto", "s3-server"])
+S3_SERVERS = ["s3-moto", "s3-server", "s3-rgw"]
+
+
+def _s3_server(request: pytest.FixtureRequest, server: str) -> str:
+    """Point boto3 at one of the S3 servers; the bucket name to use there (a fresh one on RGW, which
+    keeps every bucket of the run)."""
+    if server == "s3-rgw":
+        request.getfixturevalue("rgw_env")
+        return unique_bucket()
+    request.getfixturevalue("moto_aws" if server == "s3-moto" else "moto_endpoint")
+    return BUCKET
+
+
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         created: ObjectStore = LocalStore(tmp_path / "vault")
     else:
-        request.getfixturevalue("moto_aws" if request.param == "s3-moto" else "moto_endpoint")
-        created = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+        created = S3Store(_s3_server(request, request.param), PREFIX, part_size=PART, concurrency=2)
     created.initialise()
     return created
 
@@ -308,7 +323,27 @@ def test_legal_hold_blocks_delete_even_with_bypass(store: ObjectStore) -> None:
     store.delete_version("objects/ab/plain", plain.version_id)
 
 
-def test_retention_extends_but_never_shrinks(store: ObjectStore) -> None:
+def test_lock_reads_of_versions_with_and_without_a_lock(store: ObjectStore) -> None:
+    """GetObjectRetention and GetObjectLegalHold of a version never locked answer "none" (S3 with
+    NoSuchObjectLockConfiguration, RGW with ObjectLockConfigurationNotFoundError, both a 404), not
+    "no such version"."""
+    locked = store.put_bytes("objects/ab/locked", b"x", retention=_governance())
+    plain = store.put_bytes("objects/ab/plain", b"y", retention=None)
+
+    retention = store.get_retention(locked.key, locked.version_id)
+    assert retention is not None and retention.mode == "GOVERNANCE"
+    assert store.get_legal_hold(locked.key, locked.version_id) is False
+    assert store.get_retention(plain.key, plain.version_id) is None
+    assert store.get_legal_hold(plain.key, plain.version_id) is False
+    store.set_legal_hold(plain.key, plain.version_id, True)
+    assert store.get_legal_hold(plain.key, plain.version_id) is True
+    with pytest.raises(NotFound):
+        store.get_retention("objects/ab/missing", plain.version_id)
+    with pytest.raises(NotFound):
+        store.get_legal_hold("objects/ab/missing", plain.version_id)
+
+
+def test_retention_extends_but_never_shrinks_nor_changes_mode(store: ObjectStore) -> None:
     original = _governance(days=1)
     info = store.put_bytes("objects/ab/kept", b"evidence", retention=original)
 
@@ -324,11 +359,21 @@ def test_retention_extends_but_never_shrinks(store: ObjectStore) -> None:
     unchanged = store.head("objects/ab/kept").retention
     assert unchanged is not None and _close_in_time(unchanged.retain_until, later.retain_until)
 
+    # a lock keeps its mode: S3 changes it only with the governance bypass (Ceph RGW refuses
+    # GOVERNANCE to COMPLIANCE without it; moto would allow it)
     compliance = Retention("COMPLIANCE", later.retain_until + timedelta(days=1))
-    store.extend_retention("objects/ab/kept", info.version_id, compliance)
+    with pytest.raises(LockedError, match="GOVERNANCE"):
+        store.extend_retention("objects/ab/kept", info.version_id, compliance)
+    unchanged = store.head("objects/ab/kept").retention
+    assert unchanged is not None and unchanged.mode == "GOVERNANCE"
+
+    compliant = store.put_bytes("objects/ab/compliant", b"evidence", retention=_compliance(days=1))
+    store.extend_retention("objects/ab/compliant", compliant.version_id, compliance)
+    extended = store.head("objects/ab/compliant").retention
+    assert extended is not None and _close_in_time(extended.retain_until, compliance.retain_until)
     with pytest.raises(LockedError, match="COMPLIANCE"):
         store.extend_retention(
-            "objects/ab/kept", info.version_id, Retention("GOVERNANCE", compliance.retain_until)
+            "objects/ab/compliant", compliant.version_id, Retention("GOVERNANCE", compliance.retain_until)
         )
 
 
@@ -618,20 +663,20 @@ def test_s3_whole_object_reads_are_checked_against_the_stored_sha256(s3: S3Store
         _read(s3, "objects/ab/tampered")
 
 
-@pytest.mark.parametrize("server", ["s3-moto", "s3-server"])
+@pytest.mark.parametrize("server", S3_SERVERS)
 def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
     server: str, request: pytest.FixtureRequest
 ) -> None:
     """``S3Store.delete_version`` checks the lock before it asks, so the contract tests above would pass
     against a bucket that enforced nothing. Here the store is bypassed: a raw DeleteObject of a locked
-    version, without x-amz-bypass-governance-retention, must be refused by S3 (moto) itself, in
-    process and over HTTP, and the version must still be there."""
+    version, without x-amz-bypass-governance-retention, must be refused by the server itself (moto in
+    process and over HTTP, Ceph RGW), and the version must still be there."""
     from botocore.exceptions import ClientError
 
-    request.getfixturevalue("moto_aws" if server == "s3-moto" else "moto_endpoint")
-    store = S3Store(BUCKET, PREFIX, part_size=PART, concurrency=2)
+    bucket = _s3_server(request, server)
+    store = S3Store(bucket, PREFIX, part_size=PART, concurrency=2)
     store.initialise()
-    client = boto3.client("s3", region_name=REGION)
+    client = boto3.session.Session().client("s3")  # not boto3's default session, which keeps old keys
     governed = store.put_bytes("objects/ab/governed", b"evidence", retention=_governance())
     compliant = store.put_bytes("objects/ab/compliant", b"evidence", retention=_compliance())
     held = store.put_bytes("objects/ab/held", b"evidence", retention=None)
@@ -640,26 +685,54 @@ def test_s3_the_server_itself_refuses_to_delete_a_locked_version(
 
     for info in (governed, compliant, held):
         with pytest.raises(ClientError) as refused:
-            client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+            client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
         assert refused.value.response["Error"]["Code"] == "AccessDenied", info.key
         assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        still = client.head_object(Bucket=BUCKET, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
+        still = client.head_object(Bucket=bucket, Key=f"{PREFIX}/{info.key}", VersionId=info.version_id)
         assert still["VersionId"] == info.version_id
         assert _read(store, info.key, version_id=info.version_id) == b"evidence"
-    versions = client.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/objects/")
+    versions = client.list_object_versions(Bucket=bucket, Prefix=f"{PREFIX}/objects/")
     assert "DeleteMarkers" not in versions
     assert len(versions["Versions"]) == 4
 
     # the refusal is the lock's doing: the same call removes an unlocked version, and a governance
     # lock gives way to the bypass header (which only s3:BypassGovernanceRetention may send)
-    client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{unlocked.key}", VersionId=unlocked.version_id)
+    client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{unlocked.key}", VersionId=unlocked.version_id)
     client.delete_object(
-        Bucket=BUCKET,
+        Bucket=bucket,
         Key=f"{PREFIX}/{governed.key}",
         VersionId=governed.version_id,
         BypassGovernanceRetention=True,
     )
     assert not store.exists(unlocked.key) and not store.exists(governed.key)
+
+
+@pytest.mark.parametrize("server", S3_SERVERS)
+def test_s3_a_delete_marker_is_told_from_a_missing_version_and_removed(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """A plain DeleteObject (anyone's with s3:DeleteObject; never this program's) hides a key under a
+    delete marker; a disposal must be able to remove it. S3 answers a HEAD of the marker with
+    x-amz-delete-marker, Ceph RGW 16 with a bare 404, as for a version that does not exist."""
+    bucket = _s3_server(request, server)
+    store = S3Store(bucket, PREFIX, part_size=PART, concurrency=2)
+    store.initialise()
+    kept = store.put_bytes("items/x/note", b"first", retention=None)
+    client = boto3.session.Session().client("s3")
+    marker_version = client.delete_object(Bucket=bucket, Key=f"{PREFIX}/items/x/note")["VersionId"]
+
+    assert not store.exists("items/x/note")
+    with pytest.raises(NotFound):
+        store.head("items/x/note")
+    history = {(info.version_id, info.is_delete_marker) for info in store.list_versions("items/x/note")}
+    assert history == {(marker_version, True), (kept.version_id, False)}
+
+    store.delete_version("items/x/note", marker_version)
+    assert store.head("items/x/note").version_id == kept.version_id
+    with pytest.raises(NotFound):  # gone now: no such version, and no longer a delete marker
+        store.delete_version("items/x/note", marker_version)
+    store.delete_version("items/x/note", kept.version_id)
+    assert list(store.list_versions("items/x/note")) == []
 
 
 def test_s3_keys_live_under_the_prefix(s3: S3Store) -> None:
@@ -670,19 +743,28 @@ def test_s3_keys_live_under_the_prefix(s3: S3Store) -> None:
     assert s3.url == f"s3://{BUCKET}/{PREFIX}"
 
 
-def test_s3_check_reports_an_unfit_bucket(moto_aws: None) -> None:
-    store = S3Store(BUCKET, part_size=PART)
+@pytest.mark.parametrize("server", ["s3-moto", "s3-rgw"])
+def test_s3_check_reports_an_unfit_bucket(server: str, request: pytest.FixtureRequest) -> None:
+    bucket = _s3_server(request, server)
+    store = S3Store(bucket, part_size=PART)
     [missing] = store.check()
     assert "does not exist" in missing and "vault init" in missing
 
-    boto3.client("s3", region_name=REGION).create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
+    client = boto3.session.Session().client("s3")
+    region = client.meta.region_name
+    where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    client.create_bucket(Bucket=bucket, **where)
     problems = " | ".join(store.check())
     assert "versioning" in problems
     assert "Object Lock" in problems
     assert "public access" in problems
 
+    if server == "s3-rgw":
+        # RGW 16 cannot turn Object Lock on for a bucket created without it (S3 can, since 2023):
+        # only a bucket that initialise creates itself can hold a vault there
+        with pytest.raises(EvidenceError, match="Object Lock"):
+            store.initialise()
+        store = S3Store(unique_bucket(), part_size=PART)
     store.initialise()
     assert store.check() == []
 
@@ -699,6 +781,23 @@ def test_s3_rejected_credentials_are_access_denied(s3: S3Store) -> None:
         assert any("InvalidAccessKeyId" in problem for problem in s3.check())
 
     with_auth_enforced()
+
+
+def test_s3_rejected_credentials_are_access_denied_by_rgw(rgw_env: Any) -> None:
+    """A real server's own refusal of keys it does not know, and of a wrong secret for keys it does."""
+    bucket = unique_bucket()
+    S3Store(bucket, PREFIX, part_size=PART).initialise()
+    for access_key, secret_key in (("NOSUCHKEY0000000000A", "wrong"), (rgw_env.access_key, "wrong")):
+        client = boto3.session.Session().client(
+            "s3", aws_access_key_id=access_key, aws_secret_access_key=secret_key
+        )
+        store = S3Store(bucket, PREFIX, client=client, part_size=PART)
+        with pytest.raises(AccessDenied, match="credentials"):
+            store.head("items/x")
+        with pytest.raises(AccessDenied):
+            store.put_bytes("items/x", b"x", retention=None)
+        [problem] = store.check()  # a HEAD of the bucket: a bare 403, no error code to name
+        assert "credentials" in problem and "403" in problem
 
 
 def test_s3_unreachable_endpoint_is_unavailable() -> None:
