@@ -90,8 +90,10 @@ class ObjectStore(Protocol):
         access possible, unreachable). Empty list means fit."""
         ...
 
-    def initialise(self) -> None:
-        """Create or fix the container: versioning on, Object Lock enabled, public access blocked."""
+    def initialise(self) -> list[str]:
+        """Create or fix the container: versioning on, Object Lock enabled, public access blocked.
+        Returns what the person setting it up should be told, one line each: a setting this store
+        had to leave other than the default, and why (docs/storage.md §3.4). Idempotent."""
         ...
 
     def begin_upload(

@@ -288,7 +288,7 @@ class LocalStore:
                 problems.append(str(_describe_os_error(err, "checking the vault is writable", self.root)))
         return problems
 
-    def initialise(self) -> None:
+    def initialise(self) -> list[str]:
         with _os_errors("creating the vault", self.root):
             if self._marker.is_file():
                 try:
@@ -302,6 +302,7 @@ class LocalStore:
             if not self._marker.is_file():
                 marker_text = {"format": STORE_FORMAT, "version": STORE_FORMAT_VERSION}
                 _write_file_atomically(self._marker, json.dumps(marker_text).encode())
+        return []
 
     # -- writing -----------------------------------------------------------------------------------
 

@@ -91,6 +91,14 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
+class VaultSetup:
+    created: bool
+    """False: the vault already existed (or a concurrent set-up wrote its descriptor first)."""
+    notes: tuple[str, ...] = ()
+    """What the store had to set up other than by default, and why (``ObjectStore.initialise``)."""
+
+
+@dataclass(frozen=True)
 class VerifiedItem:
     """An item whose custody chain verified and whose manifest is the one its ingest event recorded."""
 
@@ -163,9 +171,10 @@ class Vault:
             "recipients": sorted(k.name for k in self._recipients),
         }
 
-    def initialise(self) -> bool:
-        """Prepare the store and write the descriptor once. Returns False if it already existed."""
-        self.store.initialise()
+    def initialise(self) -> VaultSetup:
+        """Prepare the store and write the descriptor once (``created`` is False if it already
+        existed, or another set-up wrote it first; either way it must describe these keys)."""
+        notes = tuple(self.store.initialise())
         body = json.dumps(
             self.describe() | {"created_at": _now().isoformat()}, sort_keys=True, indent=2
         ).encode()
@@ -173,8 +182,8 @@ class Vault:
             self.store.put_bytes(layout.VAULT_DESCRIPTOR_KEY, body, retention=None, if_absent=True)
         except AlreadyExists:
             self.check_descriptor()
-            return False
-        return True
+            return VaultSetup(created=False, notes=notes)
+        return VaultSetup(created=True, notes=notes)
 
     def check_descriptor(self) -> None:
         try:
