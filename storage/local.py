@@ -491,6 +491,16 @@ class LocalStore:
         with _os_errors(f"reading {key}", self.root):
             return self._info_from_record(self._read_record(key, version_id))
 
+    def first_version(self, key: str) -> str:
+        validate_key(key)
+        # Version ids sort in write order (§2.1); if_absent is race-safe here, so a create-once key has
+        # one version unless someone wrote past this store.
+        with _os_errors(f"reading {key}", self.root):
+            ids = self._version_ids(self._versions_dir(key))
+        if not ids:
+            raise NotFound(f"{key} does not exist in {self.url}")
+        return ids[0]
+
     def exists(self, key: str) -> bool:
         try:
             self.head(key)

@@ -840,7 +840,25 @@ class S3Store:
             self, key, retention=retention, content_type="application/octet-stream", if_absent=if_absent
         )
         upload.write(data)
-        return upload.commit()
+        info = upload.commit()
+        if if_absent:
+            self._confirm_first(key, info.version_id)
+        return info
+
+    def _confirm_first(self, key: str, version_id: str) -> None:
+        """After a create-once write: was it first? If-None-Match makes a second write fail on S3 and
+        MinIO, but Ceph RGW ignores it, and two writers that both found the key absent both create a
+        version. The first version is the record (docs/storage.md, "Create-once without
+        If-None-Match"), so a write whose version is not first lost, whatever the server said: it
+        is an ``AlreadyExists``, as on a server that refused it. Its version stays (it may be locked),
+        after the record, where readers of create-once keys never look."""
+        first = self.first_version(key)
+        if first != version_id:
+            raise AlreadyExists(
+                f"{key} already exists in {self.url}; it is written only once (another writer's version "
+                f"{first} came first; this write's version {version_id} stays after it, unread, because "
+                f"{self._endpoint()} did not refuse it: it ignores If-None-Match)"
+            )
 
     def verify_commit(
         self,
@@ -998,6 +1016,24 @@ class S3Store:
             legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
             last_modified=response["LastModified"].astimezone(UTC),
         )
+
+    def first_version(self, key: str) -> str:
+        # ListObjectVersions lists a key's versions newest first; the last one listed is the first
+        # written. The server's order, not LastModified: two versions can share a timestamp.
+        validate_key(key)
+        object_key = self.object_key(key)
+        paginator = self.client.get_paginator("list_object_versions")
+        first: str | None = None
+        for page in self._pages(paginator.paginate(Bucket=self.bucket, Prefix=object_key), key):
+            versions = [entry for entry in page.get("Versions", []) if entry.get("Key") == object_key]
+            if versions:
+                first = str(versions[-1]["VersionId"])
+            listed = page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if any(entry.get("Key") != object_key for entry in listed):
+                break  # keys that the key prefixes sort after it: all of its versions are listed
+        if first is None:
+            raise NotFound(f"{key} does not exist in {self.url}")
+        return first
 
     def exists(self, key: str) -> bool:
         # A listing, not a HEAD: it needs only s3:ListBucket, so a writer that may not read the key

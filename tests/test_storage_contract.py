@@ -779,6 +779,12 @@ def test_s3_put_sends_checksum_lock_and_create_only_headers() -> None:
             head,
             {"Bucket": BUCKET, "Key": "p/items/m", "VersionId": "v1", "ChecksumMode": "ENABLED"},
         )
+        # and then whether it came first: the record of a create-once key is its first version
+        stubber.add_response(
+            "list_object_versions",
+            {"Versions": [{"Key": "p/items/m", "VersionId": "v1", "IsLatest": True}]},
+            {"Bucket": BUCKET, "Prefix": "p/items/m"},
+        )
         info = S3Store(BUCKET, "p/", client=client).put_bytes(
             "items/m", body, retention=retention, if_absent=True
         )
