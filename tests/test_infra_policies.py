@@ -314,6 +314,10 @@ def iam_requests(call: Call, at: datetime) -> list[Request]:
             return one("s3:PutBucketPolicy")
         case "GetPublicAccessBlock" | "PutPublicAccessBlock":
             return one(f"s3:{call.operation.replace('PublicAccessBlock', 'BucketPublicAccessBlock')}")
+        case "GetBucketTagging" | "PutBucketTagging":
+            return one(f"s3:{call.operation}")
+        case "DeleteBucketTagging":
+            return one("s3:PutBucketTagging")
         case "GetBucketVersioning" | "PutBucketVersioning" | "CreateBucket":
             return one(f"s3:{call.operation}")
     raise AssertionError(f"no IAM mapping for {call.service}:{call.operation}: add it to iam_requests")
