@@ -682,7 +682,12 @@ class S3Store:
         # which nothing else would stop: they never give way.
         relaxed = full | {_WRITE_BREAKING_FLAG: False}
         self._put_public_access_block(relaxed)
-        if self._write_refused() is None:
+        try:
+            refused = self._write_refused()
+        except EvidenceError:
+            self._put_public_access_block(full)  # failed for another reason: leave it as blocked as asked
+            raise
+        if refused is None:
             self._record_exception(_WRITE_BREAKING_FLAG)
             return [
                 f"{self._endpoint()} refuses every write to bucket {self.bucket} while "
@@ -695,8 +700,10 @@ class S3Store:
         # Not even then. Is the block the cause at all? Ask once without it, then block fully again:
         # the bucket is unusable either way, so the safest state is the one to leave it in.
         self._put_public_access_block(dict.fromkeys(_PUBLIC_ACCESS_FLAGS, False))
-        unblocked = self._write_refused()
-        self._put_public_access_block(full)
+        try:
+            unblocked = self._write_refused()
+        finally:
+            self._put_public_access_block(full)
         if unblocked is None:
             raise ConfigError(
                 f"{self._endpoint()} refuses writes to bucket {self.bucket} under its public access "
@@ -763,7 +770,11 @@ class S3Store:
             "Key": key,
             "Body": body,
             "ContentType": "text/plain",
-            "ContentMD5": _b64(hashlib.md5(body).digest()),  # noqa: S324 (an integrity header, not security)
+            # Integrity headers stated, as for every upload: Object Lock wants one, and botocore's own
+            # default (a CRC32 trailer) is refused by RGW over HTTPS (MissingContentLength)
+            "ContentMD5": _b64(hashlib.md5(body).digest()),  # noqa: S324 (integrity, not security)
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": _b64(hashlib.sha256(body).digest()),
             **_lock_parameters(lock),
         }
         try:
