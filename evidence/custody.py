@@ -329,9 +329,9 @@ def judge_later_versions(
     appends racing for one position both write a version there, and the one whose version came
     second appends its event again further on (``storage.custody``). Such a version is a lost race,
     not tampering, exactly when it is validly signed by a known key, is about this item and this
-    position, follows the same predecessor as the record, and either its event is in the chain
-    further on (each event there vouches for one lost version at most), or it is the record's own
-    bytes again, or, at position 0, an ingest event recording the same manifest and content as the
+    position, follows the same predecessor as the record, and either its event (all but position,
+    predecessor and signature: type, time, actor, details, signer) is in the chain further on, or it
+    is the record's own bytes again, or, at position 0, an ingest event recording the same manifest and content as the
     record. Anything else (a delete marker, bytes that are not a record, an altered or unknown
     signature, another predecessor) is a problem: a record was overwritten. A lost race whose event
     is not in the chain is reported (``LostRace.in_chain_at`` is None) but not a problem: it changes
@@ -345,7 +345,6 @@ def judge_later_versions(
         except IntegrityError:
             continue  # verify_chain names it
     events = dict(chain)
-    vouched: set[int] = set()
     problems: list[ChainProblem] = []
     races: list[LostRace] = []
     for position in sorted(later):
@@ -356,7 +355,7 @@ def judge_later_versions(
             if version is not None and version in seen:
                 continue  # the same losing write stored twice: one race
             verdict = _judge_one(
-                evidence_id, position, version, recorded.get(position), events, chain, vouched, public_keys
+                evidence_id, position, version, recorded.get(position), events, chain, public_keys
             )
             if isinstance(verdict, LostRace):
                 races.append(verdict)
@@ -382,7 +381,6 @@ def _judge_one(
     record: bytes | None,
     events: Mapping[int, CustodyEvent],
     chain: Sequence[tuple[int, CustodyEvent]],
-    vouched: set[int],
     public_keys: Mapping[str, VerifyingKey],
 ) -> LostRace | str:
     """One later version: the lost race it is, or why it is not one."""
@@ -413,13 +411,10 @@ def _judge_one(
         if same_ingest:
             return LostRace(position, event, 0)
         return "a later version at position 0 that is not the same ingest"
+    # An append that loses again and again leaves one lost version per position it tried, all of
+    # the same event, and one record of it where it finally won: that record vouches for them all.
     happened = _what_happened(event)
     for later_position, chained in chain:
-        if (
-            later_position > position
-            and later_position not in vouched
-            and _what_happened(chained) == happened
-        ):
-            vouched.add(later_position)
+        if later_position > position and _what_happened(chained) == happened:
             return LostRace(position, event, later_position)
     return LostRace(position, event, None)

@@ -710,7 +710,7 @@ class S3Store:
                 f"block, even with only {', '.join(_PUBLIC_ACCESS_FLAGS[1:])} on, and takes them with "
                 "no block at all: no setting both keeps the vault private and lets it be written. The "
                 "block is left fully on. Use a server whose public access block allows private writes "
-                "(docs/storage.md §5), or block public access in the server's own configuration"
+                "(docs/storage.md §3.4), or block public access in the server's own configuration"
             )
         raise AccessDenied(
             f"{self._endpoint()} refuses a write to bucket {self.bucket} with or without a public access "
