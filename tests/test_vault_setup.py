@@ -150,30 +150,36 @@ def _rgw_like_server(
 
     def client(concurrency: int = 4) -> object:
         built = real(concurrency)
-        refuse_puts_while_blocked(built, boto3.client("s3"), flags, refused)
+        refuse_puts_while_blocked(built, _s3(), flags, refused)
         return built
 
     monkeypatch.setattr(storage.s3, "default_client", client)
     return refused
 
 
+def _s3() -> Any:
+    """A client of a session of its own: boto3's default session keeps the first credentials it
+    found, another test's fake ones included."""
+    return boto3.session.Session().client("s3")
+
+
 def _left_under(bucket: str, prefix: str) -> list[str]:
     """Every version and delete marker under ``prefix``: what a probe could have left behind."""
-    listed = boto3.client("s3").list_object_versions(Bucket=bucket, Prefix=prefix)
+    listed = _s3().list_object_versions(Bucket=bucket, Prefix=prefix)
     return [
         f"{e['Key']} {e['VersionId']}" for e in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
     ]
 
 
 def _block(bucket: str) -> dict[str, bool]:
-    return dict(boto3.client("s3").get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"])
+    return dict(_s3().get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"])
 
 
 def _tags(bucket: str) -> dict[str, str]:
     from botocore.exceptions import ClientError
 
     try:
-        tag_set = boto3.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
+        tag_set = _s3().get_bucket_tagging(Bucket=bucket)["TagSet"]
     except ClientError:
         return {}
     return {t["Key"]: t["Value"] for t in tag_set}
