@@ -163,12 +163,49 @@ class ChainProblem:
 
 
 @dataclass(frozen=True)
+class LostRace:
+    """A later version at a chain position, written by an append that lost the race for it (§6):
+    validly signed by a known key, about this item and position, following the same predecessor as
+    the record there. The record (the position's first version) is what the chain holds; this
+    version adds nothing to it and takes nothing away, so it is no sign of tampering."""
+
+    position: int
+    event: CustodyEvent
+    in_chain_at: int | None
+    """Where the chain holds what this version records: the position its event was appended at
+    after losing (its own position: the record itself, written twice; 0 for a second ingest event
+    recording the same manifest as the first), or ``None``: its writer stopped before appending it
+    again (or is doing so now), and the event is only here."""
+
+    def describe(self) -> str:
+        what = f"{self.event.type} event by {self.event.actor} at {self.event.at.isoformat()}"
+        if self.in_chain_at is None:
+            return (
+                f"a second version, signed by {self.event.signer}, lost the race for this position; "
+                f"its {what} was not appended again, so it is not in the chain"
+            )
+        if self.in_chain_at == self.position and self.event.type == "ingest" and self.position == 0:
+            return (
+                f"a second version, signed by {self.event.signer}, lost the race for this position; "
+                "it records the same ingest (manifest and content) as the event here"
+            )
+        if self.in_chain_at == self.position:
+            return "the record was written twice (a write repeated after its answer was lost)"
+        return (
+            f"a second version, signed by {self.event.signer}, lost the race for this position; "
+            f"its {what} is the chain's event {self.in_chain_at}"
+        )
+
+
+@dataclass(frozen=True)
 class ChainVerification:
     evidence_id: str
     events: tuple[CustodyEvent, ...]
     problems: tuple[ChainProblem, ...]
     signers: tuple[str, ...]
     """Key ids whose signatures were checked and held."""
+    lost_races: tuple[LostRace, ...] = ()
+    """Later versions at a position that are lost races (``judge_later_versions``), not problems."""
 
     @property
     def intact(self) -> bool:
@@ -243,18 +280,12 @@ def verify_chain(
             problems.append(
                 ChainProblem(position, "does not follow the event before it: altered, removed or reordered")
             )
-        key = public_keys.get(event.signer)
-        if key is None:
+        if event.signer not in public_keys:
             problems.append(ChainProblem(position, f"signed by unknown key {event.signer!r}"))
+        elif _signature_holds(event, public_keys):
+            signers.add(event.signer)
         else:
-            try:
-                signature = base64.b64decode(event.signature, validate=True)
-            except ValueError:
-                signature = b""
-            if key.verify(signature, signed_payload(event)):
-                signers.add(event.signer)
-            else:
-                problems.append(ChainProblem(position, "signature does not match: the record was altered"))
+            problems.append(ChainProblem(position, "signature does not match: the record was altered"))
         previous_bytes = data
     if not ordered:
         problems.append(ChainProblem(0, "no custody records at all"))
@@ -265,3 +296,125 @@ def verify_chain(
             )
         )
     return ChainVerification(evidence_id, tuple(events), tuple(problems), tuple(sorted(signers)))
+
+
+def _signature_holds(event: CustodyEvent, public_keys: Mapping[str, VerifyingKey]) -> bool:
+    key = public_keys.get(event.signer)
+    if key is None:
+        return False
+    try:
+        signature = base64.b64decode(event.signature, validate=True)
+    except ValueError:
+        return False
+    return key.verify(signature, signed_payload(event))
+
+
+def _what_happened(event: CustodyEvent) -> dict[str, Any]:
+    """An event without its place in the chain: what an append that lost a race writes again."""
+    doc = event.to_document(signed=False)
+    del doc["seq"], doc["prev"]
+    return doc
+
+
+def judge_later_versions(
+    evidence_id: str,
+    records: Sequence[tuple[int, bytes]],
+    later: Mapping[int, Sequence[bytes | None]],
+    public_keys: Mapping[str, VerifyingKey],
+) -> tuple[tuple[ChainProblem, ...], tuple[LostRace, ...]]:
+    """Versions written after a position's record (``later``: their bytes in write order, ``None``
+    for a delete marker) judged against the chain (``records``: each position's first version).
+
+    On a server that honours If-None-Match there are none. On one that ignores it (Ceph RGW), two
+    appends racing for one position both write a version there, and the one whose version came
+    second appends its event again further on (``storage.custody``). Such a version is a lost race,
+    not tampering, exactly when it is validly signed by a known key, is about this item and this
+    position, follows the same predecessor as the record, and either its event (all but position,
+    predecessor and signature: type, time, actor, details, signer) is in the chain further on, or it
+    is the record's own bytes again, or, at position 0, an ingest event recording the same manifest and content as the
+    record. Anything else (a delete marker, bytes that are not a record, an altered or unknown
+    signature, another predecessor) is a problem: a record was overwritten. A lost race whose event
+    is not in the chain is reported (``LostRace.in_chain_at`` is None) but not a problem: it changes
+    nothing the chain says, and whoever could sign it could as well have appended it.
+    """
+    recorded = dict(records)
+    chain: list[tuple[int, CustodyEvent]] = []
+    for position, record in sorted(records, key=lambda pair: pair[0]):
+        try:
+            chain.append((position, decode_event(record)))
+        except IntegrityError:
+            continue  # verify_chain names it
+    events = dict(chain)
+    problems: list[ChainProblem] = []
+    races: list[LostRace] = []
+    for position in sorted(later):
+        versions = later[position]
+        reasons: list[str] = []
+        seen: set[bytes] = set()
+        for version in versions:
+            if version is not None and version in seen:
+                continue  # the same losing write stored twice: one race
+            verdict = _judge_one(
+                evidence_id, position, version, recorded.get(position), events, chain, public_keys
+            )
+            if isinstance(verdict, LostRace):
+                races.append(verdict)
+                if version is not None:
+                    seen.add(version)
+            else:
+                reasons.append(verdict)
+        if reasons:
+            problems.append(
+                ChainProblem(
+                    position,
+                    f"has {len(versions) + 1} versions: a record was overwritten "
+                    f"({'; '.join(dict.fromkeys(reasons))})",
+                )
+            )
+    return tuple(problems), tuple(races)
+
+
+def _judge_one(
+    evidence_id: str,
+    position: int,
+    data: bytes | None,
+    record: bytes | None,
+    events: Mapping[int, CustodyEvent],
+    chain: Sequence[tuple[int, CustodyEvent]],
+    public_keys: Mapping[str, VerifyingKey],
+) -> LostRace | str:
+    """One later version: the lost race it is, or why it is not one."""
+    if data is None:
+        return "a delete marker over it"
+    try:
+        event = decode_event(data)
+    except IntegrityError:
+        return "a later version that is not a custody record"
+    record_event = events.get(position)
+    if record is None or record_event is None:
+        return "a later version over a record that cannot be read"
+    if event.evidence_id != evidence_id or event.seq != position:
+        return f"a later version that is event {event.seq} of {event.evidence_id}"
+    if event.signer not in public_keys:
+        return f"a later version signed by unknown key {event.signer!r}"
+    if not _signature_holds(event, public_keys):
+        return "a later version whose signature does not match: altered"
+    if event.prev != record_event.prev:
+        return "a later version that follows another event"
+    if data == record:
+        return LostRace(position, event, position)
+    if position == 0:
+        same_ingest = event.type == record_event.type == "ingest" and all(
+            event.details.get(name) == record_event.details.get(name)
+            for name in ("manifest_sha256", "content_sha256")
+        )
+        if same_ingest:
+            return LostRace(position, event, 0)
+        return "a later version at position 0 that is not the same ingest"
+    # An append that loses again and again leaves one lost version per position it tried, all of
+    # the same event, and one record of it where it finally won: that record vouches for them all.
+    happened = _what_happened(event)
+    for later_position, chained in chain:
+        if later_position > position and _what_happened(chained) == happened:
+            return LostRace(position, event, later_position)
+    return LostRace(position, event, None)

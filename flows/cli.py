@@ -60,9 +60,11 @@ def vault_init() -> None:
     from flows.keys import open_vault_for_init
 
     vault = open_vault_for_init(settings_now())
-    created = vault.initialise()
+    setup = vault.initialise()
     problems = vault.store.check()
-    out.print(f"vault {'created' if created else 'already initialised'} at {visible(vault.store.url)}")
+    out.print(f"vault {'created' if setup.created else 'already initialised'} at {visible(vault.store.url)}")
+    for note in setup.notes:
+        out.print(styled("note:", "cyan", f" {visible_message(note)}"))
     for problem in problems:
         err.print(styled("warning:", "yellow", f" {visible_message(problem)}"))
     if problems:

@@ -247,6 +247,7 @@ def custody(
     """Print an item's chain of custody and verify it: every removed, reordered or altered event is
     named. Works for disposed items too: the chain outlives the evidence."""
     from evidence.ids import require_evidence_id
+    from flows.custody_report import lost_race_document
     from flows.records import open_catalog
     from storage.custody import open_for_verification
 
@@ -276,6 +277,7 @@ def custody(
                 "signers": list(verification.signers),
                 "problems": [{"position": p.position, "message": p.message} for p in verification.problems],
                 "events": [event.to_document() for event in verification.events],
+                "lost_races": [lost_race_document(race) for race in verification.lost_races],
             }
         )
     else:
@@ -321,6 +323,9 @@ def _render_chain(verification: Any, trusted_only: bool) -> None:
             visible(event.signer),
         )
     out.print(table)
+    for race in verification.lost_races:
+        # not a problem: a later version at a position that lost the race for it (docs/custody.md §5)
+        out.print(styled(f"event {race.position}", "cyan", f": {visible_message(race.describe())}"))
     keys = "the keys given with --trust" if trusted_only else "the keys published in the vault"
     if verification.intact:
         out.print(

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evidence.custody import ChainVerification
+from evidence.custody import ChainVerification, LostRace
 from evidence.incident import IncidentRef
 from evidence.manifest import ItemDetails
 from flows.retrieval import linked_incidents
@@ -83,11 +83,23 @@ def _chain_summary(chain: ChainVerification, keys: Mapping[str, Any]) -> dict[st
         "length": len(chain.events),
         "problems": [{"position": p.position, "message": p.message} for p in chain.problems],
         "signers": list(chain.signers),
+        "lost_races": [lost_race_document(race) for race in chain.lost_races],
         "signer_public_keys": {key_id: keys[key_id].to_text() for key_id in chain.signers if key_id in keys},
         "note": (
             "Signers were checked against the keys published in the vault. An independent verifier "
             "should compare these key ids with the force's published public keys."
         ),
+    }
+
+
+def lost_race_document(race: LostRace) -> dict[str, Any]:
+    """A later version at a chain position that lost the race for it: not a problem
+    (docs/custody.md §5), but part of what the vault holds, so a report shows it."""
+    return {
+        "position": race.position,
+        "in_chain_at": race.in_chain_at,
+        "message": race.describe(),
+        "event": race.event.to_document(),
     }
 
 

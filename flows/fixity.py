@@ -126,7 +126,7 @@ def check_item(vault: Vault, evidence_id: str, *, expected_length: int | None = 
     level = "checksum"
     read = 0
     try:
-        raw = b"".join(vault.store.get(layout.manifest_key(evidence_id)))
+        raw = vault.record(layout.manifest_key(evidence_id))
         manifest = decode_manifest(raw)
         chain = vault.custody.verify(evidence_id, expected_length=expected_length)
         if not chain.intact:

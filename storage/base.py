@@ -87,8 +87,10 @@ class ObjectStore(Protocol):
         access possible, unreachable). Empty list means fit."""
         ...
 
-    def initialise(self) -> None:
-        """Create or fix the container: versioning on, Object Lock enabled, public access blocked."""
+    def initialise(self) -> list[str]:
+        """Create or fix the container: versioning on, Object Lock enabled, public access blocked.
+        Returns what the person setting it up should be told, one line each: a setting this store
+        had to leave other than the default, and why (docs/storage.md §3.4). Idempotent."""
         ...
 
     def begin_upload(
@@ -99,8 +101,13 @@ class ObjectStore(Protocol):
         self, key: str, data: bytes, *, retention: Retention | None, if_absent: bool = False
     ) -> ObjectInfo:
         """Small objects in one call, committed and checked as ``ObjectUpload.commit`` does.
-        ``if_absent`` raises ``AlreadyExists`` if the key has a current version (used for create-once
-        records such as manifests)."""
+
+        ``if_absent`` (create-once records: ``vault.json``, manifests, custody records, signer keys)
+        raises ``AlreadyExists`` if the key already has a version, and is race-safe: of writers racing
+        for one key, exactly one succeeds, the one whose version is the key's first. On a server that
+        ignores If-None-Match (Ceph RGW) a loser's version stays under the key, after the first: the
+        record of a create-once key is its first version (``first_version``), never its current one
+        (docs/storage.md, "Create-once without If-None-Match")."""
         ...
 
     def get(
@@ -111,6 +118,12 @@ class ObjectStore(Protocol):
 
     def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo:
         """Raises ``NotFound`` when the key (or version) does not exist or is a delete marker."""
+        ...
+
+    def first_version(self, key: str) -> str:
+        """Id of the key's first (oldest) version that is not a delete marker: the record of a
+        create-once key. ``NotFound`` when it has none. Needs no read access to the object (S3:
+        ListObjectVersions of the key)."""
         ...
 
     def exists(self, key: str) -> bool:

@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from evidence.errors import ConfigError, EvidenceError, IntegrityError, StorageU
 from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
 from evidence.times import in_utc
-from storage.custody import verify_records
+from storage.custody import StoredPosition, stored_positions, verify_records
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 if TYPE_CHECKING:
@@ -476,7 +475,6 @@ class Catalog:
             ):
                 conn.execute(sa.delete(table))
             public_keys = vault.custody.public_keys()
-            versions = _version_counts(vault)
             for batch in _chunks(vault.list_items(), REBUILD_BATCH):
                 listed.update(batch)
                 rows = []
@@ -493,14 +491,11 @@ class Catalog:
                 self._upsert_items(conn, rows)
             chained: set[str] = set()
 
-            def check(chain: tuple[str, list[Any]]) -> tuple[list[CustodyEvent], list[str], str | None]:
+            def check(
+                chain: tuple[str, dict[int, StoredPosition]],
+            ) -> tuple[list[CustodyEvent], list[str], str | None]:
                 return _verified_chain(
-                    vault,
-                    chain,
-                    public_keys,
-                    versions.get(chain[0], {}),
-                    seen_before.get(chain[0]),
-                    recorded.get(chain[0]),
+                    vault, chain, public_keys, seen_before.get(chain[0]), recorded.get(chain[0])
                 )
 
             for chain_batch in _chunks(_chains_listed(vault), REBUILD_BATCH):
@@ -963,43 +958,33 @@ def _catalog_item(
     )
 
 
-def _chains_listed(vault: Vault) -> Iterator[tuple[str, list[Any]]]:
-    """(evidence id, its custody records' listing) for every chain, from one listing of the vault."""
-    listed = vault.store.list(layout.CUSTODY_PREFIX)
+def _chains_listed(vault: Vault) -> Iterator[tuple[str, dict[int, StoredPosition]]]:
+    """(evidence id, its chain's positions) for every chain, from one listing of every version under
+    custody/ (what ``CustodyLog.verify`` lists per chain)."""
+    listed = vault.store.list_versions(layout.CUSTODY_PREFIX)
     for evidence_id, infos in itertools.groupby(listed, key=lambda info: info.key.split("/")[1]):
-        yield evidence_id, list(infos)
-
-
-def _version_counts(vault: Vault) -> dict[str, Counter[str]]:
-    """Stored versions per custody record key, grouped by chain, from one listing of the vault (what
-    ``CustodyLog.verify`` lists per chain): more than one means a record was overwritten."""
-    chains: dict[str, Counter[str]] = {}
-    for info in vault.store.list_versions(layout.CUSTODY_PREFIX):
-        chains.setdefault(info.key.split("/")[1], Counter())[info.key] += 1
-    return chains
+        yield evidence_id, stored_positions(infos)
 
 
 def _verified_chain(
     vault: Vault,
-    chain: tuple[str, list[Any]],
+    chain: tuple[str, dict[int, StoredPosition]],
     public_keys: Mapping[str, VerifyingKey],
-    versions: Mapping[str, int],
     seen_before: int | None,
     recorded: tuple[str, str] | None,
 ) -> tuple[list[CustodyEvent], list[str], str | None]:
     """One chain read and verified as a read path would (``storage.vault.Vault.verify_item``):
     (its events, records that could not be read, why the item is refused or None)."""
-    evidence_id, infos = chain
-    stored: list[tuple[int, bytes]] = []
+    evidence_id, positions = chain
+    stored = vault.custody.read_records(positions)
     damaged: list[str] = []
-    for info in infos:
-        data = b"".join(vault.store.get(info.key, version_id=info.version_id))
-        stored.append((layout.custody_position(info.key), data))
+    for position, data in stored:
         try:
             decode_event(data)
         except EvidenceError as err:
-            damaged.append(f"{info.key}: {err}")
-    verification = verify_records(evidence_id, stored, versions, public_keys, expected_length=seen_before)
+            damaged.append(f"{layout.custody_key(evidence_id, position)}: {err}")
+    later = vault.custody.later_versions(positions)
+    verification = verify_records(evidence_id, stored, later, public_keys, expected_length=seen_before)
     if not verification.intact:
         listed = "; ".join(f"event {p.position}: {p.message}" for p in verification.problems[:5])
         return [], damaged, f"custody chain does not verify: {listed}"

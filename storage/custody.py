@@ -1,34 +1,35 @@
 """Custody chains kept in the vault (``docs/custody.md``): append, read back, verify.
 
 Appending is optimistic: read the chain's end, sign the next event, write it create-only at the next
-position. Two writers racing for one position cannot both win, and the loser re-reads and tries the
-next one, so the chain never forks.
+position. Two writers racing for one position cannot both win, and the loser re-reads and appends
+its event again at the next one, so the chain never forks. A position's record is its first version:
+on a server that ignores If-None-Match the loser's version stays there too, after the record, and
+verification accepts it only as the lost race it provably is (``evidence.custody.judge_later_versions``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from evidence import layout
 from evidence.custody import (
-    ChainProblem,
     ChainVerification,
     CustodyEvent,
     decode_event,
     encode_event,
+    judge_later_versions,
     new_event,
     verify_chain,
 )
-from evidence.errors import AlreadyExists, ConfigError, IntegrityError, StorageUnavailable
+from evidence.errors import AlreadyExists, ConfigError, IntegrityError, NotFound, StorageUnavailable
 from evidence.settings import Settings
 from evidence.signing import SigningKey, VerifyingKey
-from storage.base import LockMode, ObjectStore, Retention
+from storage.base import LockMode, ObjectInfo, ObjectStore, Retention
 from storage.open import open_store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,31 @@ class _LastRecord:
     position: int
     data: bytes
     retention: Retention | None
+
+
+@dataclass(frozen=True)
+class StoredPosition:
+    """One position of a chain as stored: its record and whatever was written there after it."""
+
+    record: ObjectInfo | None
+    """The first version that is not a delete marker; None if there is none (it was removed)."""
+    later: tuple[ObjectInfo, ...]
+    """Every other version and delete marker of the key, oldest first."""
+
+
+def stored_positions(versions: Iterable[ObjectInfo]) -> dict[int, StoredPosition]:
+    """A chain's positions from its records' versions (``ObjectStore.list_versions``: key order,
+    newest first within a key)."""
+    by_key: dict[str, list[ObjectInfo]] = {}
+    for info in versions:
+        by_key.setdefault(info.key, []).append(info)
+    positions = {}
+    for key, newest_first in by_key.items():
+        oldest_first = newest_first[::-1]
+        record = next((info for info in oldest_first if not info.is_delete_marker), None)
+        later = tuple(info for info in oldest_first if info is not record)
+        positions[layout.custody_position(key)] = StoredPosition(record, later)
+    return positions
 
 
 def open_for_verification(settings: Settings) -> CustodyLog:
@@ -84,13 +110,23 @@ class CustodyLog:
             )
         self._published = True
 
+    def positions(self, evidence_id: str) -> dict[int, StoredPosition]:
+        """The chain's positions as stored (one listing of its versions; no record is read)."""
+        return stored_positions(self.store.list_versions(layout.custody_prefix(evidence_id)))
+
+    def _read(self, info: ObjectInfo) -> bytes:
+        return b"".join(self.store.get(info.key, version_id=info.version_id))
+
     def stored(self, evidence_id: str) -> list[tuple[int, bytes]]:
-        """The chain as stored: (position, bytes) of each record's current version, in order."""
-        records = []
-        for info in self.store.list(layout.custody_prefix(evidence_id)):
-            data = b"".join(self.store.get(info.key, version_id=info.version_id))
-            records.append((layout.custody_position(info.key), data))
-        return sorted(records, key=lambda r: r[0])
+        """The chain as stored: (position, bytes) of each record (its first version), in order."""
+        return self.read_records(self.positions(evidence_id))
+
+    def read_records(self, positions: Mapping[int, StoredPosition]) -> list[tuple[int, bytes]]:
+        return [
+            (position, self._read(stored.record))
+            for position, stored in sorted(positions.items())
+            if stored.record is not None
+        ]
 
     def has_chain(self, evidence_id: str) -> bool:
         """Whether any record of the item's chain is stored (a listing; no record is read)."""
@@ -99,12 +135,15 @@ class CustodyLog:
     def _last(self, evidence_id: str) -> _LastRecord | None:
         """The chain's last record: what an append follows. Only that record is fetched, so
         appending does not cost a read of the whole chain."""
-        infos = list(self.store.list(layout.custody_prefix(evidence_id)))
-        if not infos:
+        records = {
+            position: stored.record
+            for position, stored in self.positions(evidence_id).items()
+            if stored.record is not None
+        }
+        if not records:
             return None
-        last = max(infos, key=lambda info: layout.custody_position(info.key))
-        data = b"".join(self.store.get(last.key, version_id=last.version_id))
-        return _LastRecord(layout.custody_position(last.key), data, last.retention)
+        position = max(records)
+        return _LastRecord(position, self._read(records[position]), records[position].retention)
 
     def _retention_after(self, last: _LastRecord | None) -> Retention | None:
         """A new record is locked at least as long as the one it follows. Retention runs lock an
@@ -132,15 +171,23 @@ class CustodyLog:
         details: Mapping[str, Any],
         at: datetime | None = None,
         expected_length: int | None = None,
+        opening: bool = False,
     ) -> CustodyEvent:
         """Write the next event of the chain. ``expected_length`` is how many events someone saw
         stored before (the catalog, a verification just done): a chain found shorter lost events off
         its end, and writing at the freed position would cover that removal with a valid-looking
-        record, so nothing is written and the gap is reported instead."""
+        record, so nothing is written and the gap is reported instead. ``opening``: the event opens
+        the chain (the ingest) or is not written at all: ``AlreadyExists`` if position 0 is taken.
+
+        Losing the race for a position (another writer's version there came first) appends the same
+        event, same time, at the next one: verification matches the two (docs/custody.md §6)."""
         self.publish_signer()
+        at = at or datetime.now(UTC)
         for _ in range(APPEND_ATTEMPTS):
             last = self._last(evidence_id)
             position = last.position + 1 if last else 0
+            if opening and position != 0:
+                raise AlreadyExists(f"the custody chain of {evidence_id} is already open")
             if expected_length is not None and position < expected_length:
                 raise IntegrityError(
                     f"custody chain of {evidence_id} ends early: {position} event(s) stored, "
@@ -152,7 +199,7 @@ class CustodyLog:
                 evidence_id=evidence_id,
                 seq=position,
                 type=type,
-                at=at or datetime.now(UTC),
+                at=at,
                 actor=actor,
                 role=role,
                 station=self.station_id,
@@ -164,14 +211,22 @@ class CustodyLog:
             try:
                 self.store.put_bytes(key, encoded, retention=self._retention_after(last), if_absent=True)
             except AlreadyExists:
-                # Ed25519 signatures are deterministic, so identical bytes there mean this very write
-                # landed and only its answer was lost (a retried create is refused): done, not twice
-                if b"".join(self.store.get(key)) == encoded:
+                # Ed25519 signatures are deterministic, so identical bytes in the record mean this
+                # very write landed and only its answer was lost (a retried create is refused): done
+                if self._record_at(key) == encoded:
                     return event
+                if opening:
+                    raise
                 continue  # another writer took this position; re-read and follow it
             log.info("custody event", extra={"evidence_id": evidence_id, "type": type, "seq": position})
             return event
         raise StorageUnavailable(f"custody chain of {evidence_id} is busy; try again")
+
+    def _record_at(self, key: str) -> bytes | None:
+        try:
+            return b"".join(self.store.get(key, version_id=self.store.first_version(key)))
+        except NotFound:
+            return None
 
     def disposal(self, evidence_id: str) -> CustodyEvent | None:
         """The item's first ``disposal`` event, if it was disposed of."""
@@ -193,7 +248,10 @@ class CustodyLog:
         should pass the force's published keys as ``trusted`` and compare the reported signers."""
         keys: dict[str, VerifyingKey] = {}
         for info in self.store.list(layout.SIGNERS_PREFIX):
-            text = b"".join(self.store.get(info.key)).decode("ascii", "replace")
+            record = self._record_at(info.key)  # the first version, like every create-once record
+            if record is None:
+                continue
+            text = record.decode("ascii", "replace")
             try:
                 key = VerifyingKey.from_text(text, source=info.key)
             except (ConfigError, ValueError):
@@ -213,29 +271,43 @@ class CustodyLog:
         expected_length: int | None = None,
     ) -> ChainVerification:
         keys = dict(trusted or {}) if trusted_only else self.public_keys(trusted)
-        versions = Counter(info.key for info in self.store.list_versions(layout.custody_prefix(evidence_id)))
+        positions = self.positions(evidence_id)
         return verify_records(
-            evidence_id, self.stored(evidence_id), versions, keys, expected_length=expected_length
+            evidence_id,
+            self.read_records(positions),
+            self.later_versions(positions),
+            keys,
+            expected_length=expected_length,
         )
+
+    def later_versions(self, positions: Mapping[int, StoredPosition]) -> dict[int, list[bytes | None]]:
+        """The bytes of every version written at a position after its record (``None``: a delete
+        marker), for ``verify_records``. On a server that honours If-None-Match there are none."""
+        return {
+            position: [None if info.is_delete_marker else self._read(info) for info in stored.later]
+            for position, stored in sorted(positions.items())
+            if stored.later
+        }
 
 
 def verify_records(
     evidence_id: str,
     stored: Sequence[tuple[int, bytes]],
-    versions: Mapping[str, int],
+    later: Mapping[int, Sequence[bytes | None]],
     keys: Mapping[str, VerifyingKey],
     *,
     expected_length: int | None = None,
 ) -> ChainVerification:
-    """A chain as read from the store: its records' current bytes by position (``verify_chain``), and
-    how many versions each record key under the chain's prefix has. A second version over a record
-    (another write, a delete marker) means someone wrote where the chain is append-only."""
+    """A chain as read from the store: its records (each position's first version) by position
+    (``verify_chain``), and the versions written at a position after its record (``later``). Such a
+    version is a lost race (``evidence.custody.judge_later_versions``) or someone wrote where the
+    chain is append-only: a record was overwritten."""
     result = verify_chain(evidence_id, stored, keys, expected_length=expected_length)
-    overwritten = tuple(
-        ChainProblem(layout.custody_position(key), f"has {count} versions: a record was overwritten")
-        for key, count in sorted(versions.items())
-        if count > 1
+    overwritten, lost_races = judge_later_versions(evidence_id, stored, later, keys)
+    return ChainVerification(
+        result.evidence_id,
+        result.events,
+        result.problems + overwritten,
+        result.signers,
+        lost_races=lost_races,
     )
-    if not overwritten:
-        return result
-    return ChainVerification(result.evidence_id, result.events, result.problems + overwritten, result.signers)

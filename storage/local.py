@@ -284,7 +284,7 @@ class LocalStore:
                 problems.append(str(_describe_os_error(err, "checking the vault is writable", self.root)))
         return problems
 
-    def initialise(self) -> None:
+    def initialise(self) -> list[str]:
         with _os_errors("creating the vault", self.root):
             if self._marker.is_file():
                 try:
@@ -298,6 +298,7 @@ class LocalStore:
             if not self._marker.is_file():
                 marker_text = {"format": STORE_FORMAT, "version": STORE_FORMAT_VERSION}
                 _write_file_atomically(self._marker, json.dumps(marker_text).encode())
+        return []
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -485,6 +486,16 @@ class LocalStore:
         validate_key(key)
         with _os_errors(f"reading {key}", self.root):
             return self._info_from_record(self._read_record(key, version_id))
+
+    def first_version(self, key: str) -> str:
+        validate_key(key)
+        # Version ids sort in write order (§2.1); if_absent is race-safe here, so a create-once key has
+        # one version unless someone wrote past this store.
+        with _os_errors(f"reading {key}", self.root):
+            ids = self._version_ids(self._versions_dir(key))
+        if not ids:
+            raise NotFound(f"{key} does not exist in {self.url}")
+        return ids[0]
 
     def exists(self, key: str) -> bool:
         try:

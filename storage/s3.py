@@ -10,7 +10,9 @@ import base64
 import hashlib
 import logging
 import re
+import secrets
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -666,29 +668,64 @@ class S3Store:
         return []
 
     def _public_access_problems(self) -> list[str]:
+        flags = self._public_access_block()
+        if flags is None:
+            return []  # the server has no public access block (NotImplemented): nothing to check
+        off = [name for name in _PUBLIC_ACCESS_FLAGS if flags.get(name) is not True]
+        if not off:
+            return []
+        if len(off) == len(_PUBLIC_ACCESS_FLAGS):
+            return [f"public access is not blocked on bucket {self.bucket}: run `evidence vault init`"]
+        if off == [_WRITE_BREAKING_FLAG]:
+            recorded = self._recorded_exception()
+            if recorded == _WRITE_BREAKING_FLAG:
+                return []  # the documented exception (docs/storage.md §3.4), recorded by vault init
+            return [
+                f"public access is only partly blocked on bucket {self.bucket} (off: {_WRITE_BREAKING_FLAG}) "
+                f"and no record says this server refuses writes with it on (bucket tag {PUBLIC_ACCESS_TAG}): "
+                "run `evidence vault init`, which turns it on or records why it cannot"
+            ]
+        return [
+            f"public access is only partly blocked on bucket {self.bucket} (off: {', '.join(off)}): "
+            "run `evidence vault init`"
+        ]
+
+    def _public_access_block(self) -> dict[str, Any] | None:
+        """The bucket's public access block flags (all false when none is set: RGW answers so, AWS
+        with NoSuchPublicAccessBlockConfiguration); ``None`` when the server has no such thing (it
+        answers NotImplemented)."""
+        subject = f"bucket {self.bucket}"
         try:
             response = self.client.get_public_access_block(Bucket=self.bucket)
         except ClientError as err:
             if _error_code(err) == "NoSuchPublicAccessBlockConfiguration":
-                return [f"public access is not blocked on bucket {self.bucket}: run `evidence vault init`"]
+                return dict.fromkeys(_PUBLIC_ACCESS_FLAGS, False)
             if _error_code(err) in _UNSUPPORTED_CODES:
-                return []
-            raise self._translate_client_error(
-                err, "checking the public access block of", f"bucket {self.bucket}"
-            ) from err
+                return None
+            raise self._translate_client_error(err, "checking the public access block of", subject) from err
         except BotoCoreError as err:
-            with self.translated("checking the public access block of", f"bucket {self.bucket}"):
+            with self.translated("checking the public access block of", subject):
                 raise err
-        flags = response.get("PublicAccessBlockConfiguration", {})
-        missing = [name for name in _PUBLIC_ACCESS_FLAGS if flags.get(name) is not True]
-        if missing:
-            return [
-                f"public access is only partly blocked on bucket {self.bucket} (off: {', '.join(missing)}): "
-                "run `evidence vault init`"
-            ]
-        return []
+        return dict(response.get("PublicAccessBlockConfiguration", {}))
 
-    def initialise(self) -> None:
+    def _recorded_exception(self) -> str | None:
+        """The flag vault init recorded it had to leave off (bucket tag ``PUBLIC_ACCESS_TAG``), if any."""
+        return self._bucket_tags().get(PUBLIC_ACCESS_TAG)
+
+    def _bucket_tags(self) -> dict[str, str]:
+        subject = f"bucket {self.bucket}"
+        try:
+            response = self.client.get_bucket_tagging(Bucket=self.bucket)
+        except ClientError as err:
+            if _error_code(err) in {"NoSuchTagSet", "NoSuchTagSetError"} | _UNSUPPORTED_CODES:
+                return {}
+            raise self._translate_client_error(err, "reading the tags of", subject) from err
+        except BotoCoreError as err:
+            with self.translated("reading the tags of", subject):
+                raise err
+        return {str(tag["Key"]): str(tag["Value"]) for tag in response.get("TagSet", [])}
+
+    def initialise(self) -> list[str]:
         subject = f"bucket {self.bucket}"
         try:
             self._call("checking", subject, self.client.head_bucket, Bucket=self.bucket)
@@ -711,18 +748,165 @@ class S3Store:
                 Bucket=self.bucket,
                 ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"},
             )
+        return self._block_public_access()
+
+    def _block_public_access(self) -> list[str]:
+        """Block public access as far as the server lets the vault still be written (docs/storage.md
+        §3.4). A server's public access block is probed, not assumed: Ceph RGW 16 refuses every
+        PutObject while BlockPublicAcls is on (a private ACL too), so a block that set-up cannot test
+        would let `vault init` succeed and every ingest fail. Returns what an admin should be told."""
+        full = dict.fromkeys(_PUBLIC_ACCESS_FLAGS, True)
+        before = self._public_access_block()
+        if not self._put_public_access_block(full):
+            refused = self._write_refused()
+            if refused is not None:
+                raise refused
+            return [
+                f"{self._endpoint()} has no public access block (it answered NotImplemented): the bucket "
+                "is private only as long as no bucket policy or ACL makes it public; `vault check` "
+                "cannot see those there"
+            ]
+        if self._write_refused() is None:
+            if before == full | {_WRITE_BREAKING_FLAG: False}:
+                self._record_exception(None)  # a server that no longer needs it (an upgrade) loses it
+            return []
+        # Only BlockPublicAcls may give way. It refuses requests that would set a public ACL;
+        # IgnorePublicAcls, kept on, makes every public ACL, already set or set anyway, grant nothing,
+        # so the bucket stays as private. The other two flags guard against public bucket policies,
+        # which nothing else would stop: they never give way.
+        relaxed = full | {_WRITE_BREAKING_FLAG: False}
+        self._put_public_access_block(relaxed)
         try:
-            self.client.put_public_access_block(
-                Bucket=self.bucket, PublicAccessBlockConfiguration=dict.fromkeys(_PUBLIC_ACCESS_FLAGS, True)
+            refused = self._write_refused()
+        except EvidenceError:
+            self._put_public_access_block(full)  # failed for another reason: leave it as blocked as asked
+            raise
+        if refused is None:
+            self._record_exception(_WRITE_BREAKING_FLAG)
+            return [
+                f"{self._endpoint()} refuses every write to bucket {self.bucket} while "
+                f"{_WRITE_BREAKING_FLAG} is on, so it is left off; IgnorePublicAcls, BlockPublicPolicy "
+                "and RestrictPublicBuckets are on. With IgnorePublicAcls on, an ACL that would make an "
+                "object or the bucket public has no effect, so the vault is as private as with all "
+                f"four. Recorded as bucket tag {PUBLIC_ACCESS_TAG}={_WRITE_BREAKING_FLAG}, which "
+                "`vault check` accepts; run `vault init` again after a server upgrade to try all four"
+            ]
+        # Not even then. Is the block the cause at all? Ask once without it, then block fully again:
+        # the bucket is unusable either way, so the safest state is the one to leave it in.
+        self._put_public_access_block(dict.fromkeys(_PUBLIC_ACCESS_FLAGS, False))
+        try:
+            unblocked = self._write_refused()
+        finally:
+            self._put_public_access_block(full)
+        if unblocked is None:
+            raise ConfigError(
+                f"{self._endpoint()} refuses writes to bucket {self.bucket} under its public access "
+                f"block, even with only {', '.join(_PUBLIC_ACCESS_FLAGS[1:])} on, and takes them with "
+                "no block at all: no setting both keeps the vault private and lets it be written. The "
+                "block is left fully on. Use a server whose public access block allows private writes "
+                "(docs/storage.md §3.4), or block public access in the server's own configuration"
             )
+        raise AccessDenied(
+            f"{self._endpoint()} refuses a write to bucket {self.bucket} with or without a public access "
+            f"block ({unblocked}): these credentials may not write there. `vault init` writes and removes "
+            f"a probe object under {self.object_key(PROBE_PREFIX)}; the storage admin needs "
+            "s3:PutObject, s3:PutObjectRetention and s3:DeleteObjectVersion on it (docs/deployment.md)"
+        )
+
+    def _put_public_access_block(self, flags: dict[str, bool]) -> bool:
+        """Set the block; False if the server has none (it answers NotImplemented)."""
+        subject = f"bucket {self.bucket}"
+        try:
+            self.client.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration=flags)
         except ClientError as err:
-            # MinIO and Ceph have no public access block (buckets are private unless a policy says
-            # otherwise); `check` already treats the call as unsupported there, and so does set-up
-            if _error_code(err) not in _UNSUPPORTED_CODES:
-                raise self._translate_client_error(err, "blocking public access to", subject) from err
+            if _error_code(err) in _UNSUPPORTED_CODES:
+                return False
+            raise self._translate_client_error(err, "blocking public access to", subject) from err
         except BotoCoreError as err:
             with self.translated("blocking public access to", subject):
                 raise err
+        return True
+
+    def _record_exception(self, flag: str | None) -> None:
+        """Keep (``flag``) or drop (``None``) the bucket tag that tells `vault check` why a flag is off.
+        Other tags on the bucket are kept: a put of tags replaces them all."""
+        subject = f"bucket {self.bucket}"
+        tags = self._bucket_tags()
+        if tags.get(PUBLIC_ACCESS_TAG) == flag:
+            return
+        tags.pop(PUBLIC_ACCESS_TAG, None)
+        if flag is not None:
+            tags[PUBLIC_ACCESS_TAG] = flag
+        if tags:
+            self._call(
+                "tagging",
+                subject,
+                self.client.put_bucket_tagging,
+                Bucket=self.bucket,
+                Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+            )
+        else:
+            self._call("removing the tags of", subject, self.client.delete_bucket_tagging, Bucket=self.bucket)
+
+    def _write_refused(self) -> AccessDenied | None:
+        """Whether the bucket as configured now takes a write from these credentials: a small probe
+        object under ``PROBE_PREFIX`` in the vault's prefix, whose version is then deleted by its id
+        (so no delete marker is left: nothing remains). ``None`` if it was taken, else the refusal.
+
+        A bucket whose default retention would lock the probe for days gets it with an explicit lock
+        of a few seconds instead, and the version is deleted once that has passed: the storage admin
+        may not bypass a lock (docs/deployment.md), and must not leave a probe locked in the vault."""
+        key = self.object_key(f"{PROBE_PREFIX}{secrets.token_hex(8)}")
+        body = b"evidence-pipeline vault init: write probe; removed at once\n"
+        lock = self._probe_lock()
+        parameters: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": "text/plain",
+            # Integrity headers stated, as for every upload: Object Lock wants one, and botocore's own
+            # default (a CRC32 trailer) is refused by RGW over HTTPS (MissingContentLength)
+            "ContentMD5": _b64(hashlib.md5(body).digest()),  # noqa: S324 (integrity, not security)
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": _b64(hashlib.sha256(body).digest()),
+            **_lock_parameters(lock),
+        }
+        try:
+            answer = self._call("writing a probe object to", key, self.client.put_object, **parameters)
+        except AccessDenied as err:
+            return err
+        versions = [str(answer["VersionId"])] if answer.get("VersionId") else self._probe_versions(key)
+        if lock is not None:
+            time.sleep(max(0.0, (lock.retain_until - datetime.now(UTC)).total_seconds()) + 1)
+        for version_id in versions:
+            self._call(
+                "removing the probe object",
+                f"{key} (version {version_id})",
+                self.client.delete_object,
+                Bucket=self.bucket,
+                Key=key,
+                VersionId=version_id,
+            )
+        return None
+
+    def _probe_lock(self) -> Retention | None:
+        """A lock of a few seconds for the probe where the bucket has a default retention rule."""
+        try:
+            response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except (ClientError, BotoCoreError):
+            return None  # no lock configuration (or none readable): no default rule either
+        rule = response.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention")
+        if not rule:
+            return None
+        return Retention("GOVERNANCE", datetime.now(UTC) + timedelta(seconds=2))
+
+    def _probe_versions(self, key: str) -> list[str]:
+        """Every version and delete marker of the probe key, for an answer that named no version."""
+        response = self._call(
+            "listing the probe object", key, self.client.list_object_versions, Bucket=self.bucket, Prefix=key
+        )
+        entries = response.get("Versions", []) + response.get("DeleteMarkers", [])
+        return [str(entry["VersionId"]) for entry in entries if entry.get("Key") == key]
 
     def _create_bucket(self) -> None:
         region = self.client.meta.region_name or "us-east-1"
@@ -761,7 +945,25 @@ class S3Store:
             self, key, retention=retention, content_type="application/octet-stream", if_absent=if_absent
         )
         upload.write(data)
-        return upload.commit()
+        info = upload.commit()
+        if if_absent:
+            self._confirm_first(key, info.version_id)
+        return info
+
+    def _confirm_first(self, key: str, version_id: str) -> None:
+        """After a create-once write: was it first? If-None-Match makes a second write fail on S3 and
+        MinIO, but Ceph RGW ignores it, and two writers that both found the key absent both create a
+        version. The first version is the record (docs/storage.md, "Create-once without
+        If-None-Match"), so a write whose version is not first lost, whatever the server said: it
+        is an ``AlreadyExists``, as on a server that refused it. Its version stays (it may be locked),
+        after the record, where readers of create-once keys never look."""
+        first = self.first_version(key)
+        if first != version_id:
+            raise AlreadyExists(
+                f"{key} already exists in {self.url}; it is written only once (another writer's version "
+                f"{first} came first; this write's version {version_id} stays after it, unread, because "
+                f"{self._endpoint()} did not refuse it: it ignores If-None-Match)"
+            )
 
     def verify_commit(
         self, key: str, answer: dict[str, Any], sent: SentDigests, *, retention: Retention | None
@@ -986,6 +1188,24 @@ class S3Store:
             legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
             last_modified=response["LastModified"].astimezone(UTC),
         )
+
+    def first_version(self, key: str) -> str:
+        # ListObjectVersions lists a key's versions newest first; the last one listed is the first
+        # written. The server's order, not LastModified: two versions can share a timestamp.
+        validate_key(key)
+        object_key = self.object_key(key)
+        paginator = self.client.get_paginator("list_object_versions")
+        first: str | None = None
+        for page in self._pages(paginator.paginate(Bucket=self.bucket, Prefix=object_key), key):
+            versions = [entry for entry in page.get("Versions", []) if entry.get("Key") == object_key]
+            if versions:
+                first = str(versions[-1]["VersionId"])
+            listed = page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if any(entry.get("Key") != object_key for entry in listed):
+                break  # keys that the key prefixes sort after it: all of its versions are listed
+        if first is None:
+            raise NotFound(f"{key} does not exist in {self.url}")
+        return first
 
     def exists(self, key: str) -> bool:
         # A listing, not a HEAD: it needs only s3:ListBucket, so a writer that may not read the key
@@ -1266,3 +1486,9 @@ class S3Store:
 
 
 _PUBLIC_ACCESS_FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+_WRITE_BREAKING_FLAG = "BlockPublicAcls"
+"""The one flag a vault may do without, and only on a server that refuses writes with it on."""
+PUBLIC_ACCESS_TAG = "evidence-pipeline/public-access-exception"
+"""Bucket tag vault init leaves when a flag had to stay off; its value names the flag."""
+PROBE_PREFIX = "init-probe/"
+"""Where vault init writes (and at once removes) its probe object, under the vault's prefix."""

@@ -91,6 +91,14 @@ class StoredItem:
 
 
 @dataclass(frozen=True)
+class VaultSetup:
+    created: bool
+    """False: the vault already existed (or a concurrent set-up wrote its descriptor first)."""
+    notes: tuple[str, ...] = ()
+    """What the store had to set up other than by default, and why (``ObjectStore.initialise``)."""
+
+
+@dataclass(frozen=True)
 class VerifiedItem:
     """An item whose custody chain verified and whose manifest is the one its ingest event recorded."""
 
@@ -163,9 +171,10 @@ class Vault:
             "recipients": sorted(k.name for k in self._recipients),
         }
 
-    def initialise(self) -> bool:
-        """Prepare the store and write the descriptor once. Returns False if it already existed."""
-        self.store.initialise()
+    def initialise(self) -> VaultSetup:
+        """Prepare the store and write the descriptor once (``created`` is False if it already
+        existed, or another set-up wrote it first; either way it must describe these keys)."""
+        notes = tuple(self.store.initialise())
         body = json.dumps(
             self.describe() | {"created_at": _now().isoformat()}, sort_keys=True, indent=2
         ).encode()
@@ -173,12 +182,18 @@ class Vault:
             self.store.put_bytes(layout.VAULT_DESCRIPTOR_KEY, body, retention=None, if_absent=True)
         except AlreadyExists:
             self.check_descriptor()
-            return False
-        return True
+            return VaultSetup(created=False, notes=notes)
+        return VaultSetup(created=True, notes=notes)
+
+    def record(self, key: str) -> bytes:
+        """The bytes of a create-once key's record: its first version (docs/storage.md, "Create-once
+        without If-None-Match"). A later version, which a server ignoring If-None-Match lets a losing
+        writer leave, is never what a reader gets."""
+        return b"".join(self.store.get(key, version_id=self.store.first_version(key)))
 
     def check_descriptor(self) -> None:
         try:
-            data = b"".join(self.store.get(layout.VAULT_DESCRIPTOR_KEY))
+            data = self.record(layout.VAULT_DESCRIPTOR_KEY)
         except NotFound:
             raise ConfigError(
                 f"{self.store.url} is not an initialised vault: run `evidence vault init`"
@@ -319,36 +334,51 @@ class Vault:
         )
 
     def _put_once(self, key: str, data: bytes, retention: Retention) -> ObjectInfo:
-        """Create-only write. If the store already holds exactly these bytes, the earlier attempt was
-        ours and only its answer was lost (a timeout after the store acted): that is success, not a
-        clash, and nothing is written twice. Different bytes raise ``AlreadyExists``."""
+        """Create-only write. If the key's record already is exactly these bytes, the earlier attempt
+        was ours and only its answer was lost (a timeout after the store acted): that is success, not
+        a clash. Different bytes raise ``AlreadyExists``: another writer's record came first."""
         try:
             return self.store.put_bytes(key, data, retention=retention, if_absent=True)
         except AlreadyExists:
-            stored = b"".join(self.store.get(key))
-            if stored != data:
+            first = self.store.first_version(key)
+            if b"".join(self.store.get(key, version_id=first)) != data:
                 raise
             log.info("create of %s was answered late; the stored object is this write", key)
-            return self.store.head(key)
+            return self.store.head(key, version_id=first)
 
     def record_ingest(self, manifest: Manifest) -> None:
         """Custody event 0 of an item, written once: a re-run after a crash between manifest and
-        this event finds the chain empty and writes it then."""
+        this event finds the chain empty and writes it then. Two stations that stored the same file
+        at once both get here with the one manifest that is the item's record; whichever opens the
+        chain first records the ingest, and the other checks that event records this manifest."""
         if self.custody.has_chain(manifest.evidence_id):
             return
-        self.custody.append(
-            manifest.evidence_id,
-            "ingest",
-            actor=manifest.station_id,
-            role="ingest-station",
-            details={
-                "manifest_sha256": hashlib.sha256(encode_manifest(manifest)).hexdigest(),
-                "content_sha256": manifest.content.sha256,
-                "size": manifest.size,
-                "device": manifest.device_serial,
-                "officer": manifest.officer_id,
-            },
-        )
+        manifest_sha256 = hashlib.sha256(encode_manifest(manifest)).hexdigest()
+        try:
+            self.custody.append(
+                manifest.evidence_id,
+                "ingest",
+                actor=manifest.station_id,
+                role="ingest-station",
+                details={
+                    "manifest_sha256": manifest_sha256,
+                    "content_sha256": manifest.content.sha256,
+                    "size": manifest.size,
+                    "device": manifest.device_serial,
+                    "officer": manifest.officer_id,
+                },
+                opening=True,
+            )
+        except AlreadyExists:
+            opened = self.custody.events(manifest.evidence_id)
+            if not opened:
+                raise
+            check_recorded_manifest(
+                manifest.evidence_id,
+                opened[0],
+                manifest_sha256=manifest_sha256,
+                content_sha256=manifest.content.sha256,
+            )
 
     def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
         manifest = self.manifest(item_id)
@@ -375,8 +405,8 @@ class Vault:
         checksum as sent (and, with ``verify_readback``, the same SHA-256 on a full re-read).
         ``committed``: what the store answered when this run committed them. Raises
         ``IntegrityError`` naming the item and object. This gates wiping a device."""
-        stored = self.store.get(layout.manifest_key(manifest.evidence_id))
-        if decode_manifest(b"".join(stored)) != manifest:
+        stored = self.record(layout.manifest_key(manifest.evidence_id))
+        if decode_manifest(stored) != manifest:
             raise IntegrityError(f"{manifest.evidence_id}: the stored manifest differs from the one written")
         self.verify_objects(manifest, committed)
 
@@ -438,7 +468,7 @@ class Vault:
         """The item's manifest and the SHA-256 of its stored bytes."""
         key = layout.manifest_key(require_evidence_id(evidence_id))
         try:
-            data = b"".join(self.store.get(key))
+            data = self.record(key)
         except NotFound:
             notice = self.custody.disposal_notice(evidence_id)
             raise NotFound(notice or f"no evidence item {evidence_id} in {self.store.url}") from None

@@ -153,8 +153,8 @@ class KillingStore:
     def check(self) -> list[str]:
         return self.around("check", self._store.check)  # type: ignore[no-any-return]
 
-    def initialise(self) -> None:
-        self.around("initialise", self._store.initialise)
+    def initialise(self) -> list[str]:
+        return self.around("initialise", self._store.initialise)  # type: ignore[no-any-return]
 
     def begin_upload(
         self, key: str, *, retention: Retention | None, content_type: str = "application/octet-stream"
@@ -184,6 +184,11 @@ class KillingStore:
     def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo:
         return self.around(  # type: ignore[no-any-return]
             f"head {_kind_of_key(key)}", lambda: self._store.head(key, version_id=version_id)
+        )
+
+    def first_version(self, key: str) -> str:
+        return self.around(  # type: ignore[no-any-return]
+            f"first_version {_kind_of_key(key)}", lambda: self._store.first_version(key)
         )
 
     def exists(self, key: str) -> bool:

@@ -118,9 +118,19 @@ def test_record_overwritten_with_a_new_version_is_named(station: Station, tmp_pa
     with_events(station, evidence_id, 1)
     key = layout.custody_key(evidence_id, 1)
     original = b"".join(station.vault.store.get(key))
-    station.vault.store.put_bytes(key, original, retention=None)  # same bytes, new version
+    # the same bytes again: what a write repeated after a lost answer leaves on a server that ignores
+    # If-None-Match; it changes nothing, and is reported as such
+    station.vault.store.put_bytes(key, original, retention=None)
+    repeated = station.vault.custody.verify(evidence_id)
+    assert repeated.intact, repeated.problems
+    assert [(r.position, r.in_chain_at) for r in repeated.lost_races] == [(1, 1)]
+    assert "written twice" in repeated.lost_races[0].describe()
+    # other bytes are not: the record still reads as it was, and the later version is named
+    station.vault.store.put_bytes(key, original.replace(b"review 0", b"review 9"), retention=None)
     result = station.vault.custody.verify(evidence_id)
-    assert any(p.position == 1 and "versions" in p.message for p in result.problems)
+    assert [e.details.get("purpose") for e in result.events] == [None, "review 0"]
+    [problem] = result.problems
+    assert problem.position == 1 and "3 versions" in problem.message and "altered" in problem.message
 
 
 def test_cut_off_end_is_named_given_the_known_length(station: Station, tmp_path: Path) -> None:

@@ -104,6 +104,90 @@ def test_an_intact_chain_prints_and_verifies(station: Station, item: str) -> Non
     assert doc["signers"] == [own_key.key_id]
 
 
+def test_a_lost_race_is_shown_and_the_chain_still_verifies(
+    station: Station, item: str, tmp_path: Path
+) -> None:
+    """What two investigators appending at once leave on a server that ignores If-None-Match: the
+    loser's version after the record at position 4, and its event again at 5 (docs/custody.md §5)."""
+    from datetime import UTC, datetime
+
+    from evidence.custody import encode_event, new_event
+    from evidence.signing import SigningKey
+    from storage.custody import CustodyLog
+
+    ben = CustodyLog(
+        station.vault.store,
+        station_id="ws-ben",
+        signer=SigningKey.from_file(generate_signing_key(tmp_path / "ben")[0]),
+        retention=lambda: None,
+    )
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    what = {"action": "get", "purpose": "review"}
+    before_four = station.vault.custody.stored(item)[3][1]
+    lost = new_event(
+        before_four,
+        evidence_id=item,
+        seq=4,
+        type="access",
+        at=at,
+        actor="ben",
+        role="investigator",
+        station="ws-ben",
+        details=what,
+        signer=ben.signer,
+    )
+    ben.publish_signer()
+    station.vault.store.put_bytes(layout.custody_key(item, 4), encode_event(lost), retention=None)
+    again = ben.append(item, "access", actor="ben", role="investigator", details=what, at=at)
+    assert again.seq == 5
+
+    code, doc = custody_json(item)
+    assert code == 0 and doc["intact"] is True and doc["problems"] == [], doc
+    [race] = doc["lost_races"]
+    assert (race["position"], race["in_chain_at"], race["event"]["actor"]) == (4, 5, "ben")
+    table = custody(item)
+    assert table.exit_code == 0 and "lost the race for this position" in table.stdout
+
+    # the same version with a changed purpose is no lost race: its event is nowhere else
+    altered = encode_event(
+        new_event(
+            before_four,
+            evidence_id=item,
+            seq=4,
+            type="access",
+            at=at,
+            actor="ben",
+            role="investigator",
+            station="ws-ben",
+            details={"purpose": "other"},
+            signer=ben.signer,
+        )
+    )
+    station.vault.store.put_bytes(layout.custody_key(item, 4), altered, retention=None)
+    code, doc = custody_json(item)
+    assert code == 0 and [r["in_chain_at"] for r in doc["lost_races"]] == [5, None]
+    # but one that follows another event is an overwritten record
+    forged = encode_event(
+        new_event(
+            before_four + b" ",
+            evidence_id=item,
+            seq=4,
+            type="access",
+            at=at,
+            actor="ben",
+            role="investigator",
+            station="ws-ben",
+            details=what,
+            signer=ben.signer,
+        )
+    )
+    station.vault.store.put_bytes(layout.custody_key(item, 4), forged, retention=None)
+    code, doc = custody_json(item)
+    assert code == IntegrityError.exit_code
+    assert "4 versions: a record was overwritten" in problems(doc)[4]
+    assert "follows another event" in problems(doc)[4]
+
+
 def test_an_edited_record_is_named(station: Station, item: str) -> None:
     target = record_file(station, item, 2)
     overwrite(target, target.read_bytes().replace(b"review 1", b"review 7"))

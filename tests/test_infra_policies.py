@@ -44,6 +44,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from evidence import layout
 from evidence.errors import AccessDenied, EvidenceError
 from evidence.ids import load_id_key
 from evidence.keyring import Keyring, X25519Recipient
@@ -313,6 +314,10 @@ def iam_requests(call: Call, at: datetime) -> list[Request]:
             return one("s3:PutBucketPolicy")
         case "GetPublicAccessBlock" | "PutPublicAccessBlock":
             return one(f"s3:{call.operation.replace('PublicAccessBlock', 'BucketPublicAccessBlock')}")
+        case "GetBucketTagging" | "PutBucketTagging":
+            return one(f"s3:{call.operation}")
+        case "DeleteBucketTagging":
+            return one("s3:PutBucketTagging")
         case "GetBucketVersioning" | "PutBucketVersioning" | "CreateBucket":
             return one(f"s3:{call.operation}")
     raise AssertionError(f"no IAM mapping for {call.service}:{call.operation}: add it to iam_requests")
@@ -440,10 +445,10 @@ def test_station_cannot_read_content_objects_only_their_lock() -> None:
     assert everywhere("station", "GetObjectRetention", CONTENT_KEY, VersionId="v1")
     assert everywhere("station", "GetObjectLegalHold", CONTENT_KEY, VersionId="v1")
     # a version listing shows what a server stored where its answer did not (Ceph RGW's to a completed
-    # multipart upload): keys, version ids, sizes and ETags, no content; and only under objects/
-    assert everywhere("station", "ListObjectVersions", Prefix=CONTENT_KEY)
-    for prefix in ("", "items/", CUSTODY_KEY, "vault.json"):
-        assert not everywhere("station", "ListObjectVersions", Prefix=prefix), prefix
+    # multipart upload) and which version of a create-once key came first: keys, version ids, sizes
+    # and ETags, never content
+    for prefix in (CONTENT_KEY, "items/", CUSTODY_KEY, "vault.json"):
+        assert everywhere("station", "ListObjectVersions", Prefix=prefix), prefix
     # what dedupe, create-once records and custody appends read stays readable
     for key in ("vault.json", MANIFEST_KEY, CUSTODY_KEY, "signers/ab12cd34.pub"):
         assert everywhere("station", "GetObject", key), key
@@ -939,7 +944,8 @@ def test_the_station_never_reads_a_content_object(recorded: tuple[list[Call], da
             "admin",
             {"s3:DeleteObjectVersion", "s3:PutObjectLegalHold"},
         ),
-        ("station", "investigator", {"kms:Decrypt", "s3:PutObjectLegalHold", "s3:ListBucketVersions"}),
+        # (the station lists versions too: a create-once record is its key's first version)
+        ("station", "investigator", {"kms:Decrypt", "s3:PutObjectLegalHold"}),
         ("investigator", "admin", {"s3:DeleteObjectVersion"}),
         ("investigator", "station", {"kms:Encrypt"}),
         ("admin", "investigator", {"kms:Decrypt"}),
@@ -1115,7 +1121,10 @@ def test_station_ingests_under_its_policy_and_is_refused_the_rest(world: MotoWor
         assert denied(lambda: s3.delete_object(Bucket=BUCKET, Key=content.key))
         assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="links/ev-x/0000000000.json", Body=b"{}"))
         assert denied(lambda: s3.put_object(Bucket=BUCKET, Key="vault.json", Body=b"{}"))
-        assert denied(lambda: s3.list_object_versions(Bucket=BUCKET))
+        # versions it may list: a create-once record is its key's first version, and a write to one
+        # is confirmed first by listing the key's versions (docs/storage.md, "Create-once without
+        # If-None-Match"); a listing names keys and versions, never their bytes
+        assert s3.list_object_versions(Bucket=BUCKET, Prefix=layout.manifest_key(ids[0]))["Versions"]
         assert denied(
             lambda: s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
         )

@@ -156,7 +156,9 @@ def test_the_create_once_records_of_a_station_are_verified_the_same_way(s3_like_
     made = _operations(store)
     store.put_bytes("items/ev-x/manifest.json", b"{}", retention=_governance(), if_absent=True)
     # the create-once check heads the key (items/ is readable to the station); the new version is not
-    assert made == ["HeadObject", "PutObject", "GetObjectRetention"]
+    # read: its lock is, and the key's versions are listed to confirm this write came first (a server
+    # that ignores If-None-Match would have let a second writer through: docs/storage.md §5)
+    assert made == ["HeadObject", "PutObject", "GetObjectRetention", "ListObjectVersions"]
 
 
 def test_on_moto_as_it_is_the_lock_is_read_with_a_head_once_moto_showed_it_cannot(moto_aws: None) -> None:

@@ -878,6 +878,12 @@ def test_s3_put_sends_md5_checksum_lock_and_create_only_headers() -> None:
             {"Retention": {"Mode": "GOVERNANCE", "RetainUntilDate": retention.retain_until}},
             {"Bucket": BUCKET, "Key": "p/items/m", "VersionId": "v1"},
         )
+        # and then whether it came first: the record of a create-once key is its first version
+        stubber.add_response(
+            "list_object_versions",
+            {"Versions": [{"Key": "p/items/m", "VersionId": "v1", "IsLatest": True}]},
+            {"Bucket": BUCKET, "Prefix": "p/items/m"},
+        )
         info = S3Store(BUCKET, "p/", client=client).put_bytes(
             "items/m", body, retention=retention, if_absent=True
         )
