@@ -6,7 +6,9 @@ Three layers of evidence, each saying what it can and cannot show:
    Action and Resource, Principal, the condition operators the documents use; explicit Deny wins). It
    answers the issue's questions per role: who may delete, bypass governance, hold, read content,
    decrypt. The portable documents are also checked against MinIO's policy rules, because
-   infra/compose.yaml loads them into MinIO.
+   infra/compose.yaml loads them into MinIO. The Ceph RGW bucket policy is evaluated as RGW 16 does
+   (an object's writer owns it, the bucket's owner holds the rest, where the policy is silent) and
+   compared with the AWS documents, role by role; tests/test_rgw_least_privilege.py runs it on RGW.
 2. **The real code paths**: an ingest, an investigator's reads and a storage admin's retention work
    and disposal run against moto while every S3 and KMS call is recorded; each call is turned into the
    IAM request(s) it needs (HeadObject is s3:GetObject and, for a missing key, s3:ListBucket; a put
