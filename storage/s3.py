@@ -90,8 +90,9 @@ _UNAVAILABLE_CODES = {
 }
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 _UNSUPPORTED_CODES = {"NotImplemented", "501", "MethodNotAllowed"}
-# GetObjectRetention / GetObjectLegalHold on a version that never had a retention / a hold
-_NO_LOCK_CODES = {"NoSuchObjectLockConfiguration"}
+# GetObjectRetention / GetObjectLegalHold of a version that never had a retention / a hold: S3's code,
+# and Ceph RGW 16's (which reuses the one S3 gives a bucket without Object Lock)
+_NO_LOCK_CODES = {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"}
 _LOCK_READS = ("GetObjectRetention", "GetObjectLegalHold")
 _CONNECTION_ERRORS = (BotoConnectionError, HTTPClientError, ResponseStreamingError, IncompleteReadError)
 
