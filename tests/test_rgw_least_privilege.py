@@ -537,3 +537,36 @@ def test_lock_reads_of_a_version_without_a_lock_answer_none_on_rgw(rgw: RgwServe
     store = S3Store(bucket, client=client)
     assert store.get_retention("objects/ab/unlocked", stored["VersionId"]) is None
     assert store.get_legal_hold("objects/ab/unlocked", stored["VersionId"]) is False
+
+
+def test_rgw_refuses_any_allow_once_public_policies_are_blocked(
+    scratch: tuple[RgwServer, str, str, tuple[str, str]],
+) -> None:
+    """Why the policy goes in before `vault init`: with BlockPublicPolicy, RGW 16 takes every Allow
+    for a public grant, even one naming a single user, and refuses the policy; a Deny-only policy goes
+    in, and a policy already in place keeps granting (RestrictPublicBuckets does not stop it)."""
+    rgw, bucket, uid, (access_key, secret_key) = scratch
+    named = {"AWS": [f"arn:aws:iam:::user/{uid}"]}
+    allow = {
+        "Sid": "Write",
+        "Effect": "Allow",
+        "Principal": named,
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    deny = allow | {"Sid": "NoDelete", "Effect": "Deny", "Action": "s3:DeleteObject"}
+    put_policy(rgw, bucket, allow)
+    rgw.client().put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": False,  # True would refuse every PutObject on RGW 16
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    writer = rgw.client(access_key, secret_key, request_checksum_calculation="when_required")
+    writer.put_object(Bucket=bucket, Key="objects/a", Body=b"x")  # the policy in place still grants
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [allow]})
+    assert refused_by_rgw(rgw.client().put_bucket_policy, Bucket=bucket, Policy=policy)
+    put_policy(rgw, bucket, deny)
