@@ -6,7 +6,9 @@ Three layers of evidence, each saying what it can and cannot show:
    Action and Resource, Principal, the condition operators the documents use; explicit Deny wins). It
    answers the issue's questions per role: who may delete, bypass governance, hold, read content,
    decrypt. The portable documents are also checked against MinIO's policy rules, because
-   infra/compose.yaml loads them into MinIO.
+   infra/compose.yaml loads them into MinIO. The Ceph RGW bucket policy is evaluated as RGW 16 does
+   (an object's writer owns it, the bucket's owner holds the rest, where the policy is silent) and
+   compared with the AWS documents, role by role; tests/test_rgw_least_privilege.py runs it on RGW.
 2. **The real code paths**: an ingest, an investigator's reads and a storage admin's retention work
    and disposal run against moto while every S3 and KMS call is recorded; each call is turned into the
    IAM request(s) it needs (HeadObject is s3:GetObject and, for a missing key, s3:ListBucket; a put
@@ -176,6 +178,8 @@ def statement_applies(statement: Mapping[str, Any], request: Request, principal:
         principals = ["*"] if named == "*" else _listed(named["AWS"])
         if "*" not in principals and principal not in principals:
             return False
+    if "NotPrincipal" in statement and principal in _listed(statement["NotPrincipal"]["AWS"]):
+        return False
     context = {"aws:PrincipalArn": principal, **request.context}
     return all(
         condition_holds(operator, key, expected, context)
@@ -659,6 +663,292 @@ def test_aws_only_documents_hold_what_minio_would_refuse() -> None:
     for statement in statements(load("storage-admin-aws.json")):
         for action in _listed(statement["Action"]):
             assert not any(glob(action, a) for a in MINIO_OBJECT_ACTIONS | MINIO_BUCKET_ACTIONS), action
+
+
+# Ceph RGW 16 (docs/deployment.md §4.6). RGW has no identity policies in this deployment: one bucket
+# policy names each role's RGW user. Where it says nothing, RGW falls back to ACLs: the object's ACL
+# gives whoever wrote the object full control of it (read, lock, hold, bypass, ACL), the bucket's ACL
+# gives its owner (the storage admin) everything else (puts, deletes, listings, bucket settings). The
+# tests in tests/test_rgw_least_privilege.py show each of these rules on a running RGW.
+RGW_POLICY = "rgw-bucket-policy.json"
+RGW_USERS = {
+    "station": "arn:aws:iam:::user/evidence-ingest-station",
+    "investigator": "arn:aws:iam:::user/evidence-investigator",
+    "admin": "arn:aws:iam:::user/evidence-storage-admin",
+    "break-glass": "arn:aws:iam:::user/evidence-break-glass",
+}
+RGW_BUCKET_OWNER = "admin"
+# Every S3 action RGW 16 knows (ceph v16 src/rgw/rgw_iam_policy.h); a policy naming any other is
+# refused whole with InvalidArgument, e.g. s3:PutEncryptionConfiguration or s3:HeadBucket.
+RGW16_ACTIONS = {
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
+    "s3:GetObjectTorrent",
+    "s3:GetObjectVersionTorrent",
+    "s3:RestoreObject",
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListAllMyBuckets",
+    "s3:ListBucketMultipartUploads",
+    "s3:GetAccelerateConfiguration",
+    "s3:PutAccelerateConfiguration",
+    "s3:GetBucketAcl",
+    "s3:PutBucketAcl",
+    "s3:GetBucketCORS",
+    "s3:PutBucketCORS",
+    "s3:GetBucketVersioning",
+    "s3:PutBucketVersioning",
+    "s3:GetBucketRequestPayment",
+    "s3:PutBucketRequestPayment",
+    "s3:GetBucketLocation",
+    "s3:GetBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketPolicy",
+    "s3:GetBucketNotification",
+    "s3:PutBucketNotification",
+    "s3:GetBucketLogging",
+    "s3:PutBucketLogging",
+    "s3:GetBucketTagging",
+    "s3:PutBucketTagging",
+    "s3:GetBucketWebsite",
+    "s3:PutBucketWebsite",
+    "s3:DeleteBucketWebsite",
+    "s3:GetLifecycleConfiguration",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutReplicationConfiguration",
+    "s3:GetReplicationConfiguration",
+    "s3:DeleteReplicationConfiguration",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
+    "s3:DeleteObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectVersionTagging",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:PutObjectRetention",
+    "s3:GetObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:GetObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+    "s3:GetBucketPolicyStatus",
+    "s3:PutPublicAccessBlock",
+    "s3:GetPublicAccessBlock",
+    "s3:DeletePublicAccessBlock",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:DeleteBucketPublicAccessBlock",
+}
+# Authorised against the object's ACL when the policy says nothing (ceph v16 rgw_op.cc:
+# verify_object_permission); the rest against the bucket's.
+RGW16_OBJECT_ACL_ACTIONS = {
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAcl",
+    "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl",
+    "s3:PutObjectVersionAcl",
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
+    "s3:GetObjectTorrent",
+    "s3:GetObjectVersionTorrent",
+    "s3:RestoreObject",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
+    "s3:GetObjectRetention",
+    "s3:PutObjectRetention",
+    "s3:GetObjectLegalHold",
+    "s3:PutObjectLegalHold",
+    "s3:BypassGovernanceRetention",
+}
+RGW16_OBJECT_ACTIONS = RGW16_OBJECT_ACL_ACTIONS | {
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+}
+# The condition operators and keys RGW 16 was seen to evaluate as the document needs. RGW sets no
+# s3:object-lock-* and no s3:if-none-match key (a Deny on them never applies, or, with Null, always),
+# and aws:SecureTransport only over HTTPS; aws:PrincipalArn does not exist there.
+RGW16_CONDITIONS = {("BoolIfExists", "aws:SecureTransport")}
+
+
+def rgw_decision(role: str, action: str, resource: str, *, writer: str | None) -> str:
+    """What RGW 16 decides for ``role`` under the RGW bucket policy, over HTTPS: ``allow`` and
+    ``deny`` as the policy says, else ``acl`` when RGW's ACLs let it through, else ``implicit-deny``.
+    ``writer``: the role that wrote the object (its owner on RGW)."""
+    secure = Request(action, resource, {"aws:SecureTransport": "true"})
+    decision = decide([load(RGW_POLICY)], secure, RGW_USERS[role])
+    if decision != "implicit-deny":
+        return decision
+    if action in RGW16_OBJECT_ACL_ACTIONS:
+        return "acl" if resource != BUCKET_ARN and writer == role else "implicit-deny"
+    return "acl" if role == RGW_BUCKET_OWNER else "implicit-deny"
+
+
+def rgw_allows(role: str, action: str, key: str | None, *, writer: str | None) -> bool:
+    return rgw_decision(role, action, obj(key) if key else BUCKET_ARN, writer=writer) in ("allow", "acl")
+
+
+def test_rgw_policy_is_one_rgw_16_accepts() -> None:
+    doc = load(RGW_POLICY)
+    assert doc["Version"] == "2012-10-17"
+    sids = [s["Sid"] for s in statements(doc)]
+    assert len(sids) == len(set(sids)) and all(sids)
+    for statement in statements(doc):
+        where = statement["Sid"]
+        assert statement["Effect"] in ("Allow", "Deny") and "Action" in statement, where
+        assert "NotAction" not in statement, f"{where}: RGW 16 does not honour NotAction in a Deny"
+        named = statement.get("Principal", statement.get("NotPrincipal"))
+        principals = ["*"] if named == "*" else _listed(named["AWS"])
+        assert set(principals) <= set(RGW_USERS.values()) | {"*"}, where
+        assert ("NotPrincipal" in statement) <= (statement["Effect"] == "Deny"), where
+        for pattern in _listed(statement["Action"]):
+            assert any(glob(pattern, a, case_sensitive=False) for a in RGW16_ACTIONS), (where, pattern)
+            assert "*" in pattern or pattern in RGW16_ACTIONS, (where, pattern)
+        for resource in _listed(statement.get("Resource", statement.get("NotResource"))):
+            assert resource == BUCKET_ARN or resource.startswith(f"{BUCKET_ARN}/"), (where, resource)
+        conditions = {(op, key) for op, tests in statement.get("Condition", {}).items() for key in tests}
+        assert conditions <= RGW16_CONDITIONS, f"{where}: RGW 16 does not evaluate {conditions}"
+
+
+# Object keys as the project writes them, and who writes each (its owner on RGW). Custody records
+# and signer keys are written by every role: each role is taken to own the ones it is asked about.
+RGW_SAMPLES: dict[str, str | None] = {
+    "vault.json": "admin",
+    CONTENT_KEY: "station",
+    MANIFEST_KEY: "station",
+    CUSTODY_KEY: "self",
+    "signers/ab12cd34.pub": "self",
+    "links/ev-x/0000000000.json": None,
+    "something-else": None,
+}
+CREATE_ONCE = ("vault.json", "items/", "custody/", "signers/")
+
+
+def aws_contexts(action: str, key: str | None) -> list[dict[str, str]]:
+    """The request contexts of the project's own requests for this action on AWS: new objects locked
+    GOVERNANCE for 31 days, create-once records with If-None-Match, holds placed and released."""
+    if action == "s3:PutObjectLegalHold":
+        return [{"s3:object-lock-legal-hold": status} for status in ("ON", "OFF")]
+    if action in ("s3:PutObject", "s3:PutObjectRetention"):
+        context = {"s3:object-lock-mode": "GOVERNANCE", "s3:object-lock-remaining-retention-days": "31"}
+        if action == "s3:PutObject" and key is not None and key.startswith(CREATE_ONCE):
+            context["s3:if-none-match"] = "*"
+        return [context]
+    return [{}]
+
+
+def rgw_differences(role: str, actions: set[str]) -> set[tuple[str, str, str]]:
+    """(action, key, who allows it) wherever AWS (identity and bucket policies) and RGW 16 (its bucket
+    policy and its ACLs) decide differently for ``role``'s requests."""
+    found = set()
+    for action in sorted(actions):
+        for key in list(RGW_SAMPLES) if action in RGW16_OBJECT_ACTIONS else [None]:
+            writer = RGW_SAMPLES.get(key) if key else None
+            on_rgw = rgw_allows(role, action, key, writer=role if writer == "self" else writer)
+            resource = obj(key) if key else BUCKET_ARN
+            for context in aws_contexts(action, key):
+                on_aws = s3_decision(role, Request(action, resource, context)) == "allow"
+                if on_aws != on_rgw:
+                    label = key or "(bucket)"
+                    found.add((action, label, "aws" if on_aws else "rgw"))
+    return found
+
+
+def test_rgw_policy_grants_the_station_what_ingest_station_json_grants() -> None:
+    """Every action RGW 16 knows, on every kind of key, decided for the station as AWS decides it
+    (ingest-station.json and bucket-policy.json) and as RGW does: the same, except for these, each
+    for a reason docs/deployment.md §4.6 gives."""
+    assert rgw_differences("station", RGW16_ACTIONS) == {
+        # RGW cannot bound a lock's mode or length (no s3:object-lock-* keys), and the station does not
+        # need the grant there: RGW keeps the lock headers of a put, and the bucket's default retention
+        # locks a multipart upload, whose lock headers RGW drops
+        ("s3:PutObjectRetention", CONTENT_KEY, "aws"),
+        ("s3:PutObjectRetention", MANIFEST_KEY, "aws"),
+        ("s3:PutObjectRetention", CUSTODY_KEY, "aws"),
+        # RGW's answer to CompleteMultipartUpload has no ETag: the upload is verified from the listing
+        # of that key's versions (storage/s3.py)
+        ("s3:ListBucketVersions", "(bucket)", "rgw"),
+    }
+
+
+def test_rgw_policy_grants_investigators_and_the_admin_what_their_policies_grant() -> None:
+    """The same comparison for the other two roles. The storage admin owns the bucket, and RGW lets a
+    bucket's owner change any bucket setting no policy denies: those the AWS documents name are
+    compared, the others (CORS, website, tagging, logging...) are the owner's on RGW."""
+    assert rgw_differences("investigator", RGW16_ACTIONS) == {
+        ("s3:PutObjectRetention", CUSTODY_KEY, "aws"),  # as for the station
+        # RGW sets no s3:object-lock-legal-hold: an investigator who may place a hold may release it
+        ("s3:PutObjectLegalHold", CONTENT_KEY, "rgw"),
+        ("s3:PutObjectLegalHold", MANIFEST_KEY, "rgw"),
+    }
+    named = {
+        action
+        for name in (*IDENTITY_POLICIES["admin"], "bucket-policy.json")
+        for statement in statements(load(name))
+        for pattern in _listed(statement["Action"])
+        if pattern != "s3:*"  # the bucket policy's rules for everyone: TLS, outsiders
+        for action in RGW16_ACTIONS
+        if glob(pattern, action, case_sensitive=False)
+    }
+    assert rgw_differences("admin", named | RGW16_OBJECT_ACTIONS) == set()
+
+
+def test_rgw_policy_refuses_the_station_what_it_owns() -> None:
+    """On RGW the station owns every object it writes: without the policy's Denies, RGW's ACLs would
+    let it read its content, hold it, bypass its lock, or make it public."""
+    for key in (CONTENT_KEY, MANIFEST_KEY):
+        for action in (
+            "s3:PutObjectLegalHold",
+            "s3:BypassGovernanceRetention",
+            "s3:PutObjectRetention",
+            "s3:PutObjectAcl",
+            "s3:DeleteObject",
+            "s3:DeleteObjectVersion",
+        ):
+            assert rgw_decision("station", action, obj(key), writer="station") == "deny", (action, key)
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        assert rgw_decision("station", action, CONTENT, writer="station") == "deny"
+        assert rgw_decision("station", action, MANIFEST, writer="station") == "allow"
+    assert rgw_decision("station", "s3:GetObjectRetention", CONTENT, writer="station") == "allow"
+    # and the ACL fallback the Denies override is real in this model
+    stripped = {"Version": "2012-10-17", "Statement": []}
+    assert decide([stripped], Request("s3:GetObject", CONTENT), RGW_USERS["station"]) == "implicit-deny"
+    assert "s3:GetObject" in RGW16_OBJECT_ACL_ACTIONS
+
+
+def test_rgw_policy_keeps_outsiders_out_and_leaves_the_policy_to_break_glass() -> None:
+    outsider = "arn:aws:iam:::user/someone-else"
+    for action in ("s3:GetObject", "s3:ListBucket", "s3:PutObject"):
+        resource = BUCKET_ARN if action == "s3:ListBucket" else CONTENT
+        request = Request(action, resource, {"aws:SecureTransport": "true"})
+        assert decide([load(RGW_POLICY)], request, outsider) == "deny", action
+    plain = Request("s3:GetObject", MANIFEST, {})  # no aws:SecureTransport: plain HTTP on RGW
+    assert decide([load(RGW_POLICY)], plain, RGW_USERS["investigator"]) == "deny"
+    for action in (
+        "s3:PutBucketPolicy",
+        "s3:PutBucketObjectLockConfiguration",
+        "s3:PutLifecycleConfiguration",
+    ):
+        assert rgw_decision("admin", action, BUCKET_ARN, writer=None) == "deny", action
+        assert rgw_decision("break-glass", action, BUCKET_ARN, writer=None) == "allow", action
+    for role in ("admin", "break-glass"):
+        assert rgw_decision(role, "s3:BypassGovernanceRetention", CONTENT, writer=role) == "deny", role
 
 
 # -- 2. the real code paths -----------------------------------------------------------------------
