@@ -10,7 +10,8 @@ can show the fault really happened:
 
 - ``upload-body``: one byte of the body of every PutObject and UploadPart request flipped;
 - ``upload-etag``: the ``ETag`` header of every answer to PutObject and UploadPart altered;
-- ``upload-checksum``: the ``x-amz-checksum-sha256`` header of those answers altered;
+- ``upload-checksum``: the ``x-amz-checksum-sha256`` header of those answers altered (added, where
+  the server sent none);
 - ``complete-etag``: the ``ETag`` in the XML answer to CompleteMultipartUpload altered;
 - ``complete-etag-empty``: that ``ETag`` emptied (as Ceph RGW 16 answers);
 - ``listing-etag``: every ``ETag`` in the XML answer to ListObjectVersions altered;
@@ -23,6 +24,7 @@ stale upstream connection can be retried), chunked request bodies still chunked,
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import socket
@@ -343,6 +345,12 @@ class _Handler(BaseHTTPRequestHandler):
                 value = altered(value)
                 proxy.count("upload-checksum")
             changed.append((name, value))
+        if proxy.armed("upload-checksum") and not any(
+            n.lower() == "x-amz-checksum-sha256" for n, _ in headers
+        ):
+            # a server that keeps no checksum (Ceph RGW 16) made to claim one: a forged account
+            changed.append(("x-amz-checksum-sha256", base64.b64encode(b"\0" * 32).decode("ascii")))
+            proxy.count("upload-checksum")
         return changed
 
     def _tampered_xml(self, body: bytes, fault: str) -> bytes:
