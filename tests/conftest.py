@@ -16,6 +16,12 @@ CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"
 REGION = "eu-west-2"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import moto_speed
+
+    moto_speed.apply()
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not (CORPUS / "MANIFEST.tsv").exists():
