@@ -1,7 +1,8 @@
-"""Large-file ingest benchmark: ``python -m bench.run_all`` (``make bench``).
+"""Large-file ingest benchmark: ``python -m bench.run_all [--server rgw]`` (``make bench`` runs both).
 
 Writes random files of each size, runs every measured operation in a child process of its own
-(``bench.large_file``) against a fresh moto S3 server process on 127.0.0.1, and reports throughput,
+(``bench.large_file``) against a fresh moto S3 server process on 127.0.0.1 (or, with ``--server rgw``,
+a fresh bucket of one Ceph RGW started for the run), and reports throughput,
 the ratios the issue asks for, and peak RSS per operation and size. Results go to stdout and to
 ``bench/results/large_file.{json,md}`` (other sizes: ``large_file-<sizes>.{json,md}``). What each figure
 means is in ``bench/README.md``.
@@ -20,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.large_file import INGEST_MODES, MODES, S3_MODES, Measurement
-from bench.servers import BUCKET, REGION, BenchmarkError, MotoS3Server
+from bench.servers import BUCKET, REGION, BenchmarkError, CephRgwServer, MotoS3Server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -68,10 +69,18 @@ def disk_needed(sizes: Sequence[int]) -> int:
     return 2 * max(sizes) + 512 * MiB
 
 
-def memory_needed(sizes: Sequence[int]) -> int:
+def memory_needed(sizes: Sequence[int], server: str = "moto") -> int:
+    if server == "rgw":
+        return rgw_memstore_bytes(sizes) + 1 * GiB
     # moto's server holds every part in memory, then joins them into a bytearray and copies that to
     # bytes when the multipart upload completes: about three copies of the largest object at once.
     return 3 * max(sizes) + 1 * GiB
+
+
+def rgw_memstore_bytes(sizes: Sequence[int]) -> int:
+    # RGW's memstore holds what one measurement stored (its bucket is removed after it) plus RGW's
+    # own pools; it fills, and then writes hang, long before the RAM it was given is used up
+    return 2 * max(sizes) + 2 * GiB
 
 
 def available_memory() -> int | None:
@@ -84,7 +93,7 @@ def available_memory() -> int | None:
     return None
 
 
-def check_resources(workdir: Path, sizes: Sequence[int]) -> None:
+def check_resources(workdir: Path, sizes: Sequence[int], server: str = "moto") -> None:
     """Refuse to start, with a clear message, rather than fill the disk or memory half-way through."""
     free = shutil.disk_usage(workdir).free
     if free < disk_needed(sizes):
@@ -94,10 +103,10 @@ def check_resources(workdir: Path, sizes: Sequence[int]) -> None:
             "--quick / smaller --sizes"
         )
     memory = available_memory()
-    if memory is not None and memory < memory_needed(sizes):
+    if memory is not None and memory < memory_needed(sizes, server):
         raise BenchmarkError(
-            f"{memory / GiB:.1f} GiB of memory available; moto's S3 server needs about "
-            f"{memory_needed(sizes) / GiB:.1f} GiB to hold a {format_size(max(sizes))} object. "
+            f"{memory / GiB:.1f} GiB of memory available; the {server} S3 server needs about "
+            f"{memory_needed(sizes, server) / GiB:.1f} GiB to hold a {format_size(max(sizes))} object. "
             "Use --quick or smaller --sizes"
         )
 
@@ -126,11 +135,13 @@ def _base_environment(workdir: Path) -> dict[str, str]:
     }
 
 
-def child_environment(workdir: Path, endpoint: str | None = None) -> dict[str, str]:
+def child_environment(
+    workdir: Path, endpoint: str | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     env = _base_environment(workdir) | {"EVIDENCE_DATA_DIR": str(workdir / "unused-station")}
     if endpoint is not None:
         env["AWS_ENDPOINT_URL"] = endpoint
-    return env
+    return env | dict(extra or {})
 
 
 def run_child(
@@ -141,6 +152,7 @@ def run_child(
     endpoint: str | None = None,
     bucket: str | None = None,
     extra_args: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> Measurement:
     """``python -m bench.large_file`` in a fresh process; its last line of output is the result."""
     command = [sys.executable, "-m", "bench.large_file", mode, str(path), "--workdir", str(workdir)]
@@ -153,7 +165,7 @@ def run_child(
             capture_output=True,
             text=True,
             cwd=PROJECT_ROOT,
-            env=child_environment(workdir, endpoint),
+            env=child_environment(workdir, endpoint, environment),
             timeout=CHILD_TIMEOUT_SECONDS,
             check=False,
         )
@@ -248,12 +260,16 @@ def wait_for_quiet(max_seconds: float, log: Any = print) -> None:
             announced = True
 
 
-def measure_once(mode: str, path: Path, workdir: Path, *, quiet_wait: float = 0.0) -> Sample:
+def measure_once(
+    mode: str, path: Path, workdir: Path, *, quiet_wait: float = 0.0, rgw: CephRgwServer | None = None
+) -> Sample:
     warm_page_cache(path)  # every mode starts from the same cache state: the file in memory
     if quiet_wait > 0:
         wait_for_quiet(quiet_wait)
     if mode not in S3_MODES:
         return _observed(lambda: (run_child(mode, path, workdir=workdir), None), server=None)
+    if rgw is not None:
+        return _measure_on_rgw(mode, path, workdir, rgw)
     with moto_server(workdir) as server:  # fresh per operation: empty, and its figures are this run's
 
         def run() -> tuple[Measurement, float]:
@@ -264,7 +280,30 @@ def measure_once(mode: str, path: Path, workdir: Path, *, quiet_wait: float = 0.
         return _observed(run, server=server)
 
 
-def _observed(run: Any, *, server: MotoS3Server | None) -> Sample:
+# botocore's default since 1.36 sends a CRC32 in an aws-chunked trailer over HTTPS, which RGW 16 refuses
+# (MissingContentLength): plain upload_file works there only with checksums sent when an operation
+# requires one. The project's own client is not given this: it sends its integrity headers itself.
+PLAIN_BOTO3_ON_RGW = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}
+
+
+def _measure_on_rgw(mode: str, path: Path, workdir: Path, rgw: CephRgwServer) -> Sample:
+    bucket = rgw.new_bucket()  # fresh: empty, never a duplicate
+    environment = rgw.environment() | (PLAIN_BOTO3_ON_RGW if mode == "boto3-upload" else {})
+    try:
+
+        def run() -> tuple[Measurement, float]:
+            cpu_before = rgw.cpu_seconds()
+            measured = run_child(
+                mode, path, workdir=workdir, endpoint=rgw.endpoint, bucket=bucket, environment=environment
+            )
+            return measured, rgw.cpu_seconds() - cpu_before
+
+        return _observed(run, server=rgw)
+    finally:
+        rgw.remove_bucket(bucket)
+
+
+def _observed(run: Any, *, server: MotoS3Server | CephRgwServer | None) -> Sample:
     """Run a child and note what else the machine did meanwhile."""
     busy_before, children_before, own_before = (
         machine_busy_seconds(),
@@ -312,6 +351,24 @@ def run_benchmark(
     repeat_large: int = 1,
     quiet_wait: float = 0.0,
     log: Any = print,
+    server: str = "moto",
+) -> dict[tuple[str, int], list[Sample]]:
+    with ExitStack() as stack:
+        rgw = None
+        if server == "rgw":
+            log("starting Ceph RGW ...")
+            rgw = stack.enter_context(CephRgwServer(workdir, rgw_memstore_bytes(sizes)))
+        return _run_plan(sizes, workdir, repeat, repeat_large, quiet_wait, log, rgw)
+
+
+def _run_plan(
+    sizes: Sequence[int],
+    workdir: Path,
+    repeat: int,
+    repeat_large: int,
+    quiet_wait: float,
+    log: Any,
+    rgw: CephRgwServer | None,
 ) -> dict[tuple[str, int], list[Sample]]:
     from flows.simulate import random_file
 
@@ -325,7 +382,7 @@ def run_benchmark(
             rounds = repeat if index == 0 else repeat_large
             for round_number in range(rounds):
                 for mode in modes:
-                    sample = measure_once(mode, path, workdir, quiet_wait=quiet_wait)
+                    sample = measure_once(mode, path, workdir, quiet_wait=quiet_wait, rgw=rgw)
                     samples.setdefault((mode, size), []).append(sample)
                     m = sample.measurement
                     label = f" (round {round_number + 1}/{rounds})" if rounds > 1 else ""
@@ -391,7 +448,11 @@ def ingest_settings() -> dict[str, Any]:
 
 
 def build_report(
-    samples: dict[tuple[str, int], list[Sample]], sizes: Sequence[int], *, date: datetime | None = None
+    samples: dict[tuple[str, int], list[Sample]],
+    sizes: Sequence[int],
+    *,
+    date: datetime | None = None,
+    server: str = "moto",
 ) -> dict[str, Any]:
     ratio_size, largest = sizes[0], max(sizes)
     chosen = {key: fastest_sample(group) for key, group in samples.items()}
@@ -416,7 +477,7 @@ def build_report(
 
     without_complete: dict[str, float | None] = {}
     ingest_s3, boto3_upload = seconds_without_complete("ingest-s3"), seconds_without_complete("boto3-upload")
-    if ingest_s3 and boto3_upload:
+    if ingest_s3 and boto3_upload and server == "moto":
         without_complete["ingest-s3 / boto3-upload"] = round(boto3_upload / ingest_s3, 3)
 
     peak_rss: dict[str, dict[str, float]] = {}
@@ -429,6 +490,7 @@ def build_report(
             growth[mode] = round((large - small) / 1024, 1)
     return {
         "benchmark": "large-file ingest",
+        "server": server,
         "date": (date or datetime.now(UTC)).isoformat(timespec="seconds"),
         "machine": machine_description(),
         "ingest_settings": ingest_settings(),
@@ -574,6 +636,16 @@ def s3_calls_section(report: dict[str, Any]) -> list[str]:
     return _table(["run", "S3 operation", "calls", "wall s (summed over threads)", "client CPU s"], rows)
 
 
+SERVER_DESCRIPTIONS = {
+    "moto": "moto's server, a separate process on 127.0.0.1",
+    "rgw": (
+        "Ceph RGW 16 over HTTPS on 127.0.0.1 (one monitor, one memstore OSD, the gateway: `tests.rgw`), "
+        "a fresh bucket per measurement; plain boto3 runs with "
+        "`AWS_REQUEST_CHECKSUM_CALCULATION=when_required`, without which its uploads fail on RGW 16"
+    ),
+}
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     machine, settings = report["machine"], report["ingest_settings"]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
@@ -587,7 +659,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Ingest settings: part size {format_size(settings['part_size'])}, upload concurrency "
         f"{settings['upload_concurrency']}, segment size {format_size(settings['segment_size'])}. S3 is "
-        "moto's server, a separate process on 127.0.0.1 sharing the same CPUs. MB = 10^6 bytes.",
+        f"{SERVER_DESCRIPTIONS[report.get('server', 'moto')]}, sharing the same CPUs. MB = 10^6 bytes.",
         "",
         "## Runs (fastest sample; peak RSS: highest of the samples)",
         "",
@@ -616,10 +688,11 @@ def render_summary(report: dict[str, Any]) -> str:
     return "\n".join([*runs_section(report), "", *ratios_section(report), "", *rss_section(report)])
 
 
-def results_stem(sizes: Sequence[int]) -> str:
+def results_stem(sizes: Sequence[int], server: str = "moto") -> str:
+    stem = "large_file" if server == "moto" else f"large_file-{server}"
     if tuple(sizes) == DEFAULT_SIZES:
-        return "large_file"
-    return "large_file-" + "-".join(format_size(size).replace(" ", "") for size in sizes)
+        return stem
+    return f"{stem}-" + "-".join(format_size(size).replace(" ", "") for size in sizes)
 
 
 def write_results(report: dict[str, Any], results_dir: Path, stem: str) -> tuple[Path, Path]:
@@ -648,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, help="where inputs and temporary vaults go (default: /tmp)")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where to write the result files")
+    parser.add_argument(
+        "--server",
+        choices=("moto", "rgw"),
+        default="moto",
+        help="the S3 server: moto's (a fresh process per measurement) or Ceph RGW (tests.rgw; root installs it)",
+    )
     args = parser.parse_args(argv)
     sizes = args.sizes or (list(QUICK_SIZES) if args.quick else list(DEFAULT_SIZES))
     if args.repeat < 1 or args.repeat_large < 1:
@@ -655,19 +734,24 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.gettempdir())
     try:
         base.mkdir(parents=True, exist_ok=True)
-        check_resources(base, sizes)
+        check_resources(base, sizes, args.server)
         workdir = Path(tempfile.mkdtemp(prefix="evidence-bench-", dir=base))
         try:
             samples = run_benchmark(
-                sizes, workdir, repeat=args.repeat, repeat_large=args.repeat_large, quiet_wait=args.quiet_wait
+                sizes,
+                workdir,
+                repeat=args.repeat,
+                repeat_large=args.repeat_large,
+                quiet_wait=args.quiet_wait,
+                server=args.server,
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     except BenchmarkError as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 2
-    report = build_report(samples, sizes)
-    json_path, md_path = write_results(report, args.results, results_stem(sizes))
+    report = build_report(samples, sizes, server=args.server)
+    json_path, md_path = write_results(report, args.results, results_stem(sizes, args.server))
     print()
     print(render_summary(report))
     if report["figures"]["rss_growth_mib"]:

@@ -1,9 +1,11 @@
-"""The servers a benchmark runs beside what it measures, each in a process of its own on 127.0.0.1 so
-its memory and CPU are not the measured process's: moto's S3 (one Object-Lock bucket) and, for the
-flow benchmarks, Prefect's server. Always stopped; output kept in a log file for the error message."""
+"""The servers a benchmark runs beside what it measures, each in processes of its own on 127.0.0.1 so
+their memory and CPU are not the measured process's: moto's S3 (one Object-Lock bucket), Ceph RGW (a
+real S3 server) and, for the flow benchmarks, Prefect's server. Always stopped; output kept in a log
+file for the error message."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REGION = "eu-west-2"
 BUCKET = "evidence-bench"
@@ -145,3 +148,101 @@ class MotoS3Server(ServerProcess):
             ObjectLockEnabledForBucket=True,
             CreateBucketConfiguration={"LocationConstraint": REGION},
         )
+
+
+class CephRgwServer:
+    """Ceph RGW 16 (``tests.rgw.start_rgw``: a memstore OSD, HTTPS on 127.0.0.1) for a whole benchmark
+    run, with a fresh Object-Lock bucket per measurement that is emptied afterwards, because a memstore
+    keeps every stored byte in RAM. Its figures are the sum over its daemons (monitor, OSD, gateway)."""
+
+    name = "ceph-rgw"
+    DAEMONS = ("mon.a", "osd.0", "rgw.a")
+
+    def __init__(self, workdir: Path, memstore_bytes: int) -> None:
+        self.directory = workdir / "rgw"
+        self.memstore_bytes = memstore_bytes
+        self._instance: Any = None
+
+    def __enter__(self) -> CephRgwServer:
+        from tests.rgw import RgwUnavailable, start_rgw
+
+        try:
+            self._instance = start_rgw(self.directory, memstore_bytes=self.memstore_bytes)
+        except RgwUnavailable as err:
+            raise BenchmarkError(f"Ceph RGW could not be started: {err}") from err
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._instance is not None:
+            self._instance.stop()
+            self._instance = None
+
+    @property
+    def server(self) -> Any:
+        assert self._instance is not None, "start the server first (with ...)"
+        return self._instance.server
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.server.https_url)
+
+    def environment(self) -> dict[str, str]:
+        """What a child needs besides the endpoint: the certificate and the bucket owner's keys."""
+        server = self.server
+        return {
+            "AWS_CA_BUNDLE": str(server.ca_bundle),
+            "AWS_ACCESS_KEY_ID": server.access_key,
+            "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "AWS_DEFAULT_REGION": server.region,
+        }
+
+    def new_bucket(self) -> str:
+        from tests.rgw import unique_bucket
+
+        bucket = unique_bucket("bench")
+        self.server.client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        return bucket
+
+    def remove_bucket(self, bucket: str) -> None:
+        """Every version (locked ones through the owner's governance bypass), every open upload, the
+        bucket, then RGW's garbage collection now rather than in two hours: the RAM back."""
+        client = self.server.client()
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                client.delete_object(
+                    Bucket=bucket,
+                    Key=entry["Key"],
+                    VersionId=entry["VersionId"],
+                    BypassGovernanceRetention=True,
+                )
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        client.delete_bucket(Bucket=bucket)
+        subprocess.run(
+            ["radosgw-admin", "-c", str(self.server.ceph_conf), "gc", "process", "--include-all"],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+
+    def _pids(self) -> list[int]:
+        pids = []
+        for name in self.DAEMONS:
+            with contextlib.suppress(OSError, ValueError):
+                pids.append(int((self.directory / "pids" / f"{name}.pid").read_text().strip()))
+        return pids
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self._pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def peak_rss_kib(self) -> int:
+        total = 0
+        for pid in self._pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total

@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -235,6 +236,47 @@ def _part_checksum(algorithm: str, data: bytes) -> bytes:
     return zlib.crc32(data).to_bytes(4, "big")
 
 
+class _PartBuffer:
+    """What was written and not yet sent, as the chunks written: a part is joined from them once
+    (a bytearray grown by ``+=`` and sliced copies every byte two or three times on the writer's
+    thread, which is the one that also encrypts)."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, data: bytes) -> None:
+        if data:
+            # bytes are immutable; anything else could change under us before it is sent
+            self._chunks.append(data if type(data) is bytes else bytes(data))
+            self._size += len(data)
+
+    def take(self, size: int) -> bytes:
+        """The first ``size`` bytes (at most what is held), removed from the buffer."""
+        taken: list[bytes | memoryview] = []
+        needed = size
+        while self._chunks and needed > 0:
+            chunk = self._chunks[0]
+            if len(chunk) <= needed:
+                taken.append(self._chunks.popleft())
+                needed -= len(chunk)
+            else:
+                taken.append(memoryview(chunk)[:needed])
+                self._chunks[0] = chunk[needed:]
+                needed = 0
+        self._size -= size - needed
+        return taken[0] if len(taken) == 1 and type(taken[0]) is bytes else b"".join(taken)
+
+    def take_all(self) -> bytes:
+        return self.take(self._size)
+
+    def peek(self) -> bytes:
+        return b"".join(self._chunks)
+
+
 class S3Upload:
     """One streaming write: a single ``put_object`` if it fits in one part, otherwise a multipart
     upload whose parts go up on a bounded thread pool. Every request carries its ``Content-MD5`` and
@@ -262,7 +304,7 @@ class S3Upload:
         # Decided once per upload: the parts of one multipart upload all carry the same algorithm.
         self._algorithm = "CRC32" if store.keeps_checksums is False else "SHA256"
         self._size = 0
-        self._buffer = bytearray()
+        self._buffer = _PartBuffer()
         self._part_futures: list[Future[_SentPart]] = []
         self._slots = threading.BoundedSemaphore(store.concurrency)
         self._pool: ThreadPoolExecutor | None = None
@@ -281,19 +323,17 @@ class S3Upload:
         if self._sent is not None:
             return self._sent.checksum
         if self.upload_id is None:
-            return _b64(hashlib.sha256(self._buffer).digest())
-        pending = [hashlib.sha256(self._buffer).digest()] if self._buffer else []
+            return _b64(hashlib.sha256(self._buffer.peek()).digest())
+        pending = [hashlib.sha256(self._buffer.peek()).digest()] if self._buffer else []
         return composite_checksum([part.checksum for part in self._sent_parts()] + pending)
 
     def write(self, data: bytes) -> None:
         self._require_open()
         self._size += len(data)
-        self._buffer += data
+        self._buffer.append(data)
         # Strictly more than a part: an object of exactly one part still goes up in a single put.
         while len(self._buffer) > self._store.part_size:
-            part = bytes(self._buffer[: self._store.part_size])
-            del self._buffer[: self._store.part_size]
-            self._send_part(part)
+            self._send_part(self._buffer.take(self._store.part_size))
 
     def commit(self) -> ObjectInfo:
         self._require_open()
@@ -315,7 +355,7 @@ class S3Upload:
             return
         self._state = "aborted"
         self._shutdown_pool()
-        self._buffer = bytearray()
+        self._buffer = _PartBuffer()
         if self.upload_id is not None:
             with suppress(NotFound), self._store.translated("aborting the upload of", self.key):
                 self._store.client.abort_multipart_upload(
@@ -352,8 +392,7 @@ class S3Upload:
         return parameters, md5, checksum
 
     def _put_whole_object(self) -> tuple[dict[str, Any], SentDigests]:
-        body = bytes(self._buffer)
-        self._buffer = bytearray()
+        body = self._buffer.take_all()
         if self._if_absent:
             self._refuse_if_present()
         integrity, md5, checksum = self._integrity_parameters(body)
@@ -464,9 +503,7 @@ class S3Upload:
 
     def _complete_multipart(self) -> tuple[dict[str, Any], SentDigests]:
         if self._buffer:
-            last_part = bytes(self._buffer)
-            self._buffer = bytearray()
-            self._send_part(last_part)
+            self._send_part(self._buffer.take_all())
         sent = self._sent_parts()
         parameters: dict[str, Any] = {
             "Bucket": self._store.bucket,
