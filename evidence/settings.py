@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
     segment_size: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
-    part_size: int = Field(default=16 * MiB, ge=5 * MiB, le=512 * MiB)
-    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    part_size: int = Field(default=8 * MiB, ge=5 * MiB, le=512 * MiB)
+    upload_concurrency: int = Field(default=8, ge=1, le=32)
     verify_readback: bool = False
     """Re-read every stored object before declaring it verified (slower; checksums suffice on S3)."""
 

@@ -116,7 +116,7 @@ class _LockReadNotImplemented(Exception):
     """The server does not implement this lock read; never leaves this module."""
 
 
-def default_client(concurrency: int = 4) -> Any:
+def default_client(concurrency: int = 8) -> Any:
     """An S3 client from boto3's default chain (``AWS_ENDPOINT_URL[_S3]``, ``AWS_PROFILE``, roles).
 
     Retries live here, in botocore's standard mode, and nowhere else: five attempts in all (botocore's
@@ -540,8 +540,8 @@ class S3Store:
         prefix: str = "",
         *,
         client: Any = None,
-        part_size: int = 16 * MiB,
-        concurrency: int = 4,
+        part_size: int = 8 * MiB,
+        concurrency: int = 8,
     ) -> None:
         if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
             raise ConfigError(
