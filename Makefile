@@ -30,6 +30,7 @@ test: lint typecheck unit
 
 bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{json,md}
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all --server rgw  # Ceph RGW 16: installed as root if missing (tests/rgw.py)
 	$(BIN)/python -m bench.small_photos
 	$(BIN)/python -m bench.concurrent_docks
 	$(BIN)/python -m bench.catalog_lookup
