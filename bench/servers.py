@@ -206,18 +206,9 @@ class CephRgwServer:
     def remove_bucket(self, bucket: str) -> None:
         """Every version (locked ones through the owner's governance bypass), every open upload, the
         bucket, then RGW's garbage collection now rather than in two hours: the RAM back."""
-        client = self.server.client()
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                client.delete_object(
-                    Bucket=bucket,
-                    Key=entry["Key"],
-                    VersionId=entry["VersionId"],
-                    BypassGovernanceRetention=True,
-                )
-        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        client.delete_bucket(Bucket=bucket)
+        from tests.rgw import remove_bucket
+
+        remove_bucket(self.server.client(), bucket)
         subprocess.run(
             ["radosgw-admin", "-c", str(self.server.ceph_conf), "gc", "process", "--include-all"],
             capture_output=True,

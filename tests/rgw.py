@@ -135,6 +135,20 @@ class RgwServer:
         )
 
 
+def remove_bucket(client: Any, bucket: str) -> None:
+    """Empty ``bucket`` (every open upload aborted; every version and delete marker deleted, a lock's
+    governance bypassed as its owner) and remove it: RGW keeps objects in a memory store of a few GiB
+    that a whole session, or a benchmark run, shares."""
+    for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            client.delete_object(
+                Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"], BypassGovernanceRetention=True
+            )
+    client.delete_bucket(Bucket=bucket)
+
+
 def unique_bucket(prefix: str = "evidence") -> str:
     """A bucket name no other test uses: RGW, unlike moto's server, is not reset between tests."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -34,6 +34,7 @@ from flows.commands import app
 from storage.base import Retention
 from storage.s3 import S3Store
 from tests.factories import make_jpeg, random_file
+from tests.rgw import remove_bucket
 from tests.tamper_proxy import TamperingProxy
 from tests.tls import TlsFiles, loopback_certificate
 
@@ -93,17 +94,7 @@ class Upstream:
         objects in a memory store of a few GiB shared by the whole session."""
         s3 = self.client()
         for bucket in self.buckets:
-            for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-                for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                    s3.delete_object(
-                        Bucket=bucket,
-                        Key=entry["Key"],
-                        VersionId=entry["VersionId"],
-                        BypassGovernanceRetention=True,
-                    )
-            s3.delete_bucket(Bucket=bucket)
+            remove_bucket(s3, bucket)
 
 
 @pytest.fixture(params=["moto", "rgw"])
