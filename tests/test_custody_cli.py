@@ -124,20 +124,27 @@ def test_a_lost_race_is_shown_and_the_chain_still_verifies(
     at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     what = {"action": "get", "purpose": "review"}
     before_four = station.vault.custody.stored(item)[3][1]
-    lost = new_event(
-        before_four,
-        evidence_id=item,
-        seq=4,
-        type="access",
-        at=at,
-        actor="ben",
-        role="investigator",
-        station="ws-ben",
-        details=what,
-        signer=ben.signer,
-    )
+
+    def bens_access_at_four(previous: bytes, details: dict[str, str]) -> bytes:
+        """Ben's access event, signed, as a record at position 4 following ``previous``."""
+        return encode_event(
+            new_event(
+                previous,
+                evidence_id=item,
+                seq=4,
+                type="access",
+                at=at,
+                actor="ben",
+                role="investigator",
+                station="ws-ben",
+                details=details,
+                signer=ben.signer,
+            )
+        )
+
+    lost = bens_access_at_four(before_four, what)
     ben.publish_signer()
-    station.vault.store.put_bytes(layout.custody_key(item, 4), encode_event(lost), retention=None)
+    station.vault.store.put_bytes(layout.custody_key(item, 4), lost, retention=None)
     again = ben.append(item, "access", actor="ben", role="investigator", details=what, at=at)
     assert again.seq == 5
 
@@ -149,38 +156,12 @@ def test_a_lost_race_is_shown_and_the_chain_still_verifies(
     assert table.exit_code == 0 and "lost the race for this position" in table.stdout
 
     # the same version with a changed purpose is no lost race: its event is nowhere else
-    altered = encode_event(
-        new_event(
-            before_four,
-            evidence_id=item,
-            seq=4,
-            type="access",
-            at=at,
-            actor="ben",
-            role="investigator",
-            station="ws-ben",
-            details={"purpose": "other"},
-            signer=ben.signer,
-        )
-    )
+    altered = bens_access_at_four(before_four, {"purpose": "other"})
     station.vault.store.put_bytes(layout.custody_key(item, 4), altered, retention=None)
     code, doc = custody_json(item)
     assert code == 0 and [r["in_chain_at"] for r in doc["lost_races"]] == [5, None]
     # but one that follows another event is an overwritten record
-    forged = encode_event(
-        new_event(
-            before_four + b" ",
-            evidence_id=item,
-            seq=4,
-            type="access",
-            at=at,
-            actor="ben",
-            role="investigator",
-            station="ws-ben",
-            details=what,
-            signer=ben.signer,
-        )
-    )
+    forged = bens_access_at_four(before_four + b" ", what)
     station.vault.store.put_bytes(layout.custody_key(item, 4), forged, retention=None)
     code, doc = custody_json(item)
     assert code == IntegrityError.exit_code
