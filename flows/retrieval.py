@@ -1,7 +1,7 @@
 """Investigator retrieval: whole and ranged reads of one item, thumbnails, and the checks and custody
 records every read shares (the BagIt export is ``flows/export.py``).
 
-Plain functions over the vault; the CLI (``flows/cli_retrieval.py``) parses and renders. Every function
+Plain functions over the vault; the CLI (``cli/retrieval.py``) parses and renders. Every function
 checks the acting user's role itself, so no caller can forget to, and records each access as a custody
 event *before* any plaintext is handed over: there is no unrecorded read through this program
 (``docs/access.md`` says what only storage credentials can enforce).

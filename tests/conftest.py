@@ -94,7 +94,7 @@ def prefect_harness() -> Iterator[None]:
 
 @pytest.fixture
 def cli_env(prefect_harness: None, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for running ``python -m flows`` in a child process against the session's
+    """Environment for running ``python -m cli`` in a child process against the session's
     Prefect API and a station under ``tmp_path / "station"``."""
     from prefect.settings import PREFECT_API_URL
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.access import Actor
 from evidence.errors import AccessDenied, ConfigError, InvalidInput
-from flows.commands import app
 from flows.export import export_items
 from flows.retrieval import export_thumbnails, get_original, get_range
 from tests.factories import make_device
@@ -118,7 +118,7 @@ def test_access_denied_is_one_line_and_exit_code_5(
     station: Station, linked: list[str], tmp_path: Path
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "flows", "--user", "mallory", "get", linked[0], "--out", str(tmp_path / "x")],
+        [sys.executable, "-m", "cli", "--user", "mallory", "get", linked[0], "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         check=False,

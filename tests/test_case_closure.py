@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.errors import AccessDenied, InvalidInput, NotFound
 from evidence.incident import parse_incident_ref
 from evidence.times import CLOCK_SKEW, DEVICE_ERA_START
 from flows.closure import close_incident, reopen_incident
-from flows.commands import app
 from flows.linking import link_items, unlink_items
 from tests.station import Station
 from tests.test_retention_flow import (

@@ -21,7 +21,7 @@ MiB = 1024 * 1024
 
 def start_ingest(device: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flows", "ingest", str(device), "--device", "BWC-KILL01", "--json"],
+        [sys.executable, "-m", "cli", "ingest", str(device), "--device", "BWC-KILL01", "--json"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

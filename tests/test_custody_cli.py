@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli.commands import app
 from evidence import layout
 from evidence.errors import AccessDenied, IntegrityError, InvalidInput, NotFound
 from evidence.signing import VerifyingKey, generate_signing_key
-from flows.commands import app
 from flows.records import record
 from tests.station import Station
 from tests.test_retention_flow import (
@@ -235,7 +235,7 @@ def test_a_third_party_verifies_with_public_keys_alone(station: Station, item: s
     keys_dir = verifier / "keys"  # where the verifier's settings look for key files
 
     def verify() -> tuple[int, dict[str, Any]]:
-        argv = [sys.executable, "-m", "flows", "--user", "ivy", "custody", item, "--trust", str(published)]
+        argv = [sys.executable, "-m", "cli", "--user", "ivy", "custody", item, "--trust", str(published)]
         done = subprocess.run([*argv, "--json"], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode in (0, IntegrityError.exit_code), done.stderr
         return done.returncode, json.loads(done.stdout)

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo import DEMO_DEVICE, DEMO_INCIDENT
 from evidence.layout import ITEMS_PREFIX, OBJECTS_PREFIX
 from evidence.settings import Settings
-from flows.demo import DEMO_DEVICE, DEMO_INCIDENT
 from storage.vault import Vault
 
 
 def evidence_demo(env: dict[str, str]) -> str:
     """``evidence demo`` as ``make demo`` runs it: a process of its own, data under EVIDENCE_DATA_DIR."""
     done = subprocess.run(
-        [sys.executable, "-m", "flows", "demo"], env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "cli", "demo"], env=env, capture_output=True, text=True, timeout=240
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return " ".join(done.stdout.split())  # rich wraps long lines at 160 columns

@@ -37,7 +37,7 @@ def test_docked_device_is_ingested_and_a_stop_signal_stops_cleanly(
     dock = tmp_path / "dock"
     dock.mkdir()
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "flows", "dock", "watch", str(dock), "--poll-seconds", "0.2"],
+        [sys.executable, "-m", "cli", "dock", "watch", str(dock), "--poll-seconds", "0.2"],
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -31,9 +31,9 @@ from botocore.exceptions import ClientError
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from cli.commands import app
 from evidence import layout
 from evidence.errors import AccessDenied, IntegrityError, NotFound
-from flows.commands import app
 from storage.vault import IDENTITY_FILE
 from tests.conftest import PROJECT_ROOT
 from tests.factories import DEVICE_FOLDER, make_jpeg, make_mp4, random_file

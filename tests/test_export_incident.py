@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.access import Actor
 from evidence.errors import IntegrityError, InvalidInput, NotFound
 from evidence.incident import IncidentRef, parse_incident_ref
-from flows.commands import app
 from flows.export import MAX_NAME_BYTES, export_incident, export_items, safe_file_name
 from tests.factories import make_device, make_jpeg
 from tests.station import Station, make_station

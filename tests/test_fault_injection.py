@@ -198,7 +198,7 @@ def test_orphaned_objects_and_aborted_uploads_are_in_the_json_document_and_said_
 ) -> None:
     """A script reading ``--json`` learns of objects that belong to no item (it never did), and a
     person is told what they are, not only that a run was interrupted."""
-    from flows.cli import _render_report
+    from cli.station import _render_report
 
     _, orphaning, census = _kill_once_then_rerun(tmp_path / "orphan", "after upload.commit")
     doc = orphaning.as_json()

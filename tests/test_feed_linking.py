@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from cli.commands import app
 from evidence.errors import AccessDenied, InvalidInput
 from evidence.feed import (
     MAX_WINDOW,
@@ -35,7 +36,6 @@ from evidence.feed import (
 from evidence.incident import IncidentRef
 from evidence.manifest import encode_manifest
 from evidence.times import CLOCK_SKEW, DEVICE_ERA_START
-from flows.commands import app
 from flows.records import note_item
 from storage.catalog import Catalog
 from storage.vault import Vault

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence import layout
 from evidence.errors import AccessDenied, IntegrityError, InvalidInput
 from evidence.manifest import StoredObject
-from flows.commands import app
 from flows.fixity import check_item, choose_items, run_fixity
 from storage.vault import IDENTITY_FILE, Vault
 from tests.factories import make_device

@@ -228,7 +228,7 @@ def hidden_characters(shown: str) -> set[str]:
 def test_ingest_table_shows_control_and_bidi_characters_in_file_names_escaped(
     station: Station, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from flows.cli import _render_report
+    from cli.station import _render_report
 
     device = tmp_path / "BWC-TERMINAL"
     (device / "DCIM").mkdir(parents=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.settings import load_settings
-from flows.commands import app
 from tests.factories import make_device
 from tests.station import make_station
 
@@ -88,7 +88,7 @@ def test_cli_errors_are_one_line_with_exit_code(data_dir: Path, tmp_path: Path) 
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "flows", "get", "../../etc/passwd", "--out", str(tmp_path / "x")],
+        [sys.executable, "-m", "cli", "get", "../../etc/passwd", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         check=False,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.errors import AccessDenied, InvalidInput, InvalidReference, LockedError, NotFound
-from flows.commands import app
 from flows.holds import release_hold, set_hold
 from flows.linking import link_items
 from flows.records import record

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from cli.commands import app
 from evidence.errors import (
     AccessDenied,
     ConfigError,
@@ -25,7 +26,6 @@ from evidence.errors import (
 )
 from evidence.incident import parse_incident_ref
 from evidence.settings import DEFAULT_INCIDENT_REF_PATTERN
-from flows.commands import app
 from flows.ingest import ingest_file, resolve_device
 from flows.records import record
 from tests.factories import make_device, make_jpeg
@@ -188,8 +188,8 @@ def test_unlinking_an_item_that_is_not_linked_is_refused_and_writes_nothing(
 
 
 def front_door(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``evidence ARGV`` as a person does (``flows.cli.main``): exit code, stdout, stderr."""
-    from flows.cli import main
+    """Run ``evidence ARGV`` as a person does (``cli.main.main``): exit code, stdout, stderr."""
+    from cli.main import main
 
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as patch:

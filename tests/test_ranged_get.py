@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence import stream
 from evidence.errors import IntegrityError, InvalidInput
-from flows.commands import app
 from flows.retrieval import get_range, parse_byte_range
 from tests.factories import random_file
 from tests.station import Station, make_station

@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import storage.vault
+from cli.commands import app
 from evidence import layout
 from evidence.access import Actor
 from evidence.errors import AccessDenied, LockedError, NotFound, StorageUnavailable
 from evidence.incident import parse_incident_ref
 from evidence.manifest import Manifest
 from evidence.retention import LinkFact, RetentionFacts, RetentionPolicy, decide, load_policy
-from flows.commands import app
 from flows.holds import release_hold, set_hold
 from flows.linking import link_items, unlink_items
 from flows.records import record
@@ -295,7 +295,7 @@ def test_get_of_a_disposed_item_fails_cleanly(station: Station, tmp_path: Path) 
         "PYTHONPATH": str(PROJECT_ROOT),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "flows", "--user", "ivy", "get", plain, "--out", str(tmp_path / "x.jpg")],
+        [sys.executable, "-m", "cli", "--user", "ivy", "get", plain, "--out", str(tmp_path / "x.jpg")],
         capture_output=True,
         text=True,
         check=False,

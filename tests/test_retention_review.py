@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.errors import AccessDenied, InvalidInput
 from evidence.incident import parse_incident_ref
 from evidence.retention import LinkFact, Period, RetentionFacts, RetentionPolicy, decide, facts_from_events
-from flows.commands import app
 from flows.holds import set_hold
 from flows.linking import link_items
 from flows.review import review_items

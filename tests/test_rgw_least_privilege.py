@@ -31,8 +31,8 @@ import pytest
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner, Result
 
+from cli.commands import app
 from evidence import layout
-from flows.commands import app
 from storage.vault import ID_KEY_FILE, IDENTITY_FILE, RECIPIENT_FILE
 from tests.factories import DEVICE_FOLDER, make_jpeg, make_mp4, random_file
 from tests.rgw import RgwServer, unique_bucket

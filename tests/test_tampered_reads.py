@@ -24,12 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence import layout
 from evidence.access import Actor
 from evidence.errors import AccessDenied, IntegrityError, InvalidInput
 from evidence.manifest import decode_manifest, encode_manifest
 from evidence.settings import Settings
-from flows.commands import app
 from flows.export import export_items
 from flows.journal import IngestJournal
 from flows.retrieval import describe_item, export_thumbnails, get_original, get_range

@@ -29,8 +29,8 @@ import pytest
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.errors import IntegrityError
-from flows.commands import app
 from storage.base import Retention
 from storage.s3 import S3Store
 from tests.factories import make_jpeg, random_file

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from cli.commands import app
 from evidence.errors import AccessDenied, ConfigError
 from evidence.settings import Settings
-from flows.commands import app
 from flows.keys import init_keys, open_vault_for_init
 from storage.vault import IDENTITY_FILE, Vault
 from tests.factories import make_device

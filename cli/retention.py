@@ -14,8 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from evidence.errors import EvidenceError, IntegrityError, NotFound
-from flows.cli_app import (
+from cli.app import (
     EXIT_SOME_FAILED,
     JsonOption,
     acting_user,
@@ -25,6 +24,7 @@ from flows.cli_app import (
     print_json,
     settings_now,
 )
+from evidence.errors import EvidenceError, IntegrityError, NotFound
 from flows.console import err, out, styled, visible, visible_message, visible_value
 
 hold_app = typer.Typer(help="Legal holds on the evidence of an incident.", no_args_is_help=True)

@@ -1,21 +1,18 @@
-"""The ``evidence`` command: the front door for officers' docks, investigators and storage admins.
+"""The station's commands: keys, vault, ingest, show, dock and demo.
 
-Commands parse, call one function, render. Errors from the project's hierarchy become one line on
-stderr and the error's exit code, never a traceback. Prefect is imported only by commands that run a
-flow, so reading an item back does not pay for it.
+Commands parse, call one function, render. Prefect is imported only by commands that run a flow, so
+reading an item back does not pay for it.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from evidence.errors import EvidenceError
-from flows.cli_app import (
+from cli.app import (
     EXIT_SOME_FAILED,
     JsonOption,
     acting_user,
@@ -190,20 +187,6 @@ def dock_watch(
 @app.command()
 def demo() -> None:
     """Simulate a dock (generated photos and a video), ingest it, and show what was stored where."""
-    from flows.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(settings_now(), out)
-
-
-def main() -> None:
-    import flows.commands  # noqa: F401 - registers the commands of every area on the shared app
-
-    try:
-        app()
-    except EvidenceError as error:
-        # messages quote what people and devices supplied (names, references, paths)
-        err.print(styled("error:", "red", f" {visible_message(str(error))}"), highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted; re-run the same command to finish (nothing is lost or duplicated)")
-        sys.exit(130)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from flows.cli_app import JsonOption, acting_user, app, print_json, settings_now
+from cli.app import JsonOption, acting_user, app, print_json, settings_now
 from flows.console import err, out, styled, visible, visible_message, visible_value
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli_app import (
+from cli.app import (
     EXIT_SOME_FAILED,
     JsonOption,
     acting_user,

@@ -1,7 +1,7 @@
 """The shared ``evidence`` Typer app and what every command module needs.
 
-Command modules (``flows/cli.py`` and those listed in ``flows/commands.py``) register on ``app`` here;
-keeping the app in its own module means ``python -m flows.cli`` cannot end up with two copies of it.
+Command modules (those listed in ``cli/commands.py``) register on ``app`` here;
+keeping the app in its own module means ``python -m cli`` cannot end up with two copies of it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The ``evidence`` command line: a front door over the use cases in ``flows/``."""
