@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-SOURCES := evidence storage flows cli tests $(wildcard bench)
+SOURCES := evidence storage flows cli web tests $(wildcard bench)
 
 .PHONY: demo test lint typecheck unit bench clean
 

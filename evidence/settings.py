@@ -87,6 +87,27 @@ class Settings(BaseSettings):
     retention_policy: Path | None = None
     """Retention policy TOML; default: the policy shipped in ``evidence/default_policy.toml``."""
 
+    accounts_url: str = ""
+    """SQLAlchemy URL of people's accounts, sessions and sign-in records (the portal and ``evidence
+    users``); empty means SQLite at ``<data_dir>/accounts.sqlite``. Unlike the catalog it cannot be
+    rebuilt from the vault: back it up."""
+
+    session_idle_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """A portal session unused this long ends; the person signs in again."""
+    session_absolute_hours: float = Field(default=8, gt=0, le=24)
+    """A portal session ends this long after sign-in, however busy."""
+    cookie_secure: bool = True
+    """The session cookie is sent over HTTPS only (and to ``localhost``, which browsers trust)."""
+
+    oidc_issuer: str = ""
+    """The force's OpenID Connect provider (Entra ID, ADFS, Keycloak); empty: local accounts only."""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_roles_claim: str = "roles"
+    """The ID-token claim (a role name or a list of them) that gives a person their roles."""
+    oidc_user_claim: str = "preferred_username"
+    """The claim naming the person in custody records (falls back to ``sub``)."""
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         # frozen model: derived defaults are set once, here, so every reader sees the same paths
@@ -101,6 +122,10 @@ class Settings(BaseSettings):
         if not self.catalog_url:
             object.__setattr__(
                 self, "catalog_url", f"sqlite:///{(self.data_dir / 'catalog.sqlite').resolve()}"
+            )
+        if not self.accounts_url:
+            object.__setattr__(
+                self, "accounts_url", f"sqlite:///{(self.data_dir / 'accounts.sqlite').resolve()}"
             )
         if self.retention_policy is None:
             object.__setattr__(self, "retention_policy", Path(__file__).with_name("default_policy.toml"))

@@ -1,0 +1,1 @@
+"""One router module per resource; each is thin over a use-case function in ``flows/``."""
