@@ -1,0 +1,258 @@
+"""The portal as an investigator meets it, for the browser tests and the screenshots: a station holding
+one incident's evidence (a real H.264 video, two photos, and a photo whose device name is markup),
+people's accounts made with ``evidence users add``, and a real ``evidence serve`` process on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import av
+import pyotp
+from PIL import Image, ImageDraw
+
+from tests.factories import DEFAULT_TAKEN, DEFAULT_VIDEO_TIME, DEVICE_FOLDER, make_jpeg
+from tests.station import make_station
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INCIDENT = "KNT-2026-000123"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>.jpg"
+"""A file name a tampered device could carry: markup that runs script if a page ever renders it as HTML."""
+VIDEO_SECONDS = 8
+VIDEO_FPS = 25
+NOISE_ROWS = 40
+START_TIMEOUT = 60.0
+STOP_GRACE = 10.0
+
+PEOPLE: Mapping[str, str] = {
+    # one account per story where a story changes its session (signs in, out, or lets it expire), so
+    # stories never share a TOTP code or a session's state
+    "ivy": "investigator",  # browses: search, incident, item, player
+    "ian": "investigator",  # signs in with password and code
+    "wes": "investigator",  # gets the code wrong
+    "iris": "investigator",  # her session expires
+    "cyd": "investigator",  # posts without the CSRF token, then signs out
+    "tom": "investigator",  # leaves the trail: view, play, download, thumbnails
+    "olly": "officer",  # may not open evidence
+    "sam": "storage-admin",  # reads the audit trail
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    user: str
+    role: str
+    password: str
+    otpauth_uri: str
+    """What ``evidence users add`` printed, for the person's authenticator app."""
+
+    def code(self) -> str:
+        """The authenticator's current six digits."""
+        return str(pyotp.parse_uri(self.otpauth_uri).now())
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    evidence_id: str
+    name: str
+    sha256: str
+    """The SHA-256 the ingest took of the original."""
+    media_type: str
+
+
+@dataclass(frozen=True)
+class PreparedStation:
+    data_dir: Path
+    incident: str
+    video: StoredFile
+    photos: tuple[StoredFile, ...]
+    hostile: StoredFile
+    """The photo whose device name is :data:`HOSTILE_NAME`."""
+    accounts: Mapping[str, Account]
+
+    @property
+    def items(self) -> tuple[StoredFile, ...]:
+        return (self.video, *self.photos, self.hostile)
+
+
+def make_h264_video(path: Path, *, seconds: int = VIDEO_SECONDS, fps: int = VIDEO_FPS) -> Path:
+    """A real H.264 MP4 a browser can seek: 320x240, a keyframe every second, and the movie header
+    first (``+faststart``), so a player needs no more than the file's start before it plays."""
+    width, height = 320, 240
+    noise = random.Random("portal video")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        container.metadata["creation_time"] = DEFAULT_VIDEO_TIME.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        stream = container.add_stream("libx264", rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0"}
+        for number in range(seconds * fps):
+            picture = _picture(number, fps, (width, height), noise)
+            frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
+            frame.pts = number
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def _picture(number: int, fps: int, size: tuple[int, int], noise: random.Random) -> Image.Image:
+    """Frame ``number``: its time written on it, a bar moving across, and a band of noise at the foot
+    that gives the file about 2 MB, so a seek can land where the player has not read yet."""
+    width, height = size
+    picture = Image.new("RGB", size, (20, 40 + number % 100, 90))
+    draw = ImageDraw.Draw(picture)
+    left = (number * 4) % width
+    draw.rectangle((left, 80, left + 40, 160), fill=(230, 200, 40))
+    draw.text((10, 10), f"frame {number:04d}  t={number / fps:5.2f}s", fill=(255, 255, 255))
+    band = Image.frombytes("RGB", (width, NOISE_ROWS), noise.randbytes(width * NOISE_ROWS * 3))
+    picture.paste(band, (0, height - NOISE_ROWS))
+    return picture
+
+
+def _evidence(arguments: list[str], data_dir: Path, stdin: str = "") -> str:
+    """Run ``evidence <arguments>`` as a person would, against the station at ``data_dir``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=_environment(data_dir),
+        cwd=PROJECT_ROOT,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"evidence {' '.join(arguments)} failed ({done.returncode}): {done.stderr.strip()}"
+        )
+    return done.stdout
+
+
+def _environment(data_dir: Path) -> dict[str, str]:
+    return os.environ | {"EVIDENCE_DATA_DIR": str(data_dir), "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+def add_account(data_dir: Path, user: str, role: str) -> Account:
+    password = f"correct horse battery {user}"
+    printed = _evidence(["users", "add", user, "--role", role, "--password-stdin"], data_dir, password + "\n")
+    found = re.search(r"otpauth://\S+", printed)
+    if found is None:
+        raise RuntimeError(f"evidence users add printed no otpauth URI: {printed!r}")
+    return Account(user, role, password, found.group(0))
+
+
+def prepare_station(data_dir: Path, people: Mapping[str, str] = PEOPLE) -> PreparedStation:
+    """A station with one incident's evidence ingested and linked, and an account for each person."""
+    station = make_station(data_dir)
+    device = data_dir.parent / "device"
+    folder = device / DEVICE_FOLDER
+    make_h264_video(folder / "VID_0001.MP4")
+    make_jpeg(folder / "IMG_0001.JPG", size=(640, 480), seed=1)
+    make_jpeg(folder / "IMG_0002.JPG", size=(480, 640), seed=2, taken=DEFAULT_TAKEN + timedelta(minutes=1))
+    make_jpeg(folder / HOSTILE_NAME, size=(320, 240), seed=3, taken=DEFAULT_TAKEN + timedelta(minutes=2))
+    report = station.ingest(device, incidents=(INCIDENT,), user="ivy")
+    stored = {
+        Path(outcome.source_path).name: StoredFile(
+            evidence_id=str(outcome.evidence_id),
+            name=Path(outcome.source_path).name,
+            sha256=str(outcome.sha256),
+            media_type=str(outcome.media_type),
+        )
+        for outcome in report.outcomes
+        if outcome.evidence_id is not None
+    }
+    if len(stored) != 4:
+        raise RuntimeError(f"the ingest stored {sorted(stored)}, not the four device files")
+    for name, entry in stored.items():
+        if entry.sha256 != hashlib.sha256((folder / name).read_bytes()).hexdigest():
+            raise RuntimeError(f"{name}: the ingest's SHA-256 is not the file's")
+    accounts = {user: add_account(data_dir, user, role) for user, role in people.items()}
+    return PreparedStation(
+        data_dir=data_dir,
+        incident=INCIDENT,
+        video=stored["VID_0001.MP4"],
+        photos=(stored["IMG_0001.JPG"], stored["IMG_0002.JPG"]),
+        hostile=stored[HOSTILE_NAME],
+        accounts=accounts,
+    )
+
+
+# -- the service ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PortalServer:
+    """A running ``evidence serve``; ``stop()`` ends exactly that process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> PortalServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_portal(data_dir: Path, log: Path) -> PortalServer:
+    """``evidence serve`` on a free loopback port, over plain HTTP: browsers keep a ``Secure`` cookie
+    for ``127.0.0.1`` as for HTTPS, so the service's default cookie settings stand."""
+    port = _free_port()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=_environment(data_dir),
+            cwd=PROJECT_ROOT,
+        )
+    server = PortalServer(f"http://127.0.0.1:{port}", process, log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(f"{server.url}/sign-in"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"evidence serve did not start on {server.url}:\n{tail}")
+        time.sleep(0.1)  # waiting for start-up only; no test result depends on it
+    return server
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 (our own loopback URL)
+            return bool(answer.status == 200)
+    except OSError:
+        return False
