@@ -87,3 +87,16 @@ def launch(playwright: Any, log: Path) -> Any:
         return playwright.chromium.launch(executable_path=str(executable), args=list(LAUNCH_ARGS))
     except Exception as err:  # Playwright's own Error: the driver's message names what failed
         raise BrowserUnavailable(f"{executable} did not start under Playwright: {err}") from err
+
+
+@contextlib.contextmanager
+def running_chromium(log: Path) -> Iterator[Any]:
+    """Playwright's driver and one headless Chromium, both ended on leaving."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright, log)
+        try:
+            yield browser
+        finally:
+            browser.close()

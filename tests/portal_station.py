@@ -38,16 +38,17 @@ START_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 
 PEOPLE: Mapping[str, str] = {
-    # one account per story where a story changes its session (signs in, out, or lets it expire), so
-    # stories never share a TOTP code or a session's state
-    "ivy": "investigator",  # browses: search, incident, item, player
+    # one account per story, so that no story shares another's session, purposes or TOTP code
     "ian": "investigator",  # signs in with password and code
     "wes": "investigator",  # gets the code wrong
+    "olly": "officer",  # may not open evidence
+    "ivy": "investigator",  # searches, opens the incident and sees its thumbnails
+    "vic": "investigator",  # plays and seeks the video
+    "hal": "investigator",  # opens the photo named as markup
     "iris": "investigator",  # her session expires
     "cyd": "investigator",  # posts without the CSRF token, then signs out
-    "tom": "investigator",  # leaves the trail: view, play, download, thumbnails
-    "olly": "officer",  # may not open evidence
-    "sam": "storage-admin",  # reads the audit trail
+    "tom": "investigator",  # leaves the trail: thumbnails, view, play, download
+    "sam": "storage-admin",  # reads the trail
 }
 
 
@@ -143,7 +144,9 @@ def _evidence(arguments: list[str], data_dir: Path, stdin: str = "") -> str:
 
 
 def _environment(data_dir: Path) -> dict[str, str]:
-    return os.environ | {"EVIDENCE_DATA_DIR": str(data_dir), "PYTHONPATH": str(PROJECT_ROOT)}
+    """This process's environment without any station or AWS settings of the person running the tests."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith(("EVIDENCE_", "AWS_"))}
+    return kept | {"EVIDENCE_DATA_DIR": str(data_dir), "PYTHONPATH": str(PROJECT_ROOT)}
 
 
 def add_account(data_dir: Path, user: str, role: str) -> Account:
