@@ -31,6 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = "KNT-2026-000123"
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.jpg"
 """A file name a tampered device could carry: markup that runs script if a page ever renders it as HTML."""
+DOCKING_OFFICER = "pc-4471"
 VIDEO_SECONDS = 8
 VIDEO_FPS = 25
 NOISE_ROWS = 40
@@ -71,6 +72,7 @@ class StoredFile:
     name: str
     sha256: str
     """The SHA-256 the ingest took of the original."""
+    size: int
     media_type: str
 
 
@@ -167,12 +169,16 @@ def prepare_station(data_dir: Path, people: Mapping[str, str] = PEOPLE) -> Prepa
     make_jpeg(folder / "IMG_0001.JPG", size=(640, 480), seed=1)
     make_jpeg(folder / "IMG_0002.JPG", size=(480, 640), seed=2, taken=DEFAULT_TAKEN + timedelta(minutes=1))
     make_jpeg(folder / HOSTILE_NAME, size=(320, 240), seed=3, taken=DEFAULT_TAKEN + timedelta(minutes=2))
-    report = station.ingest(device, incidents=(INCIDENT,), user="ivy")
+    # the officer who docks the camera names the incident, as the station's users file allows
+    assert station.settings.users_file is not None
+    station.settings.users_file.write_text(f'[users.{DOCKING_OFFICER}]\nrole = "officer"\n', encoding="utf-8")
+    report = station.ingest(device, officer=DOCKING_OFFICER, incidents=(INCIDENT,), user=DOCKING_OFFICER)
     stored = {
         Path(outcome.source_path).name: StoredFile(
             evidence_id=str(outcome.evidence_id),
             name=Path(outcome.source_path).name,
             sha256=str(outcome.sha256),
+            size=int(outcome.size or 0),
             media_type=str(outcome.media_type),
         )
         for outcome in report.outcomes
