@@ -5,6 +5,7 @@ people's accounts made with ``evidence users add``, and a real ``evidence serve`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -15,24 +16,28 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import av
 import pyotp
 from PIL import Image, ImageDraw
 
 from tests.factories import DEFAULT_TAKEN, DEFAULT_VIDEO_TIME, DEVICE_FOLDER, make_jpeg
-from tests.station import make_station
+from tests.station import Station, make_station
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INCIDENT = "KNT-2026-000123"
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.jpg"
 """A file name a tampered device could carry: markup that runs script if a page ever renders it as HTML."""
+DEVICE_SERIAL = "BWC-000142"
 DOCKING_OFFICER = "pc-4471"
-VIDEO_SECONDS = 8
+PASSWORD = "lantern orchard 7 quietly"
+"""Every account's password: one the password policy accepts."""
+VIDEO_SECONDS = 10
 VIDEO_FPS = 25
 NOISE_ROWS = 40
 START_TIMEOUT = 60.0
@@ -61,9 +66,20 @@ class Account:
     otpauth_uri: str
     """What ``evidence users add`` printed, for the person's authenticator app."""
 
-    def code(self) -> str:
-        """The authenticator's current six digits."""
-        return str(pyotp.parse_uri(self.otpauth_uri).now())
+    def code(self, steps_ahead: int = 0) -> str:
+        """The authenticator's six digits now, or ``steps_ahead`` 30-second steps later: a code is
+        spent once used, and the service also takes the next step's (for clocks that drift), so a
+        second sign-in within the same step uses that."""
+        totp = pyotp.parse_uri(self.otpauth_uri)
+        return str(totp.at(time.time() + steps_ahead * totp.interval))
+
+    def wrong_code(self) -> str:
+        """Six digits that are no code of this account's for a minute either side of now (the service
+        takes the step before and after now's, for clocks that drift)."""
+        totp = pyotp.parse_uri(self.otpauth_uri)
+        now = time.time()
+        near = {totp.at(now + steps * totp.interval) for steps in range(-2, 3)}
+        return next(code for code in (f"{n:06d}" for n in range(1_000_000)) if code not in near)
 
 
 @dataclass(frozen=True)
@@ -126,23 +142,32 @@ def _picture(number: int, fps: int, size: tuple[int, int], noise: random.Random)
     return picture
 
 
-def _evidence(arguments: list[str], data_dir: Path, stdin: str = "") -> str:
-    """Run ``evidence <arguments>`` as a person would, against the station at ``data_dir``."""
-    done = subprocess.run(
+def _evidence(arguments: list[str], data_dir: Path, stdin: str = "") -> subprocess.Popen[str]:
+    """Start ``evidence <arguments>`` as a person would run it, against the station at ``data_dir``."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "cli", *arguments],
-        input=stdin,
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=_environment(data_dir),
         cwd=PROJECT_ROOT,
-        timeout=60,
-        check=False,
     )
-    if done.returncode != 0:
+    assert process.stdin is not None
+    process.stdin.write(stdin)
+    process.stdin.close()
+    return process
+
+
+def _printed(process: subprocess.Popen[str]) -> str:
+    """What a command started by :func:`_evidence` printed, once it has succeeded."""
+    assert process.stdout is not None and process.stderr is not None
+    printed, problem = process.stdout.read(), process.stderr.read()
+    if process.wait(timeout=60) != 0:
         raise RuntimeError(
-            f"evidence {' '.join(arguments)} failed ({done.returncode}): {done.stderr.strip()}"
+            f"{' '.join(map(str, process.args))} failed ({process.returncode}): {problem.strip()}"
         )
-    return done.stdout
+    return printed
 
 
 def _environment(data_dir: Path) -> dict[str, str]:
@@ -151,28 +176,59 @@ def _environment(data_dir: Path) -> dict[str, str]:
     return kept | {"EVIDENCE_DATA_DIR": str(data_dir), "PYTHONPATH": str(PROJECT_ROOT)}
 
 
-def add_account(data_dir: Path, user: str, role: str) -> Account:
-    password = f"correct horse battery {user}"
-    printed = _evidence(["users", "add", user, "--role", role, "--password-stdin"], data_dir, password + "\n")
-    found = re.search(r"otpauth://\S+", printed)
-    if found is None:
-        raise RuntimeError(f"evidence users add printed no otpauth URI: {printed!r}")
-    return Account(user, role, password, found.group(0))
+def enrol_accounts(data_dir: Path, people: Mapping[str, str]) -> dict[str, Account]:
+    """The first person of each role added as a storage admin adds one, with ``evidence users add``
+    (which prints the TOTP enrolment URI for the person's authenticator app); the rest in this process
+    through the use case that command calls (``flows.accounts.enrol``): each command costs a second of
+    CPU to start, and one account per story makes ten."""
+    from evidence.access import Role
+    from evidence.settings import Settings
+    from flows.accounts import enrol
+    from storage.accounts import Accounts
+
+    first_of_role = {role: user for user, role in reversed(people.items())}
+    adding = {
+        user: _evidence(["users", "add", user, "--role", role, "--password-stdin"], data_dir, PASSWORD + "\n")
+        for role, user in first_of_role.items()
+    }
+    made: dict[str, Account] = {}
+    for user, command in adding.items():
+        printed = _printed(command)
+        found = re.search(r"otpauth://\S+", printed)
+        if found is None:
+            raise RuntimeError(f"evidence users add printed no otpauth URI: {printed!r}")
+        made[user] = Account(user, people[user], PASSWORD, found.group(0))
+    accounts = Accounts.open(Settings(data_dir=data_dir))
+    try:
+        for user, role in people.items():
+            if user not in made:
+                enrolment = enrol(accounts, user, frozenset({cast(Role, role)}), PASSWORD, with_totp=True)
+                assert enrolment.totp_uri is not None
+                made[user] = Account(user, role, PASSWORD, enrolment.totp_uri)
+    finally:
+        accounts.close()
+    return made
 
 
-def prepare_station(data_dir: Path, people: Mapping[str, str] = PEOPLE) -> PreparedStation:
-    """A station with one incident's evidence ingested and linked, and an account for each person."""
-    station = make_station(data_dir)
+def stock_station(station: Station, people: Mapping[str, str] = PEOPLE) -> PreparedStation:
+    """One incident's evidence ingested into ``station`` and linked, and an account for each person."""
+    data_dir = station.settings.data_dir
     device = data_dir.parent / "device"
     folder = device / DEVICE_FOLDER
     make_h264_video(folder / "VID_0001.MP4")
     make_jpeg(folder / "IMG_0001.JPG", size=(640, 480), seed=1)
     make_jpeg(folder / "IMG_0002.JPG", size=(480, 640), seed=2, taken=DEFAULT_TAKEN + timedelta(minutes=1))
     make_jpeg(folder / HOSTILE_NAME, size=(320, 240), seed=3, taken=DEFAULT_TAKEN + timedelta(minutes=2))
-    # the officer who docks the camera names the incident, as the station's users file allows
-    assert station.settings.users_file is not None
-    station.settings.users_file.write_text(f'[users.{DOCKING_OFFICER}]\nrole = "officer"\n', encoding="utf-8")
-    report = station.ingest(device, officer=DOCKING_OFFICER, incidents=(INCIDENT,), user=DOCKING_OFFICER)
+    # a registered camera, and its officer naming the incident at the dock, as the users file allows
+    settings = station.settings
+    assert settings.device_registry is not None and settings.users_file is not None
+    settings.device_registry.write_text(
+        f'[devices."{DEVICE_SERIAL}"]\nofficer = "{DOCKING_OFFICER}"\ntype = "body-worn"\n', encoding="utf-8"
+    )
+    settings.users_file.write_text(f'[users.{DOCKING_OFFICER}]\nrole = "officer"\n', encoding="utf-8")
+    report = station.ingest(
+        device, serial=DEVICE_SERIAL, officer=None, incidents=(INCIDENT,), user=DOCKING_OFFICER
+    )
     stored = {
         Path(outcome.source_path).name: StoredFile(
             evidence_id=str(outcome.evidence_id),
@@ -189,15 +245,30 @@ def prepare_station(data_dir: Path, people: Mapping[str, str] = PEOPLE) -> Prepa
     for name, entry in stored.items():
         if entry.sha256 != hashlib.sha256((folder / name).read_bytes()).hexdigest():
             raise RuntimeError(f"{name}: the ingest's SHA-256 is not the file's")
-    accounts = {user: add_account(data_dir, user, role) for user, role in people.items()}
     return PreparedStation(
         data_dir=data_dir,
         incident=INCIDENT,
         video=stored["VID_0001.MP4"],
         photos=(stored["IMG_0001.JPG"], stored["IMG_0002.JPG"]),
         hostile=stored[HOSTILE_NAME],
-        accounts=accounts,
+        accounts=enrol_accounts(data_dir, people),
     )
+
+
+@contextlib.contextmanager
+def serving_portal(
+    root: Path, people: Mapping[str, str] = PEOPLE
+) -> Iterator[tuple[PreparedStation, PortalServer]]:
+    """A stocked station under ``root`` and ``evidence serve`` over it, stopped on leaving. The service
+    starts as soon as the station has its keys and vault, and loads while the evidence is ingested."""
+    station = make_station(root / "station")
+    server = launch_portal(station.settings.data_dir, root / "serve.log")
+    try:
+        stocked = stock_station(station, people)
+        server.wait_until_serving()
+        yield stocked, server
+    finally:
+        server.stop()
 
 
 # -- the service ---------------------------------------------------------------------------------------
@@ -221,11 +292,14 @@ class PortalServer:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
-    def __enter__(self) -> PortalServer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def wait_until_serving(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{self.url}/sign-in"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+                raise RuntimeError(f"evidence serve did not start on {self.url}:\n{tail}")
+            time.sleep(0.1)  # waiting for start-up only; no test result depends on it
 
 
 def _free_port() -> int:
@@ -234,9 +308,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_portal(data_dir: Path, log: Path) -> PortalServer:
-    """``evidence serve`` on a free loopback port, over plain HTTP: browsers keep a ``Secure`` cookie
-    for ``127.0.0.1`` as for HTTPS, so the service's default cookie settings stand."""
+def launch_portal(data_dir: Path, log: Path) -> PortalServer:
+    """Start ``evidence serve`` on a free loopback port, over plain HTTP: browsers keep a ``Secure``
+    cookie for ``127.0.0.1`` as for HTTPS, so the service's default cookie settings stand."""
     port = _free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
@@ -248,15 +322,7 @@ def start_portal(data_dir: Path, log: Path) -> PortalServer:
             env=_environment(data_dir),
             cwd=PROJECT_ROOT,
         )
-    server = PortalServer(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not _answers(f"{server.url}/sign-in"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise RuntimeError(f"evidence serve did not start on {server.url}:\n{tail}")
-        time.sleep(0.1)  # waiting for start-up only; no test result depends on it
-    return server
+    return PortalServer(f"http://127.0.0.1:{port}", process, log)
 
 
 def _answers(url: str) -> bool:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser import running_chromium
-from tests.portal_station import PROJECT_ROOT, PreparedStation, prepare_station, start_portal
+from tests.portal_station import PROJECT_ROOT, PreparedStation, serving_portal
 
 VIEWPORT = {"width": 1280, "height": 800}
 PERSON = "ivy"
+SPINNER_FADE_MS = 2000
 PURPOSE = "Reviewing the arrest for the CPS file"
 
 
@@ -24,9 +25,8 @@ def take_screenshots(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="portal-screenshots-") as scratch:
         root = Path(scratch)
-        station = prepare_station(root / "station")
         with (
-            start_portal(station.data_dir, root / "serve.log") as server,
+            serving_portal(root) as (station, server),
             running_chromium(root / "chromium-install.log") as browser,
         ):
             context = browser.new_context(base_url=server.url, viewport=VIEWPORT)
@@ -53,19 +53,26 @@ def _walk_through(page: Any, station: PreparedStation, folder: Path) -> list[Pat
     page.wait_for_function("() => [...document.images].every(img => img.complete)")
     written.append(_shot(page, folder / "incident.png"))
     page.goto(f"/items/{station.video.evidence_id}")
-    if page.locator("[name=purpose]").count():
+    if page.locator("#purpose-form").count():  # the incident's purpose stands for its items
         _give_purpose(page)
     player = page.locator("video")
-    player.evaluate("video => { video.muted = true; video.currentTime = 2.0 }")
-    page.wait_for_function("video => !video.seeking && video.readyState >= 2", arg=player.element_handle())
+    # as a person finds it: the first frame under the player's controls, once loaded; the player's
+    # loading spinner fades out over a second or so after that, and nothing outside its closed shadow
+    # DOM says when, so this picture (not a test) waits for it
+    page.wait_for_function(
+        "video => video.readyState >= 2 && video.networkState === video.NETWORK_IDLE",
+        arg=player.element_handle(),
+    )
+    page.wait_for_timeout(SPINNER_FADE_MS)
     written.append(_shot(page, folder / "item.png"))
     return written
 
 
 def _give_purpose(page: Any) -> None:
-    page.locator("[name=purpose]").fill(PURPOSE)
+    form = page.locator("#purpose-form")
+    form.locator("[name=purpose]").fill(PURPOSE)
     with page.expect_navigation():
-        page.locator("form", has=page.locator("[name=purpose]")).locator("button[type=submit]").click()
+        form.locator("button[type=submit]").click()
 
 
 def _shot(page: Any, path: Path) -> Path:
