@@ -8,9 +8,7 @@ from dataclasses import dataclass
 
 from evidence.access import Role
 from evidence.accounts import (
-    LOCKOUT,
     REFUSED,
-    LockoutPolicy,
     SignInRefused,
     SignInThrottled,
     hash_password,
@@ -68,10 +66,11 @@ def sign_in(
     password: str,
     code: str,
     client_address: str,
-    policy: LockoutPolicy = LOCKOUT,
 ) -> NewSession:
     """Check the password and, where the account has one, the TOTP code; start a session. Every refusal
-    raises :class:`SignInRefused` with the same message, whatever was wrong (the record says what)."""
+    raises :class:`SignInRefused` with the same message, whatever was wrong (the record says what).
+    Failures count under the store's lock-out policy (``accounts.lockout``)."""
+    policy = accounts.lockout
     if policy.address_throttled(accounts.failures_from(client_address, policy)):
         accounts.record("throttled", user_id=None, client_address=client_address, detail="too many failures")
         minutes = int(policy.window.total_seconds() // 60)

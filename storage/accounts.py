@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from evidence.access import ROLES, Role
-from evidence.accounts import LockoutPolicy
+from evidence.accounts import LOCKOUT, LockoutPolicy
 from evidence.errors import ConfigError, EvidenceError, InvalidInput, StorageUnavailable
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
@@ -158,10 +158,14 @@ def utc_now() -> datetime:
 
 
 class Accounts:
-    def __init__(self, url: str, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, url: str, clock: Callable[[], datetime] = utc_now, lockout: LockoutPolicy = LOCKOUT
+    ) -> None:
         self.url = url
         self.clock = clock
         """What time it is; tests replace it to expire sessions and locks without waiting."""
+        self.lockout = lockout
+        """When failed sign-ins lock an account or hold off a client address."""
         self._engine = _engine_for(url)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():

@@ -19,6 +19,7 @@ from storage.accounts import Accounts
 from tests.station import Station, make_station
 from web.app import create_app
 from web.portal import Portal
+from web.sessions import SIGN_IN_FORM_COOKIE
 
 PASSWORD = "lantern orchard 7 quietly"
 """Passes the password policy; every test account has it unless a test says otherwise."""
@@ -86,7 +87,8 @@ class TestPortal:
         if code is None:
             account = self.accounts.account(user_id)
             code = self.next_code(user_id) if account is not None and account.has_totp else ""
-        token = form_token(client.get("/sign-in"))
+        # a browser already signed in is sent on from /sign-in; its form cookie still holds the token
+        token = client.cookies.get(SIGN_IN_FORM_COOKIE) or form_token(client.get("/sign-in"))
         return client.post(
             "/sign-in",
             data={"user": user_id, "password": password, "totp": code, "csrf_token": token, "next": next},

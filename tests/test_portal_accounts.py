@@ -4,13 +4,31 @@ record. Through the real app (TestClient over HTTPS, so Secure cookies travel) a
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import subprocess
+import sys
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
+import httpx
+import pyotp
 import pytest
+from typer.testing import CliRunner, Result
 
+from cli.app import acting_user, invocation
+from cli.commands import app
+from cli.serve import is_loopback, require_private_identity_key
+from evidence.access import Actor
 from evidence.accounts import LOCKOUT, password_problem
+from evidence.errors import ConfigError, InvalidInput
+from evidence.settings import load_settings
+from storage.accounts import Accounts
 from tests.signing_in import PASSWORD, TestPortal, form_token, make_test_portal
+from tests.station import make_station
 from web.people import Person
 from web.sessions import SESSION_COOKIE, first_in_session, local_path, purpose_for, remember_purpose
 
@@ -117,7 +135,7 @@ def test_failures_lock_the_account_even_for_the_right_password_until_the_lock_en
 def test_failures_spread_out_over_more_than_the_window_do_not_lock(tp: TestPortal) -> None:
     tp.enrol(USER, "investigator")
     client = tp.client()
-    for _ in range(LOCKOUT.max_failures + 2):
+    for _ in range(LOCKOUT.max_failures + 1):
         assert tp.sign_in(client, USER, password="not the password at all").status_code == 401
         tp.clock.advance(minutes=16)
     assert "lock-out" not in [event for event, _ in events(tp)]
@@ -125,9 +143,10 @@ def test_failures_spread_out_over_more_than_the_window_do_not_lock(tp: TestPorta
 
 
 def test_one_address_failing_for_many_user_ids_is_throttled(tp: TestPortal) -> None:
+    tp.accounts.lockout = replace(LOCKOUT, address_max_failures=6)  # 20 by default: the same, slower
     tp.enrol(USER, "investigator")
     client = tp.client()
-    for n in range(LOCKOUT.address_max_failures):
+    for n in range(tp.accounts.lockout.address_max_failures):
         assert tp.sign_in(client, f"guess-{n}", password="spraying-password-1").status_code == 401
     answer = tp.sign_in(client, USER)
     assert answer.status_code == 429 and "Too many failed sign-ins from this address" in answer.text
@@ -227,9 +246,10 @@ def test_a_request_without_a_session_is_sent_to_sign_in_or_refused(tp: TestPorta
     assert refused.status_code == 401 and "sign in again" in refused.text
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
+def test_sign_in_never_sends_anyone_off_the_portal(tp: TestPortal) -> None:
+    tp.enrol(USER, "investigator")
+    client = tp.client()
+    for target in (
         "//evil.example/x",
         "/\\evil.example",
         "https://evil.example/",
@@ -238,12 +258,12 @@ def test_a_request_without_a_session_is_sent_to_sign_in_or_refused(tp: TestPorta
         "/\t/evil.example",
         "/sign-out",
         "",
-    ],
-)
-def test_sign_in_never_sends_anyone_off_the_portal(tp: TestPortal, target: str) -> None:
-    tp.enrol(USER, "investigator")
-    answer = tp.sign_in(tp.client(), USER, next=target)
-    assert answer.status_code == 303 and answer.headers["location"] == "/search"
+    ):
+        answer = tp.sign_in(client, USER, next=target)
+        assert answer.status_code == 303 and answer.headers["location"] == "/search", target
+        # signed in now: the sign-in page itself sends them on, and checks the same way
+        assert client.get("/sign-in", params={"next": target}).headers["location"] == "/search", target
+    assert client.get("/sign-in", params={"next": "/items/ev_1"}).headers["location"] == "/items/ev_1"
 
 
 def test_sign_in_goes_on_to_the_page_asked_for() -> None:
@@ -257,8 +277,6 @@ def test_a_session_remembers_purposes_and_firsts(tp: TestPortal) -> None:
     [record] = [r for r in tp.accounts.sign_ins(USER) if r.event == "sign-in"]
     session = tp.accounts.session(client.cookies[SESSION_COOKIE])
     assert session is not None and session.session_id == record.session_id
-    from evidence.access import Actor
-
     person = Person(
         Actor(USER, session.roles), "password+totp", session.session_id, "testclient", session.csrf_token
     )
@@ -318,3 +336,153 @@ def test_weak_passwords_are_refused(password: str, why: str) -> None:
 )
 def test_good_passwords_pass(password: str) -> None:
     assert password_problem(password, USER) is None
+
+
+# -- evidence users ---------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def users_add(*args: str, password: str = PASSWORD) -> Result:
+    return runner.invoke(app, ["users", "add", *args, "--password-stdin"], input=password + "\n")
+
+
+def test_users_add_stores_a_hash_enrols_totp_and_shows_the_uri_once(tmp_path: Path) -> None:
+    result = users_add(USER, "--role", "investigator")
+    assert result.exit_code == 0, result.output
+    uri = re.search(r"otpauth://totp/\S+", result.output)
+    assert uri and "will not be shown again" in result.output
+    accounts = Accounts.open(load_settings())
+    account = accounts.account(USER)
+    assert account is not None and account.roles == {"investigator"}
+    assert account.password_hash.startswith("$argon2id$") and PASSWORD not in account.password_hash
+    assert pyotp.parse_uri(uri.group(0)).secret == account.totp_secret
+
+    listed = runner.invoke(app, ["users", "list", "--json"])
+    assert listed.exit_code == 0
+    assert json.loads(listed.output) == [
+        {
+            "user_id": USER,
+            "roles": ["investigator"],
+            "totp": True,
+            "locked_until": None,
+            "created_at": account.created_at.isoformat(),
+        }
+    ]
+    assert str(account.totp_secret) not in listed.output and "argon2" not in listed.output
+
+    # the CLI acts with the roles the account has
+    invocation.user = USER
+    try:
+        assert acting_user(load_settings()) == Actor(USER, frozenset({"investigator"}))
+    finally:
+        invocation.user = None
+
+
+def test_users_add_prompts_twice_without_echo(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["users", "add", USER, "--role", "officer"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    differ = runner.invoke(app, ["users", "add", "PC-1", "--role", "officer"], input=f"{PASSWORD}\nother\n")
+    assert isinstance(differ.exception, InvalidInput) and "differ" in str(differ.exception)
+
+
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [("short-pass1", "at least 12"), ("password1234", "too common"), ("Monkey123456!", "too common")],
+)
+def test_users_add_refuses_weak_passwords(password: str, why: str) -> None:
+    result = users_add(USER, "--role", "investigator", password=password)
+    assert isinstance(result.exception, InvalidInput) and why in str(result.exception)
+    assert result.exception.exit_code == 2
+    assert Accounts.open(load_settings()).account(USER) is None
+
+
+def test_users_add_refuses_an_existing_id_a_bad_id_and_no_totp_for_investigators() -> None:
+    assert users_add(USER, "--role", "investigator").exit_code == 0
+    again = users_add(USER, "--role", "officer")
+    assert isinstance(again.exception, InvalidInput) and "already exists" in str(again.exception)
+    bad = users_add("DC 2093;", "--role", "officer")
+    assert isinstance(bad.exception, InvalidInput) and "user id" in str(bad.exception)
+    no_totp = users_add("DC-3000", "--role", "officer", "--role", "investigator", "--no-totp")
+    assert isinstance(no_totp.exception, InvalidInput) and "second factor" in str(no_totp.exception)
+    role = users_add("DC-3001", "--role", "detective")
+    assert isinstance(role.exception, InvalidInput) and "unknown role" in str(role.exception)
+
+
+def test_an_officer_without_totp_signs_in_with_the_password(tp: TestPortal) -> None:
+    assert users_add("PC-4471", "--role", "officer", "--no-totp").exit_code == 0
+    client = tp.client()
+    assert tp.sign_in(client, "PC-4471").status_code == 303
+    assert tp.accounts.sign_ins("PC-4471")[0].method == "password"
+
+
+def test_reset_password_lifts_the_lock_and_ends_sessions(tp: TestPortal) -> None:
+    client = tp.signed_in_client(USER, "investigator")
+    for _ in range(LOCKOUT.max_failures):
+        tp.sign_in(tp.client(), USER, password="not the password at all")
+    new_password = "harbour lights 9 slowly"
+    result = runner.invoke(
+        app, ["users", "reset-password", USER, "--password-stdin"], input=new_password + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "otpauth://" in result.output
+    assert client.get("/account/sign-ins").status_code == 303
+    assert tp.sign_in(tp.client(), USER, password=new_password).status_code == 303
+    assert runner.invoke(app, ["users", "remove", USER]).exit_code == 0
+    assert tp.accounts.account(USER) is None
+
+
+# -- evidence serve ---------------------------------------------------------------------------------
+
+
+def test_serve_refuses_an_identity_key_others_can_read_or_a_missing_one(tmp_path: Path) -> None:
+    settings = make_station(tmp_path / "station").settings
+    key = settings.keys_path / "vault-identity.key"
+    assert require_private_identity_key(settings) == key
+    key.chmod(0o640)
+    with pytest.raises(ConfigError, match=f"chmod 600 {re.escape(str(key))}$") as refused:
+        require_private_identity_key(settings)
+    assert refused.value.exit_code == 2 and "\n" not in str(refused.value)
+    result = runner.invoke(app, ["serve", "--port", "1"])
+    assert isinstance(result.exception, ConfigError)  # refused before anything is opened or bound
+    key.unlink()
+    with pytest.raises(ConfigError, match="does not exist"):
+        require_private_identity_key(settings)
+
+
+def test_loopback_hosts() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")  # noqa: S104 and not is_loopback("10.1.2.3") and not is_loopback("portal.example")
+
+
+def test_evidence_serve_serves_the_sign_in_page(tmp_path: Path) -> None:
+    make_station(tmp_path / "station")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/sign-in", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    server.stdout and server.stdout.read()
+                )
+                time.sleep(0.1)
+        assert answer.status_code == 200 and 'name="totp"' in answer.text
+        assert "server" not in answer.headers
+        assert "evidence_sign_in_form=" in answer.headers["set-cookie"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
