@@ -43,6 +43,7 @@ from evidence.access import ROLES, Actor, Role
 from evidence.devices import require_identifier
 from evidence.errors import AccessDenied, ConfigError, InvalidInput, ServiceUnavailable
 from evidence.settings import Settings
+from web.sessions import local_path
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,14 @@ class PendingSignIns:
             del self._pending[state]
 
 
+class NoPortalRole(AccessDenied):
+    """The provider vouched for the person, but gave them none of the portal's roles."""
+
+    def __init__(self, user_id: str, message: str) -> None:
+        super().__init__(message)
+        self.user_id = user_id
+
+
 @dataclass(frozen=True)
 class ProviderIdentity:
     """Who the provider says signed in, in the portal's terms."""
@@ -168,17 +177,18 @@ def identity_from_claims(claims: Mapping[str, Any], *, user_claim: str, roles_cl
     if not isinstance(subject, str) or not subject:
         raise AccessDenied("the identity provider's token names no subject (sub): sign-in refused")
     named = claims.get(user_claim)
-    by_claim = isinstance(named, str) and bool(named)
-    user_id = portal_user_id(named if by_claim else subject, user_claim if by_claim else "sub")
+    claim, name = (user_claim, named) if isinstance(named, str) and named else ("sub", subject)
+    user_id = portal_user_id(name, claim)
     value = claims.get(roles_claim)
-    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    known = frozenset(cast(Role, name) for name in names if isinstance(name, str) and name in ROLES)
+    names: list[Any] = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    known = frozenset(cast(Role, name) for name in names if name in ROLES)
     ignored = tuple(sorted(str(name) for name in names if name not in ROLES))
     if not known:
-        raise AccessDenied(
+        raise NoPortalRole(
+            user_id,
             f"{user_id} signed in at the identity provider but holds no portal role "
             f"(claim {roles_claim!r} gives {', '.join(map(repr, ignored)) or 'none'}; roles are "
-            f"{', '.join(ROLES)}): ask the identity provider's administrator to assign one"
+            f"{', '.join(ROLES)}): ask the identity provider's administrator to assign one",
         )
     return ProviderIdentity(Actor(user_id, known), subject, ignored)
 
@@ -243,17 +253,6 @@ def validated_id_token(
     return dict(checked)
 
 
-def safe_next_page(requested: str | None) -> str:
-    """A page of this portal to go to after sign-in: a local path only, so the sign-in link cannot be
-    used to send someone on to another site (an open redirect) with a fresh session."""
-    if not requested or not requested.startswith("/") or requested.startswith("//") or "\\" in requested:
-        return "/"
-    parts = urlsplit(requested)
-    if parts.scheme or parts.netloc or any(ord(c) < 0x20 for c in requested):
-        return "/"
-    return requested
-
-
 class ProviderSignIn:
     """The portal's client of the force's provider, made from settings once per service start."""
 
@@ -277,6 +276,7 @@ class ProviderSignIn:
         self.user_claim = settings.oidc_user_claim
         self.roles_claim = settings.oidc_roles_claim
         self.pending = pending or PendingSignIns()
+        self._name = provider_name(settings)
         registry = OAuth()
         self._client = cast(
             StarletteOAuth2App,
@@ -291,8 +291,7 @@ class ProviderSignIn:
 
     @property
     def provider_name(self) -> str:
-        """What the sign-in page calls the provider: its host name."""
-        return urlsplit(self.issuer).hostname or self.issuer
+        return self._name
 
     async def begin(self, redirect_uri: str, next_page: str | None, browser_secret: str) -> str:
         """The provider's authorization URL for a new sign-in (PKCE S256 and a nonce), remembered
@@ -305,7 +304,7 @@ class ProviderSignIn:
                 nonce=started["nonce"],
                 code_verifier=started["code_verifier"],
                 redirect_uri=redirect_uri,
-                next_page=safe_next_page(next_page),
+                next_page=local_path(next_page),
                 browser=_digest(browser_secret),
                 expires_at=self.pending.new_expiry(),
             )
@@ -362,7 +361,7 @@ class ProviderSignIn:
         )
 
     async def _metadata(self) -> dict[str, Any]:
-        metadata = await self._provider_call(self._client.load_server_metadata())
+        metadata: dict[str, Any] = await self._provider_call(self._client.load_server_metadata())
         if str(metadata.get("issuer", "")).rstrip("/") != self.issuer:
             # OpenID Connect Discovery 4.3: the document must name the issuer it was fetched for
             self._client.server_metadata.clear()
@@ -402,6 +401,14 @@ class ProviderSignIn:
             raise ServiceUnavailable(
                 f"the identity provider ({self.provider_name}) cannot be reached; try again shortly"
             ) from None
+
+
+def provider_name(settings: Settings) -> str:
+    """What the sign-in page calls the force's provider ("Sign in with ..."): ``oidc_provider_name``, else
+    the issuer's host name; empty when no provider is set up."""
+    if not settings.oidc_issuer:
+        return ""
+    return settings.oidc_provider_name or urlsplit(settings.oidc_issuer).hostname or settings.oidc_issuer
 
 
 def new_browser_secret() -> str:
