@@ -277,6 +277,17 @@ def test_a_provider_that_cannot_be_reached_gives_a_page_and_a_record(
     assert (user, method) == (None, "oidc") and "cannot be reached" in detail
 
 
+def test_the_registered_redirect_uri_is_sent_when_set(
+    provider: OidcProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy that terminates TLS the request's own URL says http://; the setting is what the
+    provider has registered."""
+    monkeypatch.setenv("EVIDENCE_OIDC_REDIRECT_URI", "https://portal.kent.police.uk/sign-in/oidc/callback")
+    tp = portal_for(provider.issuer, tmp_path / "station", monkeypatch)
+    request = parse_qs(urlsplit(start_sign_in(tp.client())).query)
+    assert request["redirect_uri"] == ["https://portal.kent.police.uk/sign-in/oidc/callback"]
+
+
 def test_without_a_provider_the_sign_in_page_has_no_link_and_the_route_says_so(tmp_path: Path) -> None:
     tp = make_test_portal(tmp_path / "station")
     browser = tp.client()

@@ -34,7 +34,8 @@ async def begin_oidc_sign_in(request: Request, portal: PortalDep, next: str = ""
         browser = request.cookies.get(PENDING_COOKIE) or ""
         if len(browser) < 32:
             browser = new_browser_secret()
-        destination = await provider.begin(str(request.url_for("oidc_callback")), next, browser)
+        callback = portal.settings.oidc_redirect_uri or str(request.url_for("oidc_callback"))
+        destination = await provider.begin(callback, next, browser)
     except EvidenceError as refused:
         return await _refused(request, portal, refused)
     response = RedirectResponse(destination, status_code=303)
