@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
 from typer.testing import CliRunner, Result
 
 from cli.app import acting_user, invocation
@@ -30,7 +32,14 @@ from storage.accounts import Accounts
 from tests.signing_in import PASSWORD, TestPortal, form_token, make_test_portal
 from tests.station import make_station
 from web.people import Person
-from web.sessions import SESSION_COOKIE, first_in_session, local_path, purpose_for, remember_purpose
+from web.sessions import (
+    SESSION_COOKIE,
+    first_in_session,
+    local_path,
+    purpose_for,
+    remember_purpose,
+    start_session,
+)
 
 USER = "DC-2093"
 
@@ -486,3 +495,25 @@ def test_evidence_serve_serves_the_sign_in_page(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_sign_in_proved_elsewhere_starts_a_session_the_same_way(tp: TestPortal) -> None:
+    """``start_session`` is what the OIDC callback uses once the identity provider has vouched."""
+    client = tp.signed_in_client(USER, "investigator")
+    before = client.cookies[SESSION_COOKIE]
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/test-provider-callback")
+    def _callback(request: Request) -> Response:
+        response = RedirectResponse("/account/sign-ins", status_code=303)
+        start_session(request, response, tp.portal, USER, frozenset({"investigator"}), "oidc")
+        return response
+
+    assert client.get("/test-provider-callback").status_code == 303
+    assert client.cookies[SESSION_COOKIE] != before
+    assert client.get("/account/sign-ins").status_code == 200
+    session = tp.accounts.session(client.cookies[SESSION_COOKIE])
+    assert session is not None and session.method == "oidc"
+    assert events(tp)[-2:] == [("sign-out", "new sign-in in the same browser"), ("sign-in", "")]
+    assert tp.accounts.sign_ins(USER)[0].method == "oidc"
