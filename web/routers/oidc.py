@@ -68,7 +68,11 @@ async def finish_oidc_sign_in(request: Request, portal: PortalDep) -> Response:
         actor.role,
         ",".join(identity.ignored_roles),
     )
-    response = RedirectResponse(next_page, status_code=303)
+    # Not a redirect: the provider sent the browser here, so a redirect would continue a chain that
+    # began on another site, and browsers withhold the SameSite=Strict session cookie on every step of
+    # such a chain; the person would land on sign-in again. A page of our own, which moves on by
+    # itself (meta refresh, no script), makes the next request one this site started.
+    response = page(request, "signed_in.html", None, next_page=next_page)
     await run_in_threadpool(start_session, request, response, portal, actor.user_id, actor.roles, "oidc")
     response.delete_cookie(
         PENDING_COOKIE,
