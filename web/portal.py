@@ -13,7 +13,6 @@ from evidence.settings import Settings
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
-
     from storage.catalog import Catalog
     from storage.vault import Vault
 
