@@ -6,6 +6,7 @@ people's accounts made with ``evidence users add``, and a real ``evidence serve`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import random
@@ -302,6 +303,16 @@ class PortalServer:
             time.sleep(0.1)  # waiting for start-up only; no test result depends on it
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the service's process before it starts: the kernel ends it if the test process dies without
+    stopping it (a killed run), so no service outlives its tests."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -321,6 +332,7 @@ def launch_portal(data_dir: Path, log: Path) -> PortalServer:
             stderr=subprocess.STDOUT,
             env=_environment(data_dir),
             cwd=PROJECT_ROOT,
+            preexec_fn=_end_with_parent,
         )
     return PortalServer(f"http://127.0.0.1:{port}", process, log)
 

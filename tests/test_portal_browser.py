@@ -33,8 +33,6 @@ from tests.portal_station import (
     serving_portal,
 )
 
-pytest.importorskip("playwright")
-
 SESSION_COOKIE = "evidence_session"
 PURPOSE = "Reviewing the arrest for the CPS file"
 STEP_TIMEOUT_MS = 15_000
