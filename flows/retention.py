@@ -39,9 +39,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -52,7 +52,6 @@ from evidence.access import Actor, UserDirectory
 from evidence.errors import EvidenceError, IntegrityError, LockedError, NotFound
 from evidence.retention import (
     Decision,
-    LinkFact,
     RetentionFacts,
     RetentionPolicy,
     as_utc,
@@ -64,6 +63,7 @@ from evidence.settings import Settings, load_settings
 from evidence.times import parse_time
 from flows.holds import chain_state
 from flows.records import open_catalog, record
+from flows.retention_facts import catalog_lock, facts_from_catalog, policy_path
 from storage import lifecycle
 from storage.catalog import Catalog, CatalogItem
 from storage.vault import Vault
@@ -79,49 +79,6 @@ LINE_FIELDS = ("evidence_id", "action", "outcome", "category", "keep_until", "ru
 CSV_FIELDS = (*LINE_FIELDS, "simulated_now")
 """Every CSV row says whether its run decided on a simulated clock: a row read on its own, months
 later, must not pass for what happened at the real date."""
-
-
-# -- what the catalog says ------------------------------------------------------------------------
-
-
-class CatalogItemLike(Protocol):
-    @property
-    def evidence_id(self) -> str: ...
-    @property
-    def ingested_at(self) -> datetime: ...
-    @property
-    def recorded_at(self) -> datetime | None: ...
-    @property
-    def links(self) -> tuple[LinkFact, ...]: ...
-    @property
-    def holds(self) -> tuple[str, ...]: ...
-    @property
-    def retain_until(self) -> datetime | None: ...
-    @property
-    def reviewed_keep_until(self) -> datetime | None: ...
-    @property
-    def reviewed_dispose_at(self) -> datetime | None: ...
-
-
-def facts_from_catalog(item: CatalogItemLike) -> RetentionFacts:
-    """The retention facts the catalog holds for an item: each link with its own time, category and
-    case closure, as the chain's fold gave them (``evidence.retention.fold_chain``), so the decision
-    here is the one the action pass will take again from the chain."""
-    return RetentionFacts(
-        item.evidence_id,
-        item.ingested_at,
-        item.recorded_at,
-        item.links,
-        tuple(item.holds),
-        item.reviewed_keep_until,
-        item.reviewed_dispose_at,
-    )
-
-
-def catalog_lock(item: CatalogItemLike, settings: Settings) -> datetime:
-    """The lock the item's objects were last given: from its latest ``retention`` event, else the
-    lock every object gets at ingest."""
-    return item.retain_until or as_utc(item.ingested_at) + timedelta(days=settings.retention_days)
 
 
 # -- the decision pass ----------------------------------------------------------------------------
@@ -678,12 +635,6 @@ def _vault(settings: Settings) -> Vault:
 @functools.cache
 def _catalog(settings: Settings) -> Catalog:
     return open_catalog(settings)
-
-
-def policy_path(settings: Settings) -> Path:
-    """The retention policy file the settings name (the shipped default when none is set)."""
-    assert settings.retention_policy is not None
-    return settings.retention_policy
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, task_run_name="retention-decisions")
