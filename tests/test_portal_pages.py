@@ -22,7 +22,7 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 
 from evidence.access import Actor, Role
-from evidence.errors import AccessDenied, StorageUnavailable
+from evidence.errors import AccessDenied, IntegrityError, StorageUnavailable
 from evidence.incident import IncidentRef
 from flows import search as searching
 from flows.holds import set_hold
@@ -311,6 +311,33 @@ def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_hol
     assert 'id="purpose-form"' not in ivy.get(f"/items/{linked[0]}").text
 
 
+def test_an_item_that_does_not_verify_is_named_on_the_incident_page_and_not_decrypted(
+    pages: PagesPortal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ivy = pages.client("ivy", "investigator")
+    broken = pages.ids[HOSTILE_NAME]
+    vault = pages.station.vault
+    verify = vault.verify_item
+
+    def verify_item(evidence_id: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        if evidence_id == broken:
+            raise IntegrityError(
+                f"custody chain of {evidence_id} is broken: event 2: signature does not match"
+            )
+        return verify(evidence_id, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(vault, "verify_item", verify_item)
+    token = form_token(ivy.get(f"/incidents/{INCIDENT}").text)
+    ivy.post(f"/incidents/{INCIDENT}/purpose", data={"purpose": "check", "csrf_token": token})
+    before = len(events_of(pages, broken))
+    page = ivy.get(f"/incidents/{INCIDENT}")
+    assert page.status_code == 200
+    assert "Not shown: custody chain of" in page.text and "signature does not match" in page.text
+    assert f'src="/items/{broken}/thumbnail"' not in page.text
+    assert f'src="/items/{pages.ids["IMG_0001.JPG"]}/thumbnail"' in page.text  # the others still show
+    assert len(events_of(pages, broken)) == before  # refused before any access was recorded
+
+
 def test_a_reference_with_slashes_round_trips_through_the_incident_page_and_its_forms(
     pages: PagesPortal,
 ) -> None:
@@ -543,7 +570,7 @@ def test_link_unlink_hold_and_release_round_trip_with_csrf_and_role_checks(pages
         pages.client("sam", "storage-admin"),
     )
     ivy_token = form_token(ivy.get(f"/incidents/{INCIDENT}").text)
-    link = {"evidence_ids": f"{photo}\n", "reason": "seen on the same street"}
+    link = {"evidence_ids": f"{photo}\n", "reason": "seen on <b>the same</b> street"}
     assert ivy.post(f"/incidents/{incident}/links", data=link).status_code == 403
     assert ivy.post(f"/incidents/{incident}/links", data=link | {"csrf_token": "forged"}).status_code == 403
     assert (
@@ -559,11 +586,12 @@ def test_link_unlink_hold_and_release_round_trip_with_csrf_and_role_checks(pages
     assert (event["type"], event["incident"], event["reason"], event["via"]) == (
         "link",
         incident,
-        "seen on the same street",
+        "seen on <b>the same</b> street",
         "portal",
     )
     page = ivy.get(f"/incidents/{incident}").text
     assert f"linked {incident} by ivy" in page and "not held" in page
+    assert "seen on &lt;b&gt;the same&lt;/b&gt; street" in page and "<b>the same" not in page
 
     reason = {"reason": "appeal lodged"}
     assert (
