@@ -306,7 +306,7 @@ def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_hol
             "password+totp",
             "testclient",
         )
-    assert re.search(r'class="duration">1\.0 s<', shown.text)  # the video's, from its sealed details
+    assert re.search(r'<dd class="duration">1\.0 s</dd>', shown.text)  # the video's, from its sealed details
     # the purpose was remembered for each item: the item page does not ask again
     assert 'id="purpose-form"' not in ivy.get(f"/items/{linked[0]}").text
 
