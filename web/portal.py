@@ -14,7 +14,6 @@ from evidence.settings import Settings
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
-
     from storage.audit_log import AuditLog
     from storage.catalog import Catalog
     from storage.vault import Vault
