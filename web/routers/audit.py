@@ -50,7 +50,7 @@ def audit_item(request: Request, evidence_id: str, portal: PortalDep, person: Si
 @router.get("/audit/users/{user_id}", response_class=HTMLResponse)
 def audit_user(request: Request, user_id: str, portal: PortalDep, person: SignedIn) -> Response:
     user_id, as_csv = _csv_asked(request, user_id)
-    trail = user_trail(portal.catalog, portal.audit_log, user_id, person.actor)
+    trail = user_trail(portal.catalog, portal.audit_log, portal.accounts, user_id, person.actor)
     if as_csv:
         return _csv(f"audit-{user_id}.csv", trail.entries)
     shown = list(itertools.islice(trail.entries, PAGE_ROWS + 1))
