@@ -121,6 +121,24 @@ def form_token(html: str) -> str:
     return found.group(1)
 
 
+def test_nobody_signed_out_reaches_a_page_or_changes_anything(pages: PagesPortal) -> None:
+    stranger = pages.test_portal.client()
+    photo = pages.ids["IMG_0001.JPG"]
+    for url in ("/search?officer=PC-11", f"/incidents/{INCIDENT}", f"/items/{photo}", "/audit/users/ivy.csv"):
+        answer = stranger.get(url)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in?next="), url
+    before = len(events_of(pages, photo))
+    for url, form in (
+        (f"/incidents/{INCIDENT}/links", {"evidence_ids": photo}),
+        (f"/items/{photo}/unlink", {"incident": INCIDENT, "reason": "x"}),
+        (f"/incidents/{INCIDENT}/hold", {"reason": "x"}),
+        (f"/incidents/{INCIDENT}/hold/release", {"reason": "x"}),
+        (f"/items/{photo}/purpose", {"purpose": "x"}),
+    ):
+        assert stranger.post(url, data=form).status_code in (401, 403), url
+    assert len(events_of(pages, photo)) == before
+
+
 # -- search ---------------------------------------------------------------------------------------------
 
 
