@@ -192,6 +192,8 @@ def test_search_pages_carry_the_criteria_in_a_stable_order(
     assert len(set(shown)) == 3
     catalogued = [i.evidence_id for i in pages.station.catalog.items(device="BWC-PAGES1")]
     assert shown == catalogued  # recording time, then id: what the catalog orders by
+    past = ivy.get("/search", params={"device": "BWC-PAGES1", "page": "9"})
+    assert past.status_code == 200 and "Page 9 is past the last page: 3 item(s) match." in past.text
 
 
 @pytest.mark.parametrize(
