@@ -38,4 +38,4 @@ bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{js
 	$(BIN)/python -m bench.feed_linking
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache tests/oidc/node_modules
