@@ -5,6 +5,7 @@ the catalog and the accounts store. Opened once at start-up; routers reach it th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from evidence.settings import Settings
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
+    from storage.audit_log import AuditLog
     from storage.catalog import Catalog
     from storage.vault import Vault
 
@@ -23,6 +25,14 @@ class Portal:
     vault: Vault
     catalog: Catalog
     accounts: Accounts
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """The portal's own records (searches) in the accounts database, signed with the key that signs
+        this service's custody events."""
+        from storage.audit_log import AuditLog
+
+        return AuditLog.open(self.settings.accounts_url, signer=self.vault.custody.signer)
 
 
 def the_portal(request: Request) -> Portal:
