@@ -136,7 +136,7 @@ def incident_overview(
 
 def retention_policy(settings: Settings) -> RetentionPolicy:
     """The policy the retention run applies (settings name it; the shipped one by default)."""
-    from flows.retention import policy_path
+    from flows.retention_facts import policy_path
 
     return load_policy(policy_path(settings))
 
@@ -146,7 +146,7 @@ def retention_state(
 ) -> RetentionState:
     """The nightly run's decision for the item today (the same functions it uses), and what the
     policy asks for when that date comes."""
-    from flows.retention import catalog_lock, facts_from_catalog
+    from flows.retention_facts import catalog_lock, facts_from_catalog
 
     facts = facts_from_catalog(item)
     decision = decide(facts, policy, now)
