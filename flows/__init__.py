@@ -1,1 +1,2 @@
-"""Prefect flows and the `evidence` command line: thin orchestration over `evidence` and `storage`."""
+"""The use cases as plain functions (ingest, retrieval, export, linking, holds, retention, fixity) and the
+Prefect flows over them; the front doors (`cli/`, `web/`) call these, never `storage` internals."""

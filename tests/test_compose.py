@@ -207,7 +207,8 @@ def test_each_role_credential_reaches_only_its_own_services(services: dict[str, 
     owners = {
         "STATION": {"prefect-worker", "dock-watch"},
         "ADMIN": {"prefect-admin-worker"},
-        "INVESTIGATOR": set(),
+        # the portal decrypts for investigators: it reads everything and appends custody records
+        "INVESTIGATOR": {"portal"},
     }
     for name, service in services.items():
         env = environment(service)
@@ -220,9 +221,9 @@ def test_each_role_credential_reaches_only_its_own_services(services: dict[str, 
         assert role == expected, f"{name} holds the {role} credentials, expected {expected}"
         if role is not None:
             assert f"${{{role}_SECRET_KEY" in env["AWS_SECRET_ACCESS_KEY"], name
-    for name in owners["STATION"]:
+    for name in owners["STATION"] | owners["INVESTIGATOR"]:
         keys = [v for v in services[name]["volumes"] if ":/run/evidence/keys" in v]
-        assert keys and keys[0].endswith(":ro"), f"{name}: the station's key bundle is mounted read-only"
+        assert keys and keys[0].endswith(":ro"), f"{name}: its key bundle is mounted read-only"
 
 
 def test_the_application_side_is_configured_for_any_s3_endpoint(services: dict[str, dict[str, Any]]) -> None:
@@ -392,11 +393,11 @@ def postgres_server() -> Iterator[dict[str, str]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_postgres_init_script_creates_both_databases_with_their_passwords(
+def test_postgres_init_script_creates_each_database_with_its_password(
     postgres_server: dict[str, str],
 ) -> None:
     # quotes and a semicolon: the script must pass passwords as data, never as SQL
-    prefect_password, catalog_password = "pre'fect;--pw", 'cata"log pw'
+    prefect_password, catalog_password, accounts_password = "pre'fect;--pw", 'cata"log pw', "acc$(ounts)"
     env = (
         os.environ
         | postgres_server
@@ -405,6 +406,7 @@ def test_postgres_init_script_creates_both_databases_with_their_passwords(
             "POSTGRES_DB": "postgres",
             "PREFECT_DB_PASSWORD": prefect_password,
             "CATALOG_DB_PASSWORD": catalog_password,
+            "ACCOUNTS_DB_PASSWORD": accounts_password,
         }
     )
     subprocess.run(["bash", str(INFRA / "postgres" / "init-databases.sh")], env=env, check=True, timeout=60)
@@ -425,3 +427,7 @@ def test_postgres_init_script_creates_both_databases_with_their_passwords(
     # each role is kept out of the other's database
     assert connect("catalog", catalog_password, "prefect").returncode != 0
     assert connect("prefect", prefect_password, "catalog").returncode != 0
+    # people's password hashes: the catalog's credentials, held by every worker, never reach them
+    assert connect("accounts", accounts_password, "accounts").stdout.strip() == "accounts|accounts"
+    assert connect("catalog", catalog_password, "accounts").returncode != 0
+    assert connect("accounts", accounts_password, "catalog").returncode != 0
