@@ -23,6 +23,7 @@ order that fits a stream (docs/access.md §3, "Export as a download"):
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import logging
@@ -114,33 +115,51 @@ def _bag_zip(
     checked: list[tuple[VerifiedItem, ItemDetails, ExportedItem]],
 ) -> Iterator[bytes]:
     sink = _Outgoing()
-    # never closed on failure: closing would write the data descriptor and central directory that
-    # make what was sent look like a complete archive
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    try:
+        yield from _bag_entries(vault, archive, sink, incident, actor, purpose, bag_name, started, checked)
+    except BaseException as failure:
+        if isinstance(failure, Exception):
+            log.error(
+                "export aborted part-way: the zip was cut off",
+                extra={"incident": incident.value, "bag": bag_name, "problem": str(failure)},
+            )
+        # Nothing written from here on leaves: the open entry was closed on the way out, and closing
+        # the archive writes the central directory, which would make what was sent look complete.
+        # Both went or go only into the abandoned sink, to free them.
+        sink.abandon()
+        with contextlib.suppress(Exception):
+            archive.close()
+        raise
+    log.info("export finished", extra={"incident": incident.value, "items": len(checked), "bag": bag_name})
+
+
+def _bag_entries(
+    vault: Vault,
+    archive: zipfile.ZipFile,
+    sink: _Outgoing,
+    incident: IncidentRef,
+    actor: Actor,
+    purpose: str,
+    bag_name: str,
+    started: datetime,
+    checked: list[tuple[VerifiedItem, ItemDetails, ExportedItem]],
+) -> Iterator[bytes]:
     stamp = (started.year, started.month, started.day, started.hour, started.minute, started.second)
     payload: dict[str, tuple[str, int]] = {}
     for item, _, entry in checked:
         with naming_errors(entry.evidence_id):
             info = zipfile.ZipInfo(f"{bag_name}/{entry.path}", date_time=stamp)
             info.file_size = entry.size
-            out = archive.open(info, "w", force_zip64=entry.size >= ZIP64_FROM)
-            pending: bytes | None = None
-            try:
-                for piece in vault.read_original(item.manifest):
+            with archive.open(info, "w", force_zip64=entry.size >= ZIP64_FROM) as out:
+                pending: bytes | None = None
+                for piece in vault.read_original(item.manifest):  # raises at its end on a wrong SHA-256
                     if pending is not None:
                         out.write(pending)
                         yield from sink.drain()
                     pending = piece
-            except Exception:
-                log.error(
-                    "export aborted: an original failed its check",
-                    extra={"incident": incident.value, "evidence_id": entry.evidence_id, "bag": bag_name},
-                )
-                sink.abandon()
-                raise
-            if pending is not None:
-                out.write(pending)
-            out.close()
+                if pending is not None:
+                    out.write(pending)
             yield from sink.drain()
             payload[entry.path] = (entry.sha256, entry.size)
     reports: dict[str, bytes] = {}
@@ -156,10 +175,8 @@ def _bag_zip(
     )
     for name, body in tag_files(payload, info).items():
         _add(archive, f"{bag_name}/{name}", body, stamp)
-    yield from sink.drain()
     archive.close()
     yield from sink.drain()
-    log.info("export finished", extra={"incident": incident.value, "items": len(checked), "bag": bag_name})
 
 
 def _add(

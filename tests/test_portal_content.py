@@ -1,0 +1,629 @@
+"""An investigator plays, saves and previews evidence in the portal, and exports an incident as one zip:
+HTTP Range byte for byte against the original, one ``play`` event per item per session, a download
+that can never arrive complete and wrong, and a streamed BagIt zip a standard validator accepts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bagit
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+import web.routers.content
+from evidence.access import Actor
+from evidence.incident import parse_incident_ref
+from flows.playback import RecentVerifications
+from storage.vault import Vault
+from tests.factories import DEVICE_FOLDER, make_jpeg, make_mp4, random_file
+from tests.station import Station, make_station
+from tests.test_export_incident import link
+from web.app import create_app
+from web.people import Person
+from web.portal import Portal
+from web.ranges import answer_for
+from web.sessions import csrf_checked, signed_in
+
+SEGMENT = 4096
+PURPOSE = "review for charging decision"
+INVESTIGATOR = Actor("ivy", frozenset({"investigator"}))
+OFFICER = Actor("oscar", frozenset({"officer"}))
+INCIDENT = parse_incident_ref("37/12345/26")
+
+
+# -- the portal with a signed-in person -----------------------------------------------------------
+
+
+@dataclass
+class SessionStandIn:
+    """What web/sessions.py remembers per session (its bodies land with the accounts work)."""
+
+    purposes: dict[tuple[str, str], str] = field(default_factory=dict)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def purpose_for(self, portal: Portal, person: Person, evidence_id: str) -> str | None:
+        return self.purposes.get((person.session_id, evidence_id))
+
+    def first_in_session(self, portal: Portal, person: Person, evidence_id: str, what: str) -> bool:
+        key = (person.session_id, evidence_id, what)
+        first = key not in self.seen
+        self.seen.add(key)
+        return first
+
+
+@dataclass
+class Browser:
+    """One person's browser session in the portal."""
+
+    client: TestClient
+    person: Person
+    sessions: SessionStandIn
+
+    def give_purpose(self, evidence_id: str, purpose: str = PURPOSE) -> None:
+        self.sessions.purposes[(self.person.session_id, evidence_id)] = purpose
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(url, **kwargs)
+
+
+@dataclass
+class PortalUnderTest:
+    station: Station
+    portal: Portal
+    sessions: SessionStandIn
+    monkeypatch: pytest.MonkeyPatch
+    _sessions_made: int = 0
+
+    def browser(self, actor: Actor = INVESTIGATOR, *, base_url: str = "https://testserver") -> Browser:
+        self._sessions_made += 1
+        person = Person(actor, "password+totp", f"session-{self._sessions_made}", "127.0.0.1", "csrf-token")
+        app = create_app(self.portal)
+        app.dependency_overrides[signed_in] = lambda: person
+        app.dependency_overrides[csrf_checked] = lambda: person
+        return Browser(TestClient(app, base_url=base_url), person, self.sessions)
+
+    def events(self, evidence_id: str) -> list[Any]:
+        return self.station.vault.custody.events(evidence_id)
+
+    def accesses(self, evidence_id: str, action: str) -> list[Any]:
+        return [
+            e for e in self.events(evidence_id) if e.type == "access" and e.details.get("action") == action
+        ]
+
+
+def open_portal_for(station: Station, monkeypatch: pytest.MonkeyPatch) -> PortalUnderTest:
+    sessions = SessionStandIn()
+    monkeypatch.setattr(web.routers.content, "purpose_for", sessions.purpose_for)
+    monkeypatch.setattr(web.routers.content, "first_in_session", sessions.first_in_session)
+    portal = Portal(settings=station.settings, vault=station.vault, catalog=station.catalog, accounts=None)  # type: ignore[arg-type]
+    return PortalUnderTest(station, portal, sessions, monkeypatch)
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Station:
+    return make_station(tmp_path / "station", segment_size=SEGMENT)
+
+
+@pytest.fixture
+def portal(station: Station, monkeypatch: pytest.MonkeyPatch) -> PortalUnderTest:
+    return open_portal_for(station, monkeypatch)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    evidence_id: str
+    original: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.original)
+
+
+def ingest_one(station: Station, path: Path) -> Ingested:
+    [outcome] = station.ingest(path.parent).by_status("ingested")
+    return Ingested(str(outcome.evidence_id), path.read_bytes())
+
+
+@pytest.fixture
+def video(station: Station, tmp_path: Path) -> Ingested:
+    path = make_mp4(tmp_path / "BWC-1" / DEVICE_FOLDER / "VID_0001.MP4", seconds=2, size=(320, 240))
+    item = ingest_one(station, path)
+    assert item.size > 10 * SEGMENT, "the video should span many segments"
+    return item
+
+
+# -- Range --------------------------------------------------------------------------------------
+
+
+def range_cases(size: int) -> list[tuple[str | None, int, int, int]]:
+    """(Range header, status, start, stop) of the bytes expected."""
+    return [
+        (None, 200, 0, size),
+        ("bytes=0-", 206, 0, size),  # what a <video> asks first
+        ("bytes=0-99", 206, 0, 100),
+        (f"bytes={SEGMENT - 10}-{3 * SEGMENT + 10}", 206, SEGMENT - 10, 3 * SEGMENT + 11),  # middle
+        ("bytes=-500", 206, size - 500, size),  # suffix
+        (f"bytes={size - 1000}-", 206, size - 1000, size),  # open
+        (f"bytes={size - 10}-{size + 5000}", 206, size - 10, size),  # an end past the item is cut
+        (f"bytes=-{size * 3}", 206, 0, size),  # a suffix longer than the item is all of it
+        ("bytes=0-1,5-9", 200, 0, size),  # several ranges: ignored
+        ("bytes=9-3", 200, 0, size),  # not valid syntax: ignored
+        ("items=0-9", 200, 0, size),  # another unit: ignored
+        ("bytes=", 200, 0, size),
+    ]
+
+
+def test_range_requests_answer_exactly_the_bytes_of_the_original(
+    portal: PortalUnderTest, video: Ingested
+) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+    for header, status, start, stop in range_cases(video.size):
+        answer = browser.get(url, headers={"Range": header} if header else {})
+        assert answer.status_code == status, header
+        assert answer.content == video.original[start:stop], header
+        assert answer.headers["content-length"] == str(stop - start)
+        assert answer.headers["accept-ranges"] == "bytes"
+        assert answer.headers["content-type"] == "video/mp4"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["content-disposition"] == "inline"
+        if status == 206:
+            assert answer.headers["content-range"] == f"bytes {start}-{stop - 1}/{video.size}", header
+        else:
+            assert "content-range" not in answer.headers
+
+
+@pytest.mark.parametrize("header", ["bytes={size}-", "bytes={size}-{far}", "bytes=-0"])
+def test_unsatisfiable_range_is_416_and_releases_nothing(
+    portal: PortalUnderTest, video: Ingested, header: str
+) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    text = header.format(size=video.size, far=video.size + 10)
+    answer = browser.get(f"/items/{video.evidence_id}/content", headers={"Range": text})
+    assert answer.status_code == 416
+    assert answer.headers["content-range"] == f"bytes */{video.size}"
+    assert answer.content == b""
+    assert portal.accesses(video.evidence_id, "play") == []
+
+
+def test_if_range_for_another_version_gets_the_whole_item(portal: PortalUnderTest, video: Ingested) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+    etag = browser.get(url, headers={"Range": "bytes=0-0"}).headers["etag"]
+    same = browser.get(url, headers={"Range": "bytes=10-19", "If-Range": etag})
+    assert same.status_code == 206 and same.content == video.original[10:20]
+    other = browser.get(url, headers={"Range": "bytes=10-19", "If-Range": '"another"'})
+    assert other.status_code == 200 and other.content == video.original
+
+
+def test_head_describes_the_item_and_releases_nothing(portal: PortalUnderTest, video: Ingested) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    answer = browser.client.head(f"/items/{video.evidence_id}/content", headers={"Range": "bytes=0-9"})
+    assert answer.status_code == 200  # range handling is defined for GET only
+    assert answer.headers["content-length"] == str(video.size)
+    assert answer.headers["accept-ranges"] == "bytes"
+    assert answer.headers["content-type"] == "video/mp4"
+    assert answer.content == b""
+    assert portal.accesses(video.evidence_id, "play") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, (200, 0, 1000)),
+        ("bytes=0-0", (206, 0, 1)),
+        ("bytes=999-", (206, 999, 1000)),
+        ("bytes=1000-", (416, None, None)),
+        ("bytes=-0", (416, None, None)),
+        ("bytes=-1", (206, 999, 1000)),
+        ("BYTES=1-2", (206, 1, 3)),
+        ("bytes = 1-2", (200, 0, 1000)),
+        ("bytes=1-2, 4-5", (200, 0, 1000)),
+        ("bytes=-", (200, 0, 1000)),
+        ("bytes=1-2-3", (200, 0, 1000)),
+        ("bytes=0x1-2", (200, 0, 1000)),
+        ("bytes=\u0663-\u0664", (200, 0, 1000)),  # Arabic-Indic digits are not HTTP digits
+        ("bytes=99999999999999999999999-", (416, None, None)),
+    ],
+)
+def test_range_header_decisions(header: str | None, expected: tuple[int, int | None, int | None]) -> None:
+    answer = answer_for(header, 1000)
+    found = (answer.status, *((answer.part.start, answer.part.stop) if answer.part else (None, None)))
+    assert found == expected
+
+
+def test_range_is_ignored_for_head_and_empty_items() -> None:
+    assert answer_for("bytes=0-9", 1000, method="HEAD").status == 200
+    assert answer_for("bytes=0-9", 0).status == 200
+    assert answer_for("bytes=0-9", 1000, if_range="Tue, 15 Nov 1994 08:12:31 GMT", etag='"x"').status == 200
+
+
+# -- purpose and roles ----------------------------------------------------------------------------
+
+
+def test_nothing_is_released_before_a_purpose_is_given(portal: PortalUnderTest, video: Ingested) -> None:
+    browser = portal.browser()
+    for url in ("content", "content?download=1", "thumbnail"):
+        answer = browser.get(f"/items/{video.evidence_id}/{url}", headers={"Range": "bytes=0-9"})
+        assert answer.status_code == 403, url
+        assert f'href="/items/{video.evidence_id}"' in answer.text
+        assert "give a purpose" in answer.text
+    assert [e.type for e in portal.events(video.evidence_id)] == ["ingest"]
+
+
+def test_an_officer_may_not_play_download_preview_or_export(
+    portal: PortalUnderTest, station: Station, video: Ingested
+) -> None:
+    link(station, [video.evidence_id], INCIDENT)
+    browser = portal.browser(OFFICER)
+    browser.give_purpose(video.evidence_id)
+    for url in ("content", "content?download=1", "thumbnail"):
+        answer = browser.get(f"/items/{video.evidence_id}/{url}")
+        assert answer.status_code == 403, url
+        assert "may not" in answer.text
+    refused = browser.client.post(
+        f"/incidents/{INCIDENT}/export", data={"purpose": PURPOSE, "csrf_token": "csrf-token"}
+    )
+    assert refused.status_code == 403 and "may not export" in refused.text
+    assert [e.type for e in portal.events(video.evidence_id)] == ["ingest", "link"]
+
+
+def test_a_malformed_evidence_id_is_a_clear_400(portal: PortalUnderTest) -> None:
+    answer = portal.browser().get("/items/not-an-id/content")
+    assert answer.status_code == 400
+
+
+# -- recording ------------------------------------------------------------------------------------
+
+
+def test_one_play_event_per_item_per_session(portal: PortalUnderTest, video: Ingested) -> None:
+    first = portal.browser()
+    first.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+    for start in range(0, video.size, video.size // 7):
+        assert first.get(url, headers={"Range": f"bytes={start}-{start + 999}"}).status_code == 206
+    assert first.get(url).status_code == 200
+    [play] = portal.accesses(video.evidence_id, "play")
+    assert play.actor == "ivy" and play.role == "investigator"
+    assert play.details["purpose"] == PURPOSE
+    assert play.details["session"] == first.person.session_id
+    assert play.details["via"] == "portal" and play.details["sign_in"] == "password+totp"
+    assert play.details["client"] == "127.0.0.1"
+
+    second = portal.browser()
+    second.give_purpose(video.evidence_id, "second look")
+    assert second.get(url, headers={"Range": "bytes=0-"}).status_code == 206
+    assert second.get(url, headers={"Range": "bytes=100-200"}).status_code == 206
+    plays = portal.accesses(video.evidence_id, "play")
+    assert [p.details["session"] for p in plays] == [first.person.session_id, second.person.session_id]
+    assert plays[1].details["purpose"] == "second look"
+
+
+def test_a_play_whose_record_failed_is_recorded_by_the_next_request(
+    portal: PortalUnderTest, video: Ingested, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session notes the first play before it is recorded; if the record then fails, nothing is
+    released, and the chain (which has no play for the session) makes the next request record it."""
+    import flows.playback
+    from evidence.errors import StorageUnavailable
+
+    real = flows.playback.record_access
+    calls = []
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise StorageUnavailable("custody store timed out")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.playback, "record_access", fail_once)
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+    failed = browser.get(url, headers={"Range": "bytes=0-99"})
+    assert failed.status_code == 503 and failed.content[:100] != video.original[:100]
+    assert portal.accesses(video.evidence_id, "play") == []
+    assert browser.get(url, headers={"Range": "bytes=0-99"}).content == video.original[:100]
+    assert browser.get(url, headers={"Range": "bytes=100-199"}).content == video.original[100:200]
+    assert len(portal.accesses(video.evidence_id, "play")) == 1
+
+
+def test_a_verification_is_reused_for_seconds_only(
+    portal: PortalUnderTest, station: Station, video: Ingested
+) -> None:
+    """Seeks within VERIFIED_FOR_SECONDS reuse the session's verification; after that the chain is
+    verified again, and a chain cut short behind the program's back stops playback."""
+    now = [1000.0]
+    portal.portal.recent = RecentVerifications(seconds=30, clock=lambda: now[0])
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+    assert browser.get(url, headers={"Range": "bytes=0-9"}).status_code == 206
+    remove_last_custody_record(station, video.evidence_id)  # the play event just written
+
+    now[0] += 29
+    assert browser.get(url, headers={"Range": "bytes=10-19"}).content == video.original[10:20]
+    now[0] += 2
+    refused = browser.get(url, headers={"Range": "bytes=20-29"})
+    assert refused.status_code == 409 and "ends early" in refused.text
+    other_session = portal.browser()
+    other_session.give_purpose(video.evidence_id)
+    assert other_session.get(url, headers={"Range": "bytes=0-9"}).status_code == 409
+
+
+def remove_last_custody_record(station: Station, evidence_id: str) -> None:
+    """What only someone with raw disk access could do: delete the newest record of a chain."""
+    import shutil
+
+    from evidence import layout
+
+    last = max(
+        layout.custody_position(i.key) for i in station.vault.store.list(layout.custody_prefix(evidence_id))
+    )
+    shutil.rmtree(station.settings.data_dir / "vault" / "objects" / layout.custody_key(evidence_id, last))
+
+
+# -- downloads ------------------------------------------------------------------------------------
+
+
+def test_download_is_the_original_by_its_ingest_hash(
+    portal: PortalUnderTest, station: Station, video: Ingested
+) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    answer = browser.get(f"/items/{video.evidence_id}/content?download=1", headers={"Range": "bytes=0-9"})
+    assert answer.status_code == 200  # a download is always the whole file: only that can be checked
+    ingest_sha256 = station.vault.details(station.vault.manifest(video.evidence_id)).sha256
+    assert hashlib.sha256(answer.content).hexdigest() == ingest_sha256
+    assert answer.headers["content-disposition"] == (
+        "attachment; filename=\"VID_0001.MP4\"; filename*=UTF-8''VID_0001.MP4"
+    )
+    assert answer.headers["accept-ranges"] == "none"
+    [download] = portal.accesses(video.evidence_id, "download")
+    assert download.details["purpose"] == PURPOSE
+    assert download.details["session"] == browser.person.session_id
+    browser.get(f"/items/{video.evidence_id}/content?download=1")
+    assert len(portal.accesses(video.evidence_id, "download")) == 2  # one per download
+
+
+def test_hostile_original_name_is_saved_under_a_safe_name(
+    portal: PortalUnderTest, station: Station, tmp_path: Path
+) -> None:
+    path = random_file(tmp_path / "BWC-2" / DEVICE_FOLDER / "..\u202egpj.exe café.MP4", 3 * SEGMENT)
+    item = ingest_one(station, path)
+    browser = portal.browser()
+    browser.give_purpose(item.evidence_id)
+    answer = browser.get(f"/items/{item.evidence_id}/content?download=1")
+    assert answer.content == item.original
+    disposition = answer.headers["content-disposition"]
+    assert (
+        disposition
+        == "attachment; filename=\"_.._gpj.exe caf_.MP4\"; filename*=UTF-8''_.._gpj.exe%20caf%C3%A9.MP4"
+    )
+    assert answer.headers["content-type"] == "application/octet-stream"  # not sniffed as media
+
+
+@pytest.fixture
+def served(portal: PortalUnderTest) -> Iterator[Callable[[Browser], str]]:
+    """The portal on a real HTTP server on 127.0.0.1, to see what a client sees when a response is
+    cut off (the test client only re-raises the server's exception)."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(browser: Browser) -> str:
+        config = uvicorn.Config(
+            browser.client.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            threading.Event().wait(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def plaintext_altered_after_decryption(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AES-GCM stops any change to stored bytes, so make the decrypted plaintext differ instead: the
+    case the final SHA-256 check exists for (a bug, or a manifest recording another file's hash)."""
+    import storage.vault
+    from evidence import stream
+
+    real = stream.decrypt_chunks
+
+    def altered(data_key: bytes, chunks: Any) -> Iterator[bytes]:
+        for index, piece in enumerate(real(data_key, chunks)):
+            yield piece[:-1] + bytes([piece[-1] ^ 1]) if index == 2 and piece else piece
+
+    monkeypatch.setattr(storage.vault.stream, "decrypt_chunks", altered)
+
+
+def test_a_download_failing_its_hash_never_arrives_complete(
+    portal: PortalUnderTest,
+    video: Ingested,
+    served: Callable[[Browser], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    base = served(browser)
+    plaintext_altered_after_decryption(monkeypatch)
+
+    received = bytearray()
+    with (
+        httpx.Client(base_url=base) as client,
+        pytest.raises(httpx.RemoteProtocolError),
+        client.stream("GET", f"/items/{video.evidence_id}/content?download=1") as answer,
+    ):
+        assert answer.status_code == 200
+        assert answer.headers["content-length"] == str(video.size)
+        for piece in answer.iter_raw():
+            received += piece
+    assert 0 < len(received) < video.size
+    last_segment = video.size % SEGMENT or SEGMENT
+    assert len(received) <= video.size - last_segment, "the last segment was held back"
+    [aborted] = portal.accesses(video.evidence_id, "download-aborted")
+    assert "SHA-256" in aborted.details["problem"]
+    assert aborted.details["session"] == browser.person.session_id
+
+
+# -- thumbnails -----------------------------------------------------------------------------------
+
+
+def test_thumbnail_is_the_decrypted_preview_recorded_once_per_session(
+    portal: PortalUnderTest, station: Station, tmp_path: Path
+) -> None:
+    photo = ingest_one(station, make_jpeg(tmp_path / "BWC-3" / DEVICE_FOLDER / "IMG_0001.JPG"))
+    browser = portal.browser()
+    browser.give_purpose(photo.evidence_id)
+    for _ in range(3):
+        answer = browser.get(f"/items/{photo.evidence_id}/thumbnail")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"] == "image/jpeg"
+        assert answer.content == station.vault.thumbnail(station.vault.manifest(photo.evidence_id))
+        assert answer.content.startswith(b"\xff\xd8") and len(answer.content) < len(photo.original)
+    [thumbs] = portal.accesses(photo.evidence_id, "thumbs")
+    assert thumbs.details["purpose"] == PURPOSE and thumbs.details["session"] == browser.person.session_id
+
+
+def test_an_item_without_a_thumbnail_is_404_and_records_nothing(
+    portal: PortalUnderTest, station: Station, tmp_path: Path
+) -> None:
+    item = ingest_one(station, random_file(tmp_path / "BWC-4" / DEVICE_FOLDER / "DATA.BIN", 1000))
+    browser = portal.browser()
+    browser.give_purpose(item.evidence_id)
+    assert browser.get(f"/items/{item.evidence_id}/thumbnail").status_code == 404
+    assert [e.type for e in portal.events(item.evidence_id)] == ["ingest"]
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def incident_items(station: Station, tmp_path: Path, video: Ingested) -> list[Ingested]:
+    photo = ingest_one(station, make_jpeg(tmp_path / "BWC-5" / DEVICE_FOLDER / "IMG_0002.JPG", seed=5))
+    items = [video, photo]
+    link(station, [item.evidence_id for item in items], INCIDENT)
+    return items
+
+
+def export(browser: Browser, purpose: str = "CPS disclosure") -> httpx.Response:
+    return browser.client.post(
+        f"/incidents/{INCIDENT}/export", data={"purpose": purpose, "csrf_token": browser.person.csrf_token}
+    )
+
+
+def test_export_is_a_zip_holding_a_valid_bag(
+    portal: PortalUnderTest, station: Station, incident_items: list[Ingested], tmp_path: Path
+) -> None:
+    browser = portal.browser()
+    answer = export(browser)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/zip"
+    disposition = answer.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="37_12345_26-export-') and disposition.endswith(
+        ".zip"
+    )
+
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        assert archive.testzip() is None
+        archive.extractall(tmp_path / "unzipped")
+    [bag_dir] = (tmp_path / "unzipped").iterdir()
+    bag = bagit.Bag(str(bag_dir))
+    bag.validate()
+    assert bag.info["External-Identifier"] == "37/12345/26"
+    assert bag.info["Internal-Sender-Description"] == "CPS disclosure"
+    assert bag.info["Evidence-Item-Count"] == "2"
+    for item in incident_items:
+        [original] = (bag_dir / "data" / item.evidence_id).iterdir()
+        assert original.read_bytes() == item.original
+        [event] = [e for e in portal.events(item.evidence_id) if e.type == "export"]
+        assert event.actor == "ivy"
+        assert event.details["purpose"] == "CPS disclosure"
+        assert event.details["session"] == browser.person.session_id
+        assert event.details["incident"] == "37/12345/26" and event.details["bag"] == bag_dir.name
+        report = (bag_dir / "data" / "reports" / f"{item.evidence_id}.json").read_text()
+        assert browser.person.session_id in report  # the report includes the export that made it
+
+
+def test_export_needs_a_purpose_and_records_nothing_without_one(
+    portal: PortalUnderTest, incident_items: list[Ingested]
+) -> None:
+    answer = export(portal.browser(), purpose="  ")
+    assert answer.status_code == 400 and "purpose" in answer.text
+    assert all(e.type != "export" for item in incident_items for e in portal.events(item.evidence_id))
+
+
+def test_export_of_an_unknown_or_malformed_incident(portal: PortalUnderTest) -> None:
+    browser = portal.browser()
+    nothing = browser.client.post("/incidents/KNT-2026-000999/export", data={"purpose": "x"})
+    assert nothing.status_code == 404
+    malformed = browser.client.post("/incidents/DROP TABLE/export", data={"purpose": "x"})
+    assert malformed.status_code == 400
+
+
+def test_an_export_whose_original_fails_its_hash_never_arrives_as_a_zip(
+    portal: PortalUnderTest,
+    incident_items: list[Ingested],
+    served: Callable[[Browser], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    browser = portal.browser()
+    base = served(browser)
+    plaintext_altered_after_decryption(monkeypatch)
+    received = bytearray()
+    with (
+        httpx.Client(base_url=base) as client,
+        pytest.raises(httpx.RemoteProtocolError),
+        client.stream("POST", f"/incidents/{INCIDENT}/export", data={"purpose": "CPS"}) as answer,
+    ):
+        assert answer.status_code == 200
+        for piece in answer.iter_raw():
+            received += piece
+    assert received, "the zip had started"
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(io.BytesIO(bytes(received)))
+
+
+# -- S3 -------------------------------------------------------------------------------------------
+
+
+def test_playing_and_downloading_from_an_s3_vault(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    station = make_station(
+        tmp_path / "s3-station", vault_url="s3://portal-evidence/vault", segment_size=SEGMENT
+    )
+    assert isinstance(station.vault, Vault) and station.vault.store.url.startswith("s3://")
+    portal = open_portal_for(station, monkeypatch)
+    item = ingest_one(station, make_mp4(tmp_path / "BWC-6" / DEVICE_FOLDER / "VID_0002.MP4", seconds=1))
+    browser = portal.browser()
+    browser.give_purpose(item.evidence_id)
+    url = f"/items/{item.evidence_id}/content"
+    for header, status, start, stop in range_cases(item.size)[:8]:
+        answer = browser.get(url, headers={"Range": header} if header else {})
+        assert (answer.status_code, answer.content) == (status, item.original[start:stop]), header
+    whole = browser.get(f"{url}?download=1")
+    assert hashlib.sha256(whole.content).hexdigest() == hashlib.sha256(item.original).hexdigest()
+    assert len(portal.accesses(item.evidence_id, "play")) == 1
+    assert len(portal.accesses(item.evidence_id, "download")) == 1
