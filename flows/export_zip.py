@@ -4,7 +4,7 @@ The portal cannot hand a browser a folder, and building the bag on the server fi
 much private disk as the incident's videos, keep decrypted evidence there, and leave the person
 waiting minutes for the first byte. So the zip is written as it is sent, in constant memory
 (``zipfile`` on a stream it cannot seek: each entry's CRC and sizes follow its data in a data
-descriptor; ZIP64 for an entry over 4 GiB). The checks are those of the directory export, in an
+descriptor; ZIP64 sizes for an entry from 1 GiB). The checks are those of the directory export, in an
 order that fits a stream (docs/access.md §3, "Export as a download"):
 
 1. before anything is sent: the role, the purpose, the incident's items from the catalog, and for each
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ZIP64_FROM = zipfile.ZIP64_LIMIT // 2
-"""Entries this large are written with ZIP64 sizes (``zipfile`` needs to know before the data)."""
+"""Entries from 1 GiB get ZIP64 sizes (``zipfile`` must know before the data; it would decide so near 2 GiB)."""
 
 
 @dataclass(frozen=True)

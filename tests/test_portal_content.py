@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+import flows.export_zip
 import web.routers.content
 from evidence.access import Actor
 from evidence.incident import parse_incident_ref
@@ -533,9 +535,17 @@ def export(browser: Browser, purpose: str = "CPS disclosure") -> httpx.Response:
     )
 
 
+@pytest.mark.parametrize("zip64", [False, True], ids=["zip", "zip64"])
 def test_export_is_a_zip_holding_a_valid_bag(
-    portal: PortalUnderTest, station: Station, incident_items: list[Ingested], tmp_path: Path
+    portal: PortalUnderTest,
+    station: Station,
+    incident_items: list[Ingested],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    zip64: bool,
 ) -> None:
+    if zip64:  # as for an original of a GiB or more
+        monkeypatch.setattr(flows.export_zip, "ZIP64_FROM", 0)
     browser = portal.browser()
     answer = export(browser)
     assert answer.status_code == 200
@@ -545,6 +555,7 @@ def test_export_is_a_zip_holding_a_valid_bag(
         ".zip"
     )
 
+    assert first_entry_is_zip64(answer.content) == zip64
     with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
         assert archive.testzip() is None
         archive.extractall(tmp_path / "unzipped")
@@ -564,6 +575,14 @@ def test_export_is_a_zip_holding_a_valid_bag(
         assert event.details["incident"] == "37/12345/26" and event.details["bag"] == bag_dir.name
         report = (bag_dir / "data" / "reports" / f"{item.evidence_id}.json").read_text()
         assert browser.person.session_id in report  # the report includes the export that made it
+
+
+def first_entry_is_zip64(data: bytes) -> bool:
+    """Whether the first local file header carries a ZIP64 extra field (header id 0x0001)."""
+    assert data[:4] == b"PK\x03\x04"
+    name_length, extra_length = struct.unpack("<HH", data[26:30])
+    extra = data[30 + name_length : 30 + name_length + extra_length]
+    return extra[:2] == b"\x01\x00"
 
 
 def test_export_needs_a_purpose_and_records_nothing_without_one(
