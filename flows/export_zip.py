@@ -149,9 +149,9 @@ def _bag_entries(
     payload: dict[str, tuple[str, int]] = {}
     for item, _, entry in checked:
         with naming_errors(entry.evidence_id):
-            info = zipfile.ZipInfo(f"{bag_name}/{entry.path}", date_time=stamp)
-            info.file_size = entry.size
-            with archive.open(info, "w", force_zip64=entry.size >= ZIP64_FROM) as out:
+            original = zipfile.ZipInfo(f"{bag_name}/{entry.path}", date_time=stamp)
+            original.file_size = entry.size
+            with archive.open(original, "w", force_zip64=entry.size >= ZIP64_FROM) as out:
                 pending: bytes | None = None
                 for piece in vault.read_original(item.manifest):  # raises at its end on a wrong SHA-256
                     if pending is not None:
@@ -170,10 +170,10 @@ def _bag_entries(
     for relative, body in reports.items():
         _add(archive, f"{bag_name}/{relative}", body, stamp)
         payload[relative] = (_sha256(body), len(body))
-    info = bag_info(
+    described = bag_info(
         vault, incident, actor, purpose, bag_name, started, item_count=len(checked), payload=payload
     )
-    for name, body in tag_files(payload, info).items():
+    for name, body in tag_files(payload, described).items():
         _add(archive, f"{bag_name}/{name}", body, stamp)
     archive.close()
     yield from sink.drain()
