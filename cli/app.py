@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evidence.access import Actor, UserDirectory
+from evidence.devices import require_identifier
+from evidence.errors import InvalidInput
 from evidence.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -65,8 +67,24 @@ def settings_now() -> Settings:
 
 
 def acting_user(settings: Settings) -> Actor:
-    """The person running this command, with their roles; unknown users are refused."""
-    return UserDirectory.load(settings.users_file).resolve(invocation.user or settings.user)
+    """The person running this command, with their roles; unknown users are refused. A person with a
+    portal account (``evidence users add``) has the roles stored there; others those of the users file."""
+    from storage.accounts import stored_roles
+
+    user_id = invocation.user or settings.user
+    if user_id and _is_identifier(user_id):
+        roles = stored_roles(settings, user_id)
+        if roles:
+            return Actor(user_id, roles)
+    return UserDirectory.load(settings.users_file).resolve(user_id)
+
+
+def _is_identifier(value: str) -> bool:
+    try:
+        require_identifier(value, "user id")
+    except InvalidInput:
+        return False
+    return True
 
 
 def print_json(doc: object) -> None:

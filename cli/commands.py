@@ -7,7 +7,9 @@ from cli import (
     incidents,  # noqa: F401 - link, unlink, link-feed, incident show, items list, catalog rebuild
     retention,  # noqa: F401 - hold set/release, retention run, custody, fixity
     retrieval,  # noqa: F401 - get, export, thumbs
+    serve,  # noqa: F401 - serve (the investigators' portal)
     station,  # noqa: F401 - keys, vault, ingest, show, dock, demo
+    users,  # noqa: F401 - users add, list, reset-password, remove
 )
 from cli.app import app
 

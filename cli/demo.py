@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -30,6 +32,7 @@ DEMO_DEVICE = "BWC-DEMO01"
 DEMO_OFFICER = "PC-4471"
 DEMO_INVESTIGATOR = "DC-2093"
 DEMO_INCIDENT = "KNT-2026-000123"
+DEMO_PORTAL_USER = "demo-investigator"
 RECORDED_BEFORE_DOCKING = timedelta(hours=1)
 
 
@@ -87,6 +90,7 @@ def run_demo(settings: Settings, console: Console) -> IngestReport:
     vault = Vault.open(settings)
     _show_items(console, vault, report)
     _show_read_back(console, vault, report, device, settings.data_dir / "readback")
+    portal_account = demo_portal_account(settings)
     if report.by_status("ingested"):
         again = "run again: nothing new"
     elif report.by_status("deferred", "failed"):
@@ -101,7 +105,54 @@ def run_demo(settings: Settings, console: Console) -> IngestReport:
         f"--out {settings.data_dir / 'bag'}\n"
         f"  evidence custody EVIDENCE_ID"
     )
+    _show_portal(console, settings, portal_account)
     return report
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    user_id: str
+    password: str
+    totp_uri: str
+    totp_secret: str
+
+
+def demo_portal_account(settings: Settings) -> DemoAccount:
+    """An investigator's portal account with a new strong password and TOTP secret each run: the demo
+    prints them, and a password shown once cannot be shown again."""
+    from flows.accounts import enrol, reset_credentials
+    from storage.accounts import Accounts
+
+    password = "-".join(secrets.token_urlsafe(6) for _ in range(4))
+    accounts = Accounts.open(settings)
+    try:
+        if accounts.account(DEMO_PORTAL_USER) is None:
+            enrolment = enrol(
+                accounts, DEMO_PORTAL_USER, frozenset({"investigator"}), password, with_totp=True
+            )
+        else:
+            enrolment = reset_credentials(accounts, DEMO_PORTAL_USER, password, with_totp=True)
+        account = accounts.account(DEMO_PORTAL_USER)
+    finally:
+        accounts.close()
+    assert enrolment.totp_uri is not None and account is not None and account.totp_secret is not None
+    return DemoAccount(DEMO_PORTAL_USER, password, enrolment.totp_uri, account.totp_secret)
+
+
+def _show_portal(console: Console, settings: Settings, account: DemoAccount) -> None:
+    from evidence.accounts import totp_code
+
+    code = totp_code(account.totp_secret, datetime.now(UTC))
+    console.print(
+        f"\nThe investigators' portal on this demo data:\n"
+        f"  EVIDENCE_DATA_DIR={settings.data_dir} evidence serve\n"
+        f"  then open http://localhost:8000/sign-in and sign in as {account.user_id}\n"
+        f"  password: {account.password}\n"
+        f"  TOTP: add this to an authenticator app (it is not shown again; the next demo run makes new ones):\n"
+        f"  {account.totp_uri}\n"
+        f"  code right now: {code} (a code works once, for about a minute)",
+        soft_wrap=True,
+    )
 
 
 def _show_items(console: Console, vault: Vault, report: IngestReport) -> None:

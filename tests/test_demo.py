@@ -3,13 +3,14 @@ byte-identical, and a second run stores nothing new."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cli.demo import DEMO_DEVICE, DEMO_INCIDENT
+from cli.demo import DEMO_DEVICE, DEMO_INCIDENT, DEMO_PORTAL_USER
 from evidence.layout import ITEMS_PREFIX, OBJECTS_PREFIX
 from evidence.settings import Settings
 from storage.vault import Vault
@@ -86,3 +87,34 @@ def test_demo_stores_the_dock_reads_it_back_identical_and_a_second_run_stores_no
         assert types == expected, source
     assert read_back.read_bytes() == on_device[video]
     assert "byte-identical to the device file" in second
+
+    # the portal account the demo prints signs in through the app; each run gives it new credentials
+    assert f"EVIDENCE_DATA_DIR={data_dir} evidence serve" in second
+    assert signs_in(data_dir, second) == 303
+    assert signs_in(data_dir, first) == 401
+
+
+def signs_in(data_dir: Path, demo_output: str) -> int:
+    """Sign in to the portal on the demo data with the account a demo run printed; the answer's status."""
+    from datetime import UTC, datetime
+
+    from fastapi.testclient import TestClient
+
+    from evidence.accounts import totp_code
+    from tests.signing_in import form_token
+    from web.app import create_app, open_portal
+
+    user = re.search(r"sign in as (\S+)", demo_output)
+    password = re.search(r"password: (\S+)", demo_output)
+    secret = re.search(r"otpauth://totp/\S+[?&]secret=([A-Z2-7]+)", demo_output)
+    assert user and password and secret, demo_output
+    assert user.group(1) == DEMO_PORTAL_USER
+    client = TestClient(create_app(open_portal(Settings(data_dir=data_dir))), base_url="https://testserver")
+    token = form_token(client.get("/sign-in"))
+    form = {
+        "user": user.group(1),
+        "password": password.group(1),
+        "totp": totp_code(secret.group(1), datetime.now(UTC)),
+        "csrf_token": token,
+    }
+    return client.post("/sign-in", data=form, follow_redirects=False).status_code

@@ -14,6 +14,7 @@ from web.errors import install_error_pages
 from web.portal import Portal
 from web.routers import audit, auth, content, exports, holds, incidents, items, links, oidc, search
 from web.security import install_security_headers
+from web.sessions import install_sign_in_redirect
 
 
 def create_app(portal: Portal) -> FastAPI:
@@ -21,6 +22,7 @@ def create_app(portal: Portal) -> FastAPI:
     app.state.portal = portal
     install_security_headers(app)
     install_error_pages(app)
+    install_sign_in_redirect(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     for module in (auth, oidc, search, incidents, items, content, exports, audit, links, holds):
         app.include_router(module.router)
@@ -30,7 +32,6 @@ def create_app(portal: Portal) -> FastAPI:
 def open_portal(settings: Settings) -> Portal:
     """Open what the service holds: the vault with its identity key, the catalog, the accounts."""
     from storage.accounts import Accounts
-
     from storage.catalog import Catalog
     from storage.vault import Vault
 

@@ -14,7 +14,6 @@ from flows.playback import RecentVerifications
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
-
     from storage.catalog import Catalog
     from storage.vault import Vault
 
