@@ -10,7 +10,7 @@ import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,57 +21,42 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 import flows.export_zip
-import web.routers.content
-from evidence.access import Actor
+from evidence.access import Role
 from evidence.incident import parse_incident_ref
 from flows.playback import RecentVerifications
+from storage.accounts import Accounts
 from storage.vault import Vault
 from tests.factories import DEVICE_FOLDER, make_jpeg, make_mp4, random_file
+from tests.signing_in import MovableClock, TestPortal
 from tests.station import Station, make_station
 from tests.test_export_incident import link
-from web.app import create_app
-from web.people import Person
 from web.portal import Portal
 from web.ranges import answer_for
-from web.sessions import csrf_checked, signed_in
+from web.sessions import SESSION_COOKIE
 
 SEGMENT = 4096
 PURPOSE = "review for charging decision"
-INVESTIGATOR = Actor("ivy", frozenset({"investigator"}))
-OFFICER = Actor("oscar", frozenset({"officer"}))
 INCIDENT = parse_incident_ref("37/12345/26")
 
 
-# -- the portal with a signed-in person -----------------------------------------------------------
-
-
-@dataclass
-class SessionStandIn:
-    """What web/sessions.py remembers per session (its bodies land with the accounts work)."""
-
-    purposes: dict[tuple[str, str], str] = field(default_factory=dict)
-    seen: set[tuple[str, str, str]] = field(default_factory=set)
-
-    def purpose_for(self, portal: Portal, person: Person, evidence_id: str) -> str | None:
-        return self.purposes.get((person.session_id, evidence_id))
-
-    def first_in_session(self, portal: Portal, person: Person, evidence_id: str, what: str) -> bool:
-        key = (person.session_id, evidence_id, what)
-        first = key not in self.seen
-        self.seen.add(key)
-        return first
+# -- the portal with signed-in people -------------------------------------------------------------
 
 
 @dataclass
 class Browser:
-    """One person's browser session in the portal."""
+    """One person's browser, signed in through the real form: one session of the portal's own."""
 
     client: TestClient
-    person: Person
-    sessions: SessionStandIn
+    user_id: str
+    session_id: str
+    csrf_token: str
+    cookie: str
+    """The session cookie's secret, for a client of the real server (the cookie is ``Secure``)."""
+    accounts: Accounts
 
     def give_purpose(self, evidence_id: str, purpose: str = PURPOSE) -> None:
-        self.sessions.purposes[(self.person.session_id, evidence_id)] = purpose
+        """What the item page does when the person states why they look (``remember_purpose``)."""
+        self.accounts.remember_purpose(self.session_id, evidence_id, purpose)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.client.get(url, **kwargs)
@@ -80,18 +65,18 @@ class Browser:
 @dataclass
 class PortalUnderTest:
     station: Station
-    portal: Portal
-    sessions: SessionStandIn
-    monkeypatch: pytest.MonkeyPatch
-    _sessions_made: int = 0
+    signing_in: TestPortal
 
-    def browser(self, actor: Actor = INVESTIGATOR, *, base_url: str = "https://testserver") -> Browser:
-        self._sessions_made += 1
-        person = Person(actor, "password+totp", f"session-{self._sessions_made}", "127.0.0.1", "csrf-token")
-        app = create_app(self.portal)
-        app.dependency_overrides[signed_in] = lambda: person
-        app.dependency_overrides[csrf_checked] = lambda: person
-        return Browser(TestClient(app, base_url=base_url), person, self.sessions)
+    @property
+    def portal(self) -> Portal:
+        return self.signing_in.portal
+
+    def browser(self, user_id: str = "ivy", role: Role = "investigator") -> Browser:
+        client = self.signing_in.signed_in_client(user_id, role)
+        secret = client.cookies[SESSION_COOKIE]
+        session = self.portal.accounts.session(secret)
+        assert session is not None
+        return Browser(client, user_id, session.session_id, session.csrf_token, secret, self.portal.accounts)
 
     def events(self, evidence_id: str) -> list[Any]:
         return self.station.vault.custody.events(evidence_id)
@@ -102,12 +87,13 @@ class PortalUnderTest:
         ]
 
 
-def open_portal_for(station: Station, monkeypatch: pytest.MonkeyPatch) -> PortalUnderTest:
-    sessions = SessionStandIn()
-    monkeypatch.setattr(web.routers.content, "purpose_for", sessions.purpose_for)
-    monkeypatch.setattr(web.routers.content, "first_in_session", sessions.first_in_session)
-    portal = Portal(settings=station.settings, vault=station.vault, catalog=station.catalog, accounts=None)  # type: ignore[arg-type]
-    return PortalUnderTest(station, portal, sessions, monkeypatch)
+def open_portal_for(station: Station) -> PortalUnderTest:
+    clock = MovableClock()
+    accounts = Accounts(station.settings.accounts_url, clock=clock)
+    portal = Portal(
+        settings=station.settings, vault=station.vault, catalog=station.catalog, accounts=accounts
+    )
+    return PortalUnderTest(station, TestPortal(station, portal, clock))
 
 
 @pytest.fixture
@@ -116,8 +102,8 @@ def station(tmp_path: Path) -> Station:
 
 
 @pytest.fixture
-def portal(station: Station, monkeypatch: pytest.MonkeyPatch) -> PortalUnderTest:
-    return open_portal_for(station, monkeypatch)
+def portal(station: Station) -> PortalUnderTest:
+    return open_portal_for(station)
 
 
 @dataclass(frozen=True)
@@ -270,14 +256,14 @@ def test_an_officer_may_not_play_download_preview_or_export(
     portal: PortalUnderTest, station: Station, video: Ingested
 ) -> None:
     link(station, [video.evidence_id], INCIDENT)
-    browser = portal.browser(OFFICER)
+    browser = portal.browser("oscar", "officer")
     browser.give_purpose(video.evidence_id)
     for url in ("content", "content?download=1", "thumbnail"):
         answer = browser.get(f"/items/{video.evidence_id}/{url}")
         assert answer.status_code == 403, url
         assert "may not" in answer.text
     refused = browser.client.post(
-        f"/incidents/{INCIDENT}/export", data={"purpose": PURPOSE, "csrf_token": "csrf-token"}
+        f"/incidents/{INCIDENT}/export", data={"purpose": PURPOSE, "csrf_token": browser.csrf_token}
     )
     assert refused.status_code == 403 and "may not export" in refused.text
     assert [e.type for e in portal.events(video.evidence_id)] == ["ingest", "link"]
@@ -301,16 +287,16 @@ def test_one_play_event_per_item_per_session(portal: PortalUnderTest, video: Ing
     [play] = portal.accesses(video.evidence_id, "play")
     assert play.actor == "ivy" and play.role == "investigator"
     assert play.details["purpose"] == PURPOSE
-    assert play.details["session"] == first.person.session_id
+    assert play.details["session"] == first.session_id
     assert play.details["via"] == "portal" and play.details["sign_in"] == "password+totp"
-    assert play.details["client"] == "127.0.0.1"
+    assert play.details["client"] == "testclient"
 
     second = portal.browser()
     second.give_purpose(video.evidence_id, "second look")
     assert second.get(url, headers={"Range": "bytes=0-"}).status_code == 206
     assert second.get(url, headers={"Range": "bytes=100-200"}).status_code == 206
     plays = portal.accesses(video.evidence_id, "play")
-    assert [p.details["session"] for p in plays] == [first.person.session_id, second.person.session_id]
+    assert [p.details["session"] for p in plays] == [first.session_id, second.session_id]
     assert plays[1].details["purpose"] == "second look"
 
 
@@ -396,7 +382,7 @@ def test_download_is_the_original_by_its_ingest_hash(
     assert answer.headers["accept-ranges"] == "none"
     [download] = portal.accesses(video.evidence_id, "download")
     assert download.details["purpose"] == PURPOSE
-    assert download.details["session"] == browser.person.session_id
+    assert download.details["session"] == browser.session_id
     browser.get(f"/items/{video.evidence_id}/content?download=1")
     assert len(portal.accesses(video.evidence_id, "download")) == 2  # one per download
 
@@ -419,12 +405,13 @@ def test_hostile_original_name_is_saved_under_a_safe_name(
 
 
 @pytest.fixture
-def served(portal: PortalUnderTest) -> Iterator[Callable[[Browser], str]]:
+def served(portal: PortalUnderTest) -> Iterator[Callable[[Browser], httpx.Client]]:
     """The portal on a real HTTP server on 127.0.0.1, to see what a client sees when a response is
-    cut off (the test client only re-raises the server's exception)."""
+    cut off (the test client only re-raises the server's exception); the client carries the
+    browser's session cookie (``Secure``, so set by hand over plain HTTP on loopback)."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def serve(browser: Browser) -> str:
+    def serve(browser: Browser) -> httpx.Client:
         config = uvicorn.Config(
             browser.client.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
         )
@@ -437,7 +424,7 @@ def served(portal: PortalUnderTest) -> Iterator[Callable[[Browser], str]]:
                 raise RuntimeError("the test server did not start")
             threading.Event().wait(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return httpx.Client(base_url=f"http://127.0.0.1:{port}", cookies={SESSION_COOKIE: browser.cookie})
 
     yield serve
     for server, thread in servers:
@@ -463,17 +450,16 @@ def plaintext_altered_after_decryption(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_download_failing_its_hash_never_arrives_complete(
     portal: PortalUnderTest,
     video: Ingested,
-    served: Callable[[Browser], str],
+    served: Callable[[Browser], httpx.Client],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     browser = portal.browser()
     browser.give_purpose(video.evidence_id)
-    base = served(browser)
     plaintext_altered_after_decryption(monkeypatch)
 
     received = bytearray()
     with (
-        httpx.Client(base_url=base) as client,
+        served(browser) as client,
         pytest.raises(httpx.RemoteProtocolError),
         client.stream("GET", f"/items/{video.evidence_id}/content?download=1") as answer,
     ):
@@ -486,7 +472,7 @@ def test_a_download_failing_its_hash_never_arrives_complete(
     assert len(received) <= video.size - last_segment, "the last segment was held back"
     [aborted] = portal.accesses(video.evidence_id, "download-aborted")
     assert "SHA-256" in aborted.details["problem"]
-    assert aborted.details["session"] == browser.person.session_id
+    assert aborted.details["session"] == browser.session_id
 
 
 # -- thumbnails -----------------------------------------------------------------------------------
@@ -505,7 +491,7 @@ def test_thumbnail_is_the_decrypted_preview_recorded_once_per_session(
         assert answer.content == station.vault.thumbnail(station.vault.manifest(photo.evidence_id))
         assert answer.content.startswith(b"\xff\xd8") and len(answer.content) < len(photo.original)
     [thumbs] = portal.accesses(photo.evidence_id, "thumbs")
-    assert thumbs.details["purpose"] == PURPOSE and thumbs.details["session"] == browser.person.session_id
+    assert thumbs.details["purpose"] == PURPOSE and thumbs.details["session"] == browser.session_id
 
 
 def test_an_item_without_a_thumbnail_is_404_and_records_nothing(
@@ -531,7 +517,7 @@ def incident_items(station: Station, tmp_path: Path, video: Ingested) -> list[In
 
 def export(browser: Browser, purpose: str = "CPS disclosure") -> httpx.Response:
     return browser.client.post(
-        f"/incidents/{INCIDENT}/export", data={"purpose": purpose, "csrf_token": browser.person.csrf_token}
+        f"/incidents/{INCIDENT}/export", data={"purpose": purpose, "csrf_token": browser.csrf_token}
     )
 
 
@@ -571,10 +557,10 @@ def test_export_is_a_zip_holding_a_valid_bag(
         [event] = [e for e in portal.events(item.evidence_id) if e.type == "export"]
         assert event.actor == "ivy"
         assert event.details["purpose"] == "CPS disclosure"
-        assert event.details["session"] == browser.person.session_id
+        assert event.details["session"] == browser.session_id
         assert event.details["incident"] == "37/12345/26" and event.details["bag"] == bag_dir.name
         report = (bag_dir / "data" / "reports" / f"{item.evidence_id}.json").read_text()
-        assert browser.person.session_id in report  # the report includes the export that made it
+        assert browser.session_id in report  # the report includes the export that made it
 
 
 def first_entry_is_zip64(data: bytes) -> bool:
@@ -595,26 +581,43 @@ def test_export_needs_a_purpose_and_records_nothing_without_one(
 
 def test_export_of_an_unknown_or_malformed_incident(portal: PortalUnderTest) -> None:
     browser = portal.browser()
-    nothing = browser.client.post("/incidents/KNT-2026-000999/export", data={"purpose": "x"})
+    form = {"purpose": "x", "csrf_token": browser.csrf_token}
+    nothing = browser.client.post("/incidents/KNT-2026-000999/export", data=form)
     assert nothing.status_code == 404
-    malformed = browser.client.post("/incidents/DROP TABLE/export", data={"purpose": "x"})
+    malformed = browser.client.post("/incidents/DROP TABLE/export", data=form)
     assert malformed.status_code == 400
+
+
+def test_an_export_without_the_session_form_token_is_refused(
+    portal: PortalUnderTest, incident_items: list[Ingested]
+) -> None:
+    answer = portal.browser().client.post(f"/incidents/{INCIDENT}/export", data={"purpose": "CPS"})
+    assert answer.status_code == 403
+    assert all(e.type != "export" for item in incident_items for e in portal.events(item.evidence_id))
+
+
+def test_signed_out_requests_are_not_served(portal: PortalUnderTest, video: Ingested) -> None:
+    client = portal.signing_in.client()
+    answer = client.get(f"/items/{video.evidence_id}/content", headers={"Range": "bytes=0-9"})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in?next=")
+    assert client.post(f"/incidents/{INCIDENT}/export", data={"purpose": "x"}).status_code == 401
+    assert [e.type for e in portal.events(video.evidence_id)] == ["ingest"]
 
 
 def test_an_export_whose_original_fails_its_hash_never_arrives_as_a_zip(
     portal: PortalUnderTest,
     incident_items: list[Ingested],
-    served: Callable[[Browser], str],
+    served: Callable[[Browser], httpx.Client],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     browser = portal.browser()
-    base = served(browser)
     plaintext_altered_after_decryption(monkeypatch)
     received = bytearray()
+    form = {"purpose": "CPS", "csrf_token": browser.csrf_token}
     with (
-        httpx.Client(base_url=base) as client,
+        served(browser) as client,
         pytest.raises(httpx.RemoteProtocolError),
-        client.stream("POST", f"/incidents/{INCIDENT}/export", data={"purpose": "CPS"}) as answer,
+        client.stream("POST", f"/incidents/{INCIDENT}/export", data=form) as answer,
     ):
         assert answer.status_code == 200
         for piece in answer.iter_raw():
@@ -627,14 +630,12 @@ def test_an_export_whose_original_fails_its_hash_never_arrives_as_a_zip(
 # -- S3 -------------------------------------------------------------------------------------------
 
 
-def test_playing_and_downloading_from_an_s3_vault(
-    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_playing_and_downloading_from_an_s3_vault(moto_endpoint: str, tmp_path: Path) -> None:
     station = make_station(
         tmp_path / "s3-station", vault_url="s3://portal-evidence/vault", segment_size=SEGMENT
     )
     assert isinstance(station.vault, Vault) and station.vault.store.url.startswith("s3://")
-    portal = open_portal_for(station, monkeypatch)
+    portal = open_portal_for(station)
     item = ingest_one(station, make_mp4(tmp_path / "BWC-6" / DEVICE_FOLDER / "VID_0002.MP4", seconds=1))
     browser = portal.browser()
     browser.give_purpose(item.evidence_id)
