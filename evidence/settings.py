@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     """The ID-token claim (a role name or a list of them) that gives a person their roles."""
     oidc_user_claim: str = "preferred_username"
     """The claim naming the person in custody records (falls back to ``sub``)."""
+    oidc_redirect_uri: str = ""
+    """The callback registered at the provider (``https://<host>/sign-in/oidc/callback``); empty: built
+    from each request's own scheme and host, which is wrong behind a proxy that terminates TLS."""
+    oidc_provider_name: str = ""
+    """What the sign-in page calls the provider ("Sign in with Kent Police"); empty: its host name."""
 
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:

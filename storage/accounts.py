@@ -96,6 +96,9 @@ sign_ins_table = sa.Table(
     sa.Index("sign_ins_by_client", "client_address", "event", "at"),
 )
 
+SCHEMA_LOCK_KEY = 0x65766964656E6301
+"""PostgreSQL advisory lock held while the tables are created ("evidenc" and 1)."""
+
 TOUCH_AFTER_SECONDS = 15
 """A session's last-seen time is written at most this often: a page's dozen thumbnail requests need
 not each write, and the idle timeout is counted in minutes."""
@@ -169,14 +172,23 @@ class Accounts:
         self._engine = _engine_for(url)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():
-            for attempt in range(len(metadata.tables) + 1):
-                try:
-                    metadata.create_all(self._engine)
-                    break
-                except sa.exc.OperationalError as err:
-                    # another process created a table between our check and our CREATE: look again
-                    if "already exists" not in str(err) or attempt == len(metadata.tables):
-                        raise
+            self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create what is missing, safely while other processes open the same new store."""
+        for attempt in range(len(metadata.tables) + 1):
+            try:
+                with self._engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # PostgreSQL's DDL is transactional: holding this lock to commit makes the
+                        # second opener find the tables made, not fail on a half-made catalog entry
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                    metadata.create_all(conn)
+                return
+            except sa.exc.OperationalError as err:
+                # SQLite: another opener created a table between our check and our CREATE; look again
+                if "already exists" not in str(err) or attempt == len(metadata.tables):
+                    raise
 
     @classmethod
     def open(cls, settings: Settings) -> Accounts:

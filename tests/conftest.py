@@ -83,6 +83,27 @@ def moto_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL for the catalog and accounts-store tests: ``CATALOG_TEST_POSTGRES_URL`` (e.g.
+    ``postgresql+psycopg://postgres@/catalog_test?host=/tmp/pgtest&port=55432``), else a throwaway
+    cluster started here where PostgreSQL's binaries and a ``postgres`` user exist (as on the machines
+    this project is built on), else the PostgreSQL cases are skipped with the reason."""
+    given = os.environ.get("CATALOG_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    from bench.small_photos import postgres_unavailable, throwaway_postgres
+
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(
+            f"no PostgreSQL for the catalog and accounts-store tests: {reason}; or set CATALOG_TEST_POSTGRES_URL"
+        )
+    with throwaway_postgres() as (url, _):
+        yield url.replace("postgresql+asyncpg://", "postgresql+psycopg://")
+
+
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect API for the whole session (start-up costs ~20 s; the 30 s default
     timeout is flaky on 2 cores: prefect#15075)."""

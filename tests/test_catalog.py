@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,25 +79,6 @@ def fake_event(
 
 def ids(items: Iterable[CatalogItem]) -> list[str]:
     return [item.evidence_id for item in items]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL for the catalog tests: ``CATALOG_TEST_POSTGRES_URL`` (e.g.
-    ``postgresql+psycopg://postgres@/catalog_test?host=/tmp/pgtest&port=55432``), else a throwaway
-    cluster started here where PostgreSQL's binaries and a ``postgres`` user exist (as on the machines
-    this project is built on), else the PostgreSQL cases are skipped with the reason."""
-    given = os.environ.get("CATALOG_TEST_POSTGRES_URL")
-    if given:
-        yield given
-        return
-    from bench.small_photos import postgres_unavailable, throwaway_postgres
-
-    reason = postgres_unavailable()
-    if reason is not None:
-        pytest.skip(f"no PostgreSQL for the catalog tests: {reason}; or set CATALOG_TEST_POSTGRES_URL")
-    with throwaway_postgres() as (url, _):
-        yield url.replace("postgresql+asyncpg://", "postgresql+psycopg://")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

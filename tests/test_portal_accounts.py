@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
 from typer.testing import CliRunner, Result
 
 from cli.app import acting_user, invocation
@@ -30,7 +32,14 @@ from storage.accounts import Accounts
 from tests.signing_in import PASSWORD, TestPortal, form_token, make_test_portal
 from tests.station import make_station
 from web.people import Person
-from web.sessions import SESSION_COOKIE, first_in_session, local_path, purpose_for, remember_purpose
+from web.sessions import (
+    SESSION_COOKIE,
+    first_in_session,
+    local_path,
+    purpose_for,
+    remember_purpose,
+    start_session,
+)
 
 USER = "DC-2093"
 
@@ -133,9 +142,10 @@ def test_failures_lock_the_account_even_for_the_right_password_until_the_lock_en
 
 
 def test_failures_spread_out_over_more_than_the_window_do_not_lock(tp: TestPortal) -> None:
+    tp.accounts.lockout = replace(LOCKOUT, max_failures=2)  # as 5, with fewer slow password checks
     tp.enrol(USER, "investigator")
     client = tp.client()
-    for _ in range(LOCKOUT.max_failures + 1):
+    for _ in range(tp.accounts.lockout.max_failures + 1):
         assert tp.sign_in(client, USER, password="not the password at all").status_code == 401
         tp.clock.advance(minutes=16)
     assert "lock-out" not in [event for event, _ in events(tp)]
@@ -143,7 +153,7 @@ def test_failures_spread_out_over_more_than_the_window_do_not_lock(tp: TestPorta
 
 
 def test_one_address_failing_for_many_user_ids_is_throttled(tp: TestPortal) -> None:
-    tp.accounts.lockout = replace(LOCKOUT, address_max_failures=6)  # 20 by default: the same, slower
+    tp.accounts.lockout = replace(LOCKOUT, address_max_failures=3)  # 20 by default: the same, slower
     tp.enrol(USER, "investigator")
     client = tp.client()
     for n in range(tp.accounts.lockout.address_max_failures):
@@ -219,7 +229,7 @@ def test_posts_without_the_sessions_csrf_token_are_refused(tp: TestPortal) -> No
     client = tp.signed_in_client(USER, "investigator")
     assert client.post("/sign-out").status_code == 403
     assert client.post("/sign-out", data={"csrf_token": "guess"}).status_code == 403
-    other = tp.signed_in_client("DC-2100", "investigator")
+    other = tp.signed_in_client(USER)  # another session: another token
     their_token = form_token(other.get("/account/sign-ins"))
     assert client.post("/sign-out", data={"csrf_token": their_token}).status_code == 403
     assert client.get("/account/sign-ins").status_code == 200  # still signed in
@@ -249,6 +259,10 @@ def test_a_request_without_a_session_is_sent_to_sign_in_or_refused(tp: TestPorta
 def test_sign_in_never_sends_anyone_off_the_portal(tp: TestPortal) -> None:
     tp.enrol(USER, "investigator")
     client = tp.client()
+    for target in ("//evil.example/x", ""):
+        answer = tp.sign_in(client, USER, next=target)
+        assert answer.status_code == 303 and answer.headers["location"] == "/search", target
+    # signed in, the sign-in page sends people on at once, through the same check
     for target in (
         "//evil.example/x",
         "/\\evil.example",
@@ -257,11 +271,7 @@ def test_sign_in_never_sends_anyone_off_the_portal(tp: TestPortal) -> None:
         "evil.example",
         "/\t/evil.example",
         "/sign-out",
-        "",
     ):
-        answer = tp.sign_in(client, USER, next=target)
-        assert answer.status_code == 303 and answer.headers["location"] == "/search", target
-        # signed in now: the sign-in page itself sends them on, and checks the same way
         assert client.get("/sign-in", params={"next": target}).headers["location"] == "/search", target
     assert client.get("/sign-in", params={"next": "/items/ev_1"}).headers["location"] == "/items/ev_1"
 
@@ -420,8 +430,9 @@ def test_an_officer_without_totp_signs_in_with_the_password(tp: TestPortal) -> N
 
 
 def test_reset_password_lifts_the_lock_and_ends_sessions(tp: TestPortal) -> None:
+    tp.accounts.lockout = replace(LOCKOUT, max_failures=2)
     client = tp.signed_in_client(USER, "investigator")
-    for _ in range(LOCKOUT.max_failures):
+    for _ in range(tp.accounts.lockout.max_failures):
         tp.sign_in(tp.client(), USER, password="not the password at all")
     new_password = "harbour lights 9 slowly"
     result = runner.invoke(
@@ -486,3 +497,25 @@ def test_evidence_serve_serves_the_sign_in_page(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_sign_in_proved_elsewhere_starts_a_session_the_same_way(tp: TestPortal) -> None:
+    """``start_session`` is what the OIDC callback uses once the identity provider has vouched."""
+    client = tp.signed_in_client(USER, "investigator")
+    before = client.cookies[SESSION_COOKIE]
+    app = client.app
+    assert isinstance(app, FastAPI)
+
+    @app.get("/test-provider-callback")
+    def _callback(request: Request) -> Response:
+        response = RedirectResponse("/account/sign-ins", status_code=303)
+        start_session(request, response, tp.portal, USER, frozenset({"investigator"}), "oidc")
+        return response
+
+    assert client.get("/test-provider-callback").status_code == 303
+    assert client.cookies[SESSION_COOKIE] != before
+    assert client.get("/account/sign-ins").status_code == 200
+    session = tp.accounts.session(client.cookies[SESSION_COOKIE])
+    assert session is not None and session.method == "oidc"
+    assert events(tp)[-2:] == [("sign-out", "new sign-in in the same browser"), ("sign-in", "")]
+    assert tp.accounts.sign_ins(USER)[0].method == "oidc"

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from evidence.accounts import SignInRefused, SignInThrottled
 from flows.accounts import sign_in
+from web.oidc import provider_name
 from web.portal import PortalDep
 from web.sessions import (
     CsrfChecked,
@@ -96,6 +97,7 @@ def _sign_in_form(
         user=user,
         message=message,
         form_token=token,
+        oidc_provider=provider_name(portal.settings),
     )
     set_sign_in_form_cookie(response, token, portal.settings)
     return response
