@@ -9,10 +9,12 @@ the CLI in two ways, and both are decided here:
 
 - **A video is played in many requests.** A player asks for ``bytes=0-``, then for the part at each
   seek, often two requests at once. One ``play`` event per item per session says what happened; one
-  per request would bury the chain in noise. The session remembers the first (``first_in_session``,
-  passed in), and the item's own chain is the fallback: a session whose first recording failed has no
-  ``play`` event in the chain, so the next request records it. A duplicate event is harmless; a read
-  with none is not.
+  per request would bury the chain in noise. The session notes the first (``first_in_session``,
+  passed in: one row per session, item and action), and the item's own chain decides: a request
+  whose session has no ``play`` event in the chain records one, so a session whose first recording
+  failed (nothing was sent) gets it on its next request. Requests of one session for one item decide
+  in turn; only two service processes racing for a session's first play could both record, and a
+  duplicate event is harmless where a read with none is not.
 - **Seeking must be quick** (a first byte within 300 ms on a 1 GiB item). The chain verification reads
   every record of the chain, and each play adds one, so its cost grows with the item's history: on
   S3 one GET per event. A verification is therefore kept for :data:`VERIFIED_FOR_SECONDS` per
@@ -102,6 +104,18 @@ class RecentVerifications:
                     del self._verified[next(iter(self._verified))]
             self._verified[(session, evidence_id)] = (verified_at, item)
 
+    def with_event(
+        self, session: str, evidence_id: str, item: VerifiedItem, event: CustodyEvent
+    ) -> VerifiedItem:
+        """``item`` with an event this session just appended, kept as verified when ``item`` was: an
+        append is not a verification, and must not extend the time one is relied on."""
+        extended = VerifiedItem(item.manifest, item.manifest_sha256, (*item.events, event))
+        with self._guard:
+            found = self._verified.get((session, evidence_id))
+            if found is not None and found[1] is item:
+                self._verified[(session, evidence_id)] = (found[0], extended)
+        return extended
+
     @contextmanager
     def one_at_a_time(self, session: str, evidence_id: str) -> Iterator[None]:
         """Requests of one session for one item decide and record in turn: a player's two opening
@@ -159,8 +173,17 @@ def _once_per_session(
     stated = clean_purpose(purpose, required=True, name="the purpose field")
     with recent.one_at_a_time(viewer.session, evidence_id):
         item = verified_for_session(vault, catalog, recent, evidence_id, viewer)
-        # first_in_session is asked first and always, so the session notes the item as seen
-        if first_in_session() or not recorded_in_session(item.events, action, viewer.session):
+        # The chain this session verified (with its own appends) says whether the session's event is
+        # there; only when it is not is the session store asked and the event written, so a seek
+        # costs no write. A session that noted the item but whose record then failed (nothing was
+        # sent) has no event in the chain, and gets it now.
+        if not recorded_in_session(item.events, action, viewer.session):
+            if not first_in_session():
+                log.warning(
+                    "the session noted the item but its chain has no %s event for it: recording it now",
+                    action,
+                    extra={"evidence_id": evidence_id, "session": viewer.session},
+                )
             event = record_access(
                 vault,
                 catalog,
@@ -169,8 +192,7 @@ def _once_per_session(
                 viewer.actor,
                 {"action": action, "purpose": stated, **viewer.details},
             )
-            item = VerifiedItem(item.manifest, item.manifest_sha256, (*item.events, event))
-            recent.keep(viewer.session, evidence_id, item, verified_at=recent.clock())
+            item = recent.with_event(viewer.session, evidence_id, item, event)
     return item
 
 
