@@ -174,6 +174,9 @@ class PlayerRun:
     requests: int = 0
     seconds: float = 0.0
     longest_stall_s: float = 0.0
+    longest_stall_ended_s: float = 0.0
+    """When the longest stall ended, in seconds from the start: a stall all players share is the service's."""
+    stalls_over_1s: int = 0
     error: str | None = None
 
     @property
@@ -189,6 +192,8 @@ class PlayerRun:
             "seconds": round(self.seconds, 3),
             "mbit_s": round(self.mbit_s, 1),
             "longest_stall_s": round(self.longest_stall_s, 3),
+            "longest_stall_ended_s": round(self.longest_stall_ended_s, 2),
+            "stalls_over_1s": self.stalls_over_1s,
             "error": self.error,
         }
 
@@ -211,7 +216,9 @@ def play_sequentially(
                 received = 0
                 for piece in answer.iter_raw(256 * 1024):
                     now = time.perf_counter()
-                    run.longest_stall_s = max(run.longest_stall_s, now - last_byte)
+                    if now - last_byte > run.longest_stall_s:
+                        run.longest_stall_s, run.longest_stall_ended_s = now - last_byte, now - began
+                    run.stalls_over_1s += now - last_byte > TARGET_STALL_S
                     last_byte = now
                     received += len(piece)
             if received != stop - position:

@@ -17,8 +17,9 @@ the CLI in two ways, and both are decided here:
   duplicate event is harmless where a read with none is not.
 - **Seeking must be quick** (a first byte within 300 ms on a 1 GiB item). The chain verification reads
   every record of the chain, and each play adds one, so its cost grows with the item's history: on
-  S3 one GET per event. A verification is therefore kept for :data:`VERIFIED_FOR_SECONDS` per
-  session and item (:class:`RecentVerifications`); see its docstring for why that is safe.
+  S3 a few requests per event. A verification is therefore kept for :data:`VERIFIED_FOR_SECONDS`
+  per session and item, and renewed in the background before it runs out
+  (:class:`RecentVerifications`); see its docstring for why that is safe.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 VERIFIED_FOR_SECONDS = 30.0
 """How long one session may rely on a verification of one item between range requests."""
+RENEW_AFTER_SECONDS = 20.0
+"""From this age a verification in use is renewed in the background, before it runs out."""
+RENEWERS = 2
+"""Renewals run at once, at most: they are background work beside the streams they keep going."""
 MAX_REMEMBERED = 10_000
 """Verifications kept at most; the oldest go first (a verification is only a time saving)."""
 
@@ -63,36 +69,48 @@ class Viewer:
 
 @dataclass
 class RecentVerifications:
-    """Verifications of an item for one session, reused for :data:`VERIFIED_FOR_SECONDS`.
+    """Verifications of an item for one session, relied on for :data:`VERIFIED_FOR_SECONDS` and
+    renewed in the background from :data:`RENEW_AFTER_SECONDS`, so a player streaming for minutes is
+    never held up by a verification (on S3 one costs a few milliseconds per event of the chain).
 
-    Why reusing one for half a minute releases nothing a fresh one would refuse:
+    Why relying on one for half a minute releases nothing a fresh one would refuse:
 
     - every byte is still authenticated as it is decrypted: each segment by AES-GCM under the item's
       data key, which comes from the manifest this verification checked against the chain's ingest
-      event; a changed content object fails there, whatever was cached;
+      event; a changed content object fails there, whatever was kept;
     - manifests and custody records are create-once objects under Object Lock. The only change a
       fresh verification could find within the half minute is someone with storage rights removing
-      or overwriting chain records; that is found by the next verification (at most 30 s later, on
-      the next seek or play), by every other session, by any export or download (those always
-      verify afresh), and the append of any record after it refuses a chain found shorter;
-    - it is per session: a new session, a new person, always verifies before its first byte.
+      or overwriting chain records; that is found by the next verification (its renewal, or at the
+      latest the next request 30 s after it), by every other session, by any export or download
+      (those always verify afresh), and the append of any record after it refuses a chain found
+      shorter. A renewal that fails drops the verification: the next request verifies in line and
+      is refused with the error;
+    - it is per session: a new session, a new person, always verifies before its first byte;
+    - nothing is ever released on a verification older than :data:`VERIFIED_FOR_SECONDS`: a renewal
+      not finished by then is waited for, in line, like a first verification.
     """
 
     seconds: float = VERIFIED_FOR_SECONDS
+    renew_after: float = RENEW_AFTER_SECONDS
     clock: Callable[[], float] = time.monotonic
     _verified: dict[tuple[str, str], tuple[float, VerifiedItem]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _renewing: dict[tuple[str, str], Future[None]] = field(default_factory=dict)
+    _renewer: ThreadPoolExecutor | None = None
 
     def get(self, session: str, evidence_id: str) -> VerifiedItem | None:
+        """A verification younger than :attr:`seconds`, or None."""
+        found = self._entry(session, evidence_id)
+        return found[1] if found else None
+
+    def _entry(self, session: str, evidence_id: str) -> tuple[float, VerifiedItem] | None:
         with self._guard:
             found = self._verified.get((session, evidence_id))
-            if found is None:
-                return None
-            if self.clock() - found[0] >= self.seconds:
+            if found is not None and self.clock() - found[0] >= self.seconds:
                 del self._verified[(session, evidence_id)]
                 return None
-            return found[1]
+            return found
 
     def keep(self, session: str, evidence_id: str, item: VerifiedItem, *, verified_at: float) -> None:
         with self._guard:
@@ -116,6 +134,49 @@ class RecentVerifications:
                 self._verified[(session, evidence_id)] = (found[0], extended)
         return extended
 
+    def renew_if_due(self, session: str, evidence_id: str, verify: Callable[[], VerifiedItem]) -> None:
+        """Start a renewal in the background if the verification is :attr:`renew_after` old and
+        none is running; the request that noticed goes on with the current one."""
+        key = (session, evidence_id)
+        with self._guard:
+            found = self._verified.get(key)
+            if found is None or self.clock() - found[0] < self.renew_after or key in self._renewing:
+                return
+            if self._renewer is None:
+                self._renewer = ThreadPoolExecutor(
+                    max_workers=RENEWERS, thread_name_prefix="renew-verification"
+                )
+            self._renewing[key] = self._renewer.submit(self._renew, key, verify)
+
+    def _renew(self, key: tuple[str, str], verify: Callable[[], VerifiedItem]) -> None:
+        started = self.clock()
+        try:
+            item = verify()
+        except Exception:
+            log.warning(
+                "renewing a verification failed: the session's next request verifies in line",
+                extra={"evidence_id": key[1], "session": key[0]},
+                exc_info=True,
+            )
+            with self._guard:
+                self._verified.pop(key, None)
+        else:
+            with self._guard:
+                found = self._verified.get(key)
+                # an event this session appended meanwhile may be missing from what was read
+                if found is None or len(found[1].events) <= len(item.events):
+                    self._verified[key] = (started, item)
+        finally:
+            with self._guard:
+                self._renewing.pop(key, None)
+
+    def wait_for_renewals(self) -> None:
+        """Block until every renewal started so far has finished (tests, shutdown)."""
+        with self._guard:
+            running = list(self._renewing.values())
+        for renewal in running:
+            renewal.result()
+
     @contextmanager
     def one_at_a_time(self, session: str, evidence_id: str) -> Iterator[None]:
         """Requests of one session for one item decide and record in turn: a player's two opening
@@ -136,13 +197,20 @@ def verified_for_session(
     evidence_id: str,
     viewer: Viewer,
 ) -> VerifiedItem:
-    """The item verified for this session: a verification from the last :data:`VERIFIED_FOR_SECONDS`,
-    or a fresh one (chain and manifest, :func:`verify_for_release`)."""
+    """The item verified for this session: a verification from the last :data:`VERIFIED_FOR_SECONDS`
+    (renewed in the background once :data:`RENEW_AFTER_SECONDS` old), or a fresh one (chain and
+    manifest, :func:`verify_for_release`)."""
+
+    def verify() -> VerifiedItem:
+        return verify_for_release(vault, evidence_id, expected_length=known_length(catalog, evidence_id))
+
     item = recent.get(viewer.session, evidence_id)
     if item is None:
         started = recent.clock()
-        item = verify_for_release(vault, evidence_id, expected_length=known_length(catalog, evidence_id))
+        item = verify()
         recent.keep(viewer.session, evidence_id, item, verified_at=started)
+    else:
+        recent.renew_if_due(viewer.session, evidence_id, verify)
     return item
 
 

@@ -345,7 +345,7 @@ def test_a_verification_is_reused_for_seconds_only(
     not extend that time); after that the chain is verified again, and a chain cut short behind the
     program's back stops playback."""
     now = [1000.0]
-    portal.portal.recent = RecentVerifications(seconds=30, clock=lambda: now[0])
+    portal.portal.recent = RecentVerifications(seconds=30, renew_after=30, clock=lambda: now[0])
     browser = portal.browser()
     browser.give_purpose(video.evidence_id)
     url = f"/items/{video.evidence_id}/content"
@@ -362,6 +362,43 @@ def test_a_verification_is_reused_for_seconds_only(
     other_session = portal.browser()
     other_session.give_purpose(video.evidence_id)
     assert other_session.get(url, headers={"Range": "bytes=0-9"}).status_code == 409
+
+
+def test_a_verification_in_use_is_renewed_in_the_background(
+    portal: PortalUnderTest, station: Station, video: Ingested, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A player streaming for minutes never waits for a verification: from 20 s one is renewed beside
+    the stream; and a renewal that fails is not relied on: the next request verifies and is refused."""
+    import flows.playback
+
+    verifications: list[float] = []
+    real = flows.playback.verify_for_release
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        verifications.append(now[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.playback, "verify_for_release", counted)
+    now = [1000.0]
+    recent = portal.portal.recent = RecentVerifications(seconds=30, renew_after=20, clock=lambda: now[0])
+    browser = portal.browser()
+    browser.give_purpose(video.evidence_id)
+    url = f"/items/{video.evidence_id}/content"
+
+    def seek(at: float, start: int) -> httpx.Response:
+        now[0] = at
+        answer = browser.get(url, headers={"Range": f"bytes={start}-{start + 9}"})
+        recent.wait_for_renewals()
+        return answer
+
+    for at in (1000, 1010, 1021, 1035, 1045, 1052, 1060):
+        assert seek(at, at - 1000).content == video.original[at - 1000 : at - 990], at
+    assert verifications == [1000, 1021, 1045]  # in line once; then from 20 s old, in the background
+
+    remove_last_custody_record(station, video.evidence_id)
+    assert seek(1066, 0).status_code == 206  # the renewal this starts finds the chain cut short
+    refused = seek(1067, 10)
+    assert refused.status_code == 409 and "ends early" in refused.text
 
 
 def remove_last_custody_record(station: Station, evidence_id: str) -> None:
