@@ -28,6 +28,13 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    trusted_proxy: Annotated[
+        str | None,
+        typer.Option(
+            help="Address of the TLS reverse proxy in front: its X-Forwarded-For names the client "
+            "recorded with each access. Without it such headers are ignored."
+        ),
+    ] = None,
 ) -> None:
     """Serve the investigators' portal (sign in at /sign-in)."""
     settings = settings_now()
@@ -37,7 +44,14 @@ def serve(
     for path in (ssl_certfile, ssl_keyfile):
         if path is not None and not path.is_file():
             raise InvalidInput(f"{path} is not a readable file")
-    if ssl_certfile is None and not is_loopback(host):
+    if trusted_proxy is not None:
+        try:
+            ipaddress.ip_address(trusted_proxy)
+        except ValueError:
+            raise InvalidInput(
+                f"--trusted-proxy {visible(trusted_proxy)} is not an IP address; give the proxy's address"
+            ) from None
+    if ssl_certfile is None and trusted_proxy is None and not is_loopback(host):
         err.print(
             styled("warning:", "yellow", f" serving on {visible(host)} without TLS: passwords and evidence ")
             + "cross the network in clear; give --ssl-certfile and --ssl-keyfile, or put a TLS proxy in front"
@@ -55,9 +69,9 @@ def serve(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         # the client address recorded with every access is the socket's peer: a header a client sends
-        # must not be able to change it (a trusted proxy is configured in docs/deployment.md)
-        proxy_headers=False,
-        forwarded_allow_ips="",
+        # must not be able to change it, unless that peer is the one proxy named (docs/deployment.md)
+        proxy_headers=trusted_proxy is not None,
+        forwarded_allow_ips=trusted_proxy or "",
         server_header=False,
         date_header=True,
         log_level="info",
