@@ -36,6 +36,7 @@ bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{js
 	$(BIN)/python -m bench.catalog_lookup
 	$(BIN)/python -m bench.retention_run
 	$(BIN)/python -m bench.feed_linking
+	$(BIN)/python -m bench.portal_playback  # local vault and Ceph RGW (tests/rgw.py)
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache tests/oidc/node_modules

@@ -209,23 +209,11 @@ def export_items(
                 report = custody_report(vault, item, sealed, incident=incident, exported_as=entry.path)
                 payload.update(_write_reports(partial, entry.evidence_id, report))
         total_bytes = sum(size for _, size in payload.values())
-        _write_tag_files(
-            partial,
-            payload,
-            bag_info={
-                "Source-Organization": f"evidence-pipeline, station {vault.settings.station_id}",
-                "External-Identifier": incident.value,
-                "External-Description": f"Evidence exported for incident {incident.value}",
-                "Bagging-Date": started.date().isoformat(),
-                "Bagging-Time": started.isoformat(timespec="seconds"),
-                "Contact-Name": actor.user_id,
-                "Internal-Sender-Identifier": bag_name,
-                "Internal-Sender-Description": stated,
-                "Evidence-Item-Count": str(len(checked)),
-                "Bag-Software-Agent": "evidence-pipeline",
-                "Payload-Oxum": f"{total_bytes}.{len(payload)}",
-            },
+        info = bag_info(
+            vault, incident, actor, stated, bag_name, started, item_count=len(checked), payload=payload
         )
+        for name, body in tag_files(payload, info).items():
+            (partial / name).write_bytes(body)  # bagit.txt comes last: a killed export leaves no bag
         validate_bag(partial)
         _publish(partial, out_dir)
     except EvidenceError as error:
@@ -272,36 +260,66 @@ def _write_reports(bag: Path, evidence_id: str, report: Mapping[str, Any]) -> di
     folder = bag / "data" / REPORTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, tuple[str, int]] = {}
-    for suffix, body in (
-        ("json", (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()),
-        ("html", render_custody_html(report).encode("utf-8")),
-    ):
-        relative = f"data/{REPORTS_DIR}/{evidence_id}.{suffix}"
+    for relative, body in report_files(evidence_id, report).items():
         with (bag / relative).open("xb") as out:
             out.write(body)
         written[relative] = (hashlib.sha256(body).hexdigest(), len(body))
     return written
 
 
-def _write_tag_files(bag: Path, payload: Mapping[str, tuple[str, int]], bag_info: Mapping[str, str]) -> None:
-    """Tag files per RFC 8493 §2.1-2.2. The payload manifest uses the SHA-256 taken at ingest, which
-    ``export_original`` has just proven each written file matches; hashing the files again here would
-    be a second full read of every video, and the validator that follows reads them anyway."""
+def report_files(evidence_id: str, report: Mapping[str, Any]) -> dict[str, bytes]:
+    """An item's custody report as the bag holds it: ``data/reports/<id>.json`` and ``.html``."""
+    return {
+        f"data/{REPORTS_DIR}/{evidence_id}.json": (
+            json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        ).encode(),
+        f"data/{REPORTS_DIR}/{evidence_id}.html": render_custody_html(report).encode("utf-8"),
+    }
+
+
+def bag_info(
+    vault: Vault,
+    incident: IncidentRef,
+    actor: Actor,
+    purpose: str,
+    bag_name: str,
+    started: datetime,
+    *,
+    item_count: int,
+    payload: Mapping[str, tuple[str, int]],
+) -> dict[str, str]:
+    """``bag-info.txt`` of an export (docs/access.md §3); ``payload``: path -> (SHA-256, size)."""
+    return {
+        "Source-Organization": f"evidence-pipeline, station {vault.settings.station_id}",
+        "External-Identifier": incident.value,
+        "External-Description": f"Evidence exported for incident {incident.value}",
+        "Bagging-Date": started.date().isoformat(),
+        "Bagging-Time": started.isoformat(timespec="seconds"),
+        "Contact-Name": actor.user_id,
+        "Internal-Sender-Identifier": bag_name,
+        "Internal-Sender-Description": purpose,
+        "Evidence-Item-Count": str(item_count),
+        "Bag-Software-Agent": "evidence-pipeline",
+        "Payload-Oxum": f"{sum(size for _, size in payload.values())}.{len(payload)}",
+    }
+
+
+def tag_files(payload: Mapping[str, tuple[str, int]], bag_info: Mapping[str, str]) -> dict[str, bytes]:
+    """Tag files per RFC 8493 §2.1-2.2, in the order to write them: ``bagit.txt`` last, since only a
+    directory with it is a bag. The payload manifest uses the SHA-256 taken at ingest, which each
+    original was proven to match as it was written; hashing the files again here would be a second
+    full read of every video (the directory export's validator reads them anyway)."""
     manifest = "".join(f"{digest}  {path}\n" for path, (digest, _) in sorted(payload.items()))
     info = "".join(f"{label}: {_one_line(value)}\n" for label, value in bag_info.items())
-    tag_files = {
+    files = {
         "bag-info.txt": info.encode("utf-8"),
         "manifest-sha256.txt": manifest.encode("utf-8"),
     }
-    for name, body in tag_files.items():
-        (bag / name).write_bytes(body)
     tag_manifest = "".join(
         f"{hashlib.sha256(body).hexdigest()}  {name}\n"
-        for name, body in sorted((tag_files | {"bagit.txt": BAGIT_TXT}).items())
+        for name, body in sorted((files | {"bagit.txt": BAGIT_TXT}).items())
     )
-    (bag / "tagmanifest-sha256.txt").write_bytes(tag_manifest.encode("utf-8"))
-    # last: only a directory with bagit.txt is a bag, so a killed export leaves none
-    (bag / "bagit.txt").write_bytes(BAGIT_TXT)
+    return files | {"tagmanifest-sha256.txt": tag_manifest.encode("utf-8"), "bagit.txt": BAGIT_TXT}
 
 
 def _one_line(value: str) -> str:

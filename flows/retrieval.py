@@ -83,17 +83,18 @@ def parse_byte_range(text: str, size: int) -> ByteRange:
     return ByteRange(start, stop)
 
 
-def clean_purpose(purpose: str | None, *, required: bool) -> str | None:
-    """The stated reason for an access, as recorded: one printable line a court can read."""
+def clean_purpose(purpose: str | None, *, required: bool, name: str = "--purpose") -> str | None:
+    """The stated reason for an access, as recorded: one printable line a court can read. ``name``
+    is what the person filled in (the CLI's option, the portal's form field)."""
     text = (purpose or "").strip()
     if not text:
         if required:
-            raise InvalidInput("state why with --purpose (for example 'CPS disclosure, case file 3')")
+            raise InvalidInput(f"state why with {name} (for example 'CPS disclosure, case file 3')")
         return None
     if len(text) > MAX_PURPOSE_LENGTH:
-        raise InvalidInput(f"--purpose is {len(text)} characters; keep it under {MAX_PURPOSE_LENGTH}")
+        raise InvalidInput(f"{name} is {len(text)} characters; keep it under {MAX_PURPOSE_LENGTH}")
     if not text.isprintable():
-        raise InvalidInput("--purpose must be one line of printable text")
+        raise InvalidInput(f"{name} must be one line of printable text")
     return text
 
 

@@ -4,13 +4,14 @@ the catalog and the accounts store. Opened once at start-up; routers reach it th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from evidence.settings import Settings
+from flows.playback import RecentVerifications
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
@@ -25,6 +26,8 @@ class Portal:
     vault: Vault
     catalog: Catalog
     accounts: Accounts
+    recent: RecentVerifications = field(default_factory=RecentVerifications)
+    """Verifications a session's range requests reuse for a few seconds (``flows/playback.py``)."""
 
     @cached_property
     def audit_log(self) -> AuditLog:
