@@ -220,7 +220,8 @@ def test_h264_video_plays_and_seeks_with_a_range_request(context: Any, portal: P
         "video => video.readyState >= 3 && video.currentTime > 0.3",
         arg=player.element_handle(),
     )
-    assert answers[0] == ("bytes=0-", 206), answers
+    # the player asks for ranges from the start (answers may be reported out of order)
+    assert ("bytes=0-", 206) in answers and all(status == 206 for _, status in answers), answers
     first_answers = len(answers)
     middle, read = player.evaluate(
         "video => [video.duration / 2, video.buffered.end(video.buffered.length - 1)]"
