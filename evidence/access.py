@@ -39,6 +39,7 @@ Action = Literal[
     "review",
     "retention",
     "fixity",
+    "audit",
 ]
 
 PERMITTED: Mapping[Action, frozenset[Role]] = {
@@ -63,6 +64,9 @@ PERMITTED: Mapping[Action, frozenset[Role]] = {
     "review": frozenset({"storage-admin"}),
     "retention": frozenset({"storage-admin"}),
     "fixity": frozenset({"storage-admin"}),
+    # who read, played, downloaded or exported what, and what each person searched for: the people
+    # who answer for the store's use (access reviews, complaints), not those whose reads are in it
+    "audit": frozenset({"storage-admin"}),
 }
 
 

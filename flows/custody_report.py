@@ -26,11 +26,12 @@ def custody_report(
     item: VerifiedItem,
     details: ItemDetails,
     *,
-    incident: IncidentRef,
+    incident: IncidentRef | None,
     exported_as: str | None,
 ) -> dict[str, Any]:
     """One item's chain of custody as a court bundle needs it: provenance, hashes, capture metadata,
-    every event with the verification result and the public keys that signed them."""
+    every event with the verification result and the public keys that signed them. ``incident``: the
+    one a bag is exported for (None when the item is looked at on its own, in the portal)."""
     manifest = item.manifest
     chain = vault.custody.verify(manifest.evidence_id)
     keys = vault.custody.public_keys()
@@ -39,7 +40,7 @@ def custody_report(
         "format": REPORT_FORMAT,
         "evidence_id": manifest.evidence_id,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "incident": incident.value,
+        "incident": incident.value if incident is not None else None,
         "exported_as": exported_as,
         "original": {
             "name": details.original_name,

@@ -16,7 +16,7 @@ incident when it is set; items linked later are held by running ``hold set`` aga
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from evidence.access import Actor
@@ -103,9 +103,19 @@ def chain_with_state(vault: Vault, evidence_id: str) -> tuple[list[CustodyEvent]
     return events, state
 
 
-def set_hold(vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str, actor: Actor) -> HoldReport:
+def set_hold(
+    vault: Vault,
+    catalog: Catalog,
+    incident: IncidentRef,
+    reason: str,
+    actor: Actor,
+    *,
+    requested_via: Mapping[str, str] | None = None,
+) -> HoldReport:
     """Hold every item linked to ``incident``: legal hold on all its stored versions, then a ``hold``
-    event. An item already held for this incident only has its storage holds checked and mended."""
+    event. An item already held for this incident only has its storage holds checked and mended.
+    ``requested_via``: where the request came from (the portal's sign-in, session and client),
+    recorded with each event."""
     actor.require("hold")
     stated = clean_reason(reason)
     hold_id = hold_id_for(incident)
@@ -130,7 +140,12 @@ def set_hold(vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str,
                 "hold",
                 actor=actor.user_id,
                 role=actor.role,
-                details={"hold_id": hold_id, "incident": incident.value, "reason": stated},
+                details={
+                    **(requested_via or {}),
+                    "hold_id": hold_id,
+                    "incident": incident.value,
+                    "reason": stated,
+                },
             )
             report.outcomes.append(HoldOutcome(item.evidence_id, "held", changed))
         except EvidenceError as err:
@@ -140,10 +155,17 @@ def set_hold(vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str,
 
 
 def release_hold(
-    vault: Vault, catalog: Catalog, incident: IncidentRef, reason: str, actor: Actor
+    vault: Vault,
+    catalog: Catalog,
+    incident: IncidentRef,
+    reason: str,
+    actor: Actor,
+    *,
+    requested_via: Mapping[str, str] | None = None,
 ) -> HoldReport:
     """Release the incident's hold on every item that has it (linked to the incident or not any
-    more): a ``release`` event, then the storage holds come off unless another hold remains."""
+    more): a ``release`` event, then the storage holds come off unless another hold remains.
+    ``requested_via`` as for :func:`set_hold`."""
     actor.require("release")
     stated = clean_reason(reason)
     hold_id = hold_id_for(incident)
@@ -157,7 +179,9 @@ def release_hold(
     for evidence_id in candidates:
         try:
             report.outcomes.append(
-                _release_one(vault, catalog, evidence_id, hold_id, incident, stated, actor)
+                _release_one(
+                    vault, catalog, evidence_id, hold_id, incident, stated, actor, requested_via or {}
+                )
             )
         except EvidenceError as err:
             log.warning("release failed", extra={"evidence_id": evidence_id, "error": str(err)})
@@ -173,6 +197,7 @@ def _release_one(
     incident: IncidentRef,
     reason: str,
     actor: Actor,
+    requested_via: Mapping[str, str],
 ) -> HoldOutcome:
     events, state = chain_with_state(vault, evidence_id)
     was_held = hold_id in state.hold_incidents
@@ -196,7 +221,7 @@ def _release_one(
             "release",
             actor=actor.user_id,
             role=actor.role,
-            details={"hold_id": hold_id, "incident": incident.value, "reason": reason},
+            details={**requested_via, "hold_id": hold_id, "incident": incident.value, "reason": reason},
         )
     remaining = sorted(h for h in state.hold_incidents if h != hold_id)
     if remaining:

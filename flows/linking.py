@@ -13,7 +13,7 @@ items existing and not disposed) before it writes anything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -107,9 +107,11 @@ def link_items(
     reason: str | None = None,
     source: LinkSource = "manual",
     category: str | None = None,
+    requested_via: Mapping[str, str] | None = None,
 ) -> LinkResult:
     """Link every item to ``incident``. An item already linked to it is left alone (no event).
-    Nothing is written unless every item exists and is not disposed."""
+    Nothing is written unless every item exists and is not disposed. ``requested_via``: where the
+    request came from (the portal's sign-in, session and client), recorded with each event."""
     actor.require("link")
     reason = clean_reason(reason, required=False)
     wanted = list(dict.fromkeys(require_evidence_id(e) for e in evidence_ids))
@@ -120,7 +122,13 @@ def link_items(
     todo = [e for e in wanted if incident.value not in states[e][1].links]
     if todo and category is None:
         category = known_category(catalog, incident)
-    details = {"incident": incident.value, "category": category, "reason": reason, "source": source}
+    details = {
+        **(requested_via or {}),
+        "incident": incident.value,
+        "category": category,
+        "reason": reason,
+        "source": source,
+    }
     for evidence_id in todo:
         record(vault, catalog, evidence_id, "link", actor=actor.user_id, role=actor.role, details=details)
         log.info("linked", extra={"evidence_id": evidence_id, "incident": incident.value, "source": source})
@@ -135,9 +143,10 @@ def unlink_items(
     actor: Actor,
     *,
     reason: str | None,
+    requested_via: Mapping[str, str] | None = None,
 ) -> LinkResult:
     """Unlink every item from ``incident`` (the link stays in the chain's history). Refused, with
-    nothing written, if any item is not linked to it now."""
+    nothing written, if any item is not linked to it now. ``requested_via`` as for :func:`link_items`."""
     actor.require("unlink")
     reason = clean_reason(reason, required=True)
     wanted = list(dict.fromkeys(require_evidence_id(e) for e in evidence_ids))
@@ -151,7 +160,7 @@ def unlink_items(
             f" and {len(not_linked) - 5} more" if len(not_linked) > 5 else ""
         )
         raise InvalidInput(f"{listed} is not linked to {incident}; nothing was unlinked")
-    details = {"incident": incident.value, "reason": reason}
+    details = {**(requested_via or {}), "incident": incident.value, "reason": reason}
     for evidence_id in wanted:
         record(vault, catalog, evidence_id, "unlink", actor=actor.user_id, role=actor.role, details=details)
         log.info("unlinked", extra={"evidence_id": evidence_id, "incident": incident.value})

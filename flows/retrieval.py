@@ -27,7 +27,7 @@ from storage.vault import PRIVATE_DIR_MODE, Vault, VerifiedItem, write_new_priva
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
-    from storage.catalog import Catalog
+    from storage.catalog import Catalog, CatalogItem
 
 MAX_PURPOSE_LENGTH = 500
 _RANGE = re.compile(r"([0-9]*)-([0-9]*)", re.ASCII)
@@ -322,6 +322,8 @@ class IncidentItems:
     evidence_ids: tuple[str, ...]
     custody_lengths: Mapping[str, int]
     """Events the catalog has seen per item: a chain found shorter lost events off its end."""
+    catalogued: tuple[CatalogItem, ...] = ()
+    """What the catalog says of each item (clear facts only), in time order."""
 
 
 def incident_items(catalog: Catalog, incident: IncidentRef) -> IncidentItems:
@@ -335,6 +337,7 @@ def incident_items(catalog: Catalog, incident: IncidentRef) -> IncidentItems:
         incident,
         tuple(item.evidence_id for item in items),
         {item.evidence_id: item.custody_length for item in items},
+        tuple(items),
     )
 
 

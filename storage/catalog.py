@@ -12,8 +12,9 @@ cameras and records system both keep local time still lines the two up.
 
 Events can reach the catalog out of order (two machines append to one chain, each records its own
 event), so the state of an item is re-folded from the state-changing events the catalog keeps
-(links, unlinks, holds, releases, retention, disposal), never patched incrementally. Access, export,
-fixity and ingest events only move the chain length the catalog has seen.
+(links, unlinks, holds, releases, retention, disposal), never patched incrementally. Access and export
+events are also kept, one row each, as the index of who read what (the portal's per-user audit
+trail); fixity and ingest events only move the chain length the catalog has seen.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ STATE_EVENT_TYPES = frozenset(
 """Events that change what the catalog answers; the rest only lengthen the chain."""
 KEPT_EVENT_TYPES = STATE_EVENT_TYPES | {"ingest"}
 """Kept in the catalog: the state events, and the ingest event, which is what remains of a disposed item."""
+ACCESS_EVENT_TYPES = frozenset({"access", "export"})
+"""Reads of an item, indexed by who read (``access_events``): a person's trail across every item."""
 QUERY_CHUNK = 500
 """Ids per ``IN (...)`` list: well under SQLite's bound-parameter limit."""
 REBUILD_BATCH = 500
@@ -164,6 +167,26 @@ holds_table = sa.Table(
     sa.Column("incident", sa.String(64), nullable=True),
 )
 
+access_events_table = sa.Table(
+    # every access and export event, so "what did this person read, when, from where and why" is one
+    # indexed query rather than a read of every chain in the vault; a table of its own for the same
+    # reason as closures (a catalog made before it gains it on open, and a rebuild fills it)
+    "access_events",
+    metadata,
+    sa.Column("evidence_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Index("access_events_by_actor", "actor", "at"),
+)
+
+ACCESS_INDEX_NOTE = "access_index_from"
+"""``catalog_info`` row present while the access index misses events older than its value: the catalog
+was made before it had one, and has not been rebuilt since."""
+
 
 @dataclass(frozen=True)
 class CatalogItem:
@@ -252,6 +275,33 @@ class RebuildReport:
     verify."""
 
 
+@dataclass(frozen=True)
+class IndexedAccess:
+    """One access or export event, as the catalog indexed it (the chain holds the signed original)."""
+
+    evidence_id: str
+    seq: int
+    type: str
+    at: datetime
+    """UTC."""
+    actor: str
+    role: str
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexedStateEvent:
+    """A state-changing event (link, unlink, hold, release, ...) as the catalog keeps it."""
+
+    evidence_id: str
+    seq: int
+    type: str
+    at: datetime
+    """UTC."""
+    actor: str
+    details: Mapping[str, Any]
+
+
 # -- the fold: pure ---------------------------------------------------------------------------------
 
 
@@ -286,6 +336,7 @@ class Catalog:
         self._engine = _engine_for(url)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():
+            access_index_was_missing = not sa.inspect(self._engine).has_table(access_events_table.name)
             for attempt in range(len(metadata.tables) + 1):
                 try:
                     metadata.create_all(self._engine)
@@ -296,6 +347,8 @@ class Catalog:
                     if "already exists" not in str(err) or attempt == len(metadata.tables):
                         raise
             self._check_schema()
+            if access_index_was_missing:
+                self._note_access_index_gap()
 
     @classmethod
     def open(cls, settings: Settings) -> Catalog:
@@ -368,24 +421,112 @@ class Catalog:
     ) -> list[CatalogItem]:
         """Items matching every filter given, in time order. ``since``/``until`` bound the recording
         time (the ingest time for items with none) as ``since <= t < until``."""
-        where: list[sa.ColumnElement[bool]] = []
-        if incident is not None:
-            linked = sa.select(links_table.c.evidence_id).where(links_table.c.incident == str(incident))
-            where.append(items_table.c.evidence_id.in_(linked))
-        if category is not None:
-            of_category = sa.select(links_table.c.evidence_id).where(links_table.c.category == category)
-            where.append(items_table.c.evidence_id.in_(of_category))
-        if officer is not None:
-            where.append(items_table.c.officer_id == officer)
-        if device is not None:
-            where.append(items_table.c.device_serial == device)
-        if media_type is not None:
-            where.append(items_table.c.media_type == media_type)
-        if since is not None:
-            where.append(items_table.c.seen_at >= _to_db(since))
-        if until is not None:
-            where.append(items_table.c.seen_at < _to_db(until))
+        where = _item_filters(
+            incident=incident,
+            officer=officer,
+            device=device,
+            since=since,
+            until=until,
+            media_type=media_type,
+            category=category,
+        )
         return self._select(where, include_disposed=include_disposed)
+
+    def search(
+        self,
+        *,
+        incident: str | None = None,
+        officer: str | None = None,
+        device: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[CatalogItem], int]:
+        """One page of the items matching every filter given (``kinds``: any of these media kinds), in
+        time order then evidence id (a stable order, so pages neither skip nor repeat an item while
+        nothing is added), and how many items match in all. Disposed items are left out."""
+        where = _item_filters(incident=incident, officer=officer, device=device, since=since, until=until)
+        if kinds is not None:
+            where.append(items_table.c.kind.in_(list(kinds)))
+        page = self._select(where, include_disposed=False, limit=limit, offset=offset)
+        counted = sa.select(sa.func.count()).select_from(
+            items_table.outerjoin(chains_table, chains_table.c.evidence_id == items_table.c.evidence_id)
+        )
+        counted = counted.where(chains_table.c.disposed_at.is_(None), *where)
+        with self._translated_errors(), self._engine.connect() as conn:
+            total = int(conn.execute(counted).scalar_one())
+        return page, total
+
+    def state_history(
+        self, evidence_ids: Iterable[str], types: Iterable[str]
+    ) -> dict[str, list[IndexedStateEvent]]:
+        """The kept state events of these types per item (links and unlinks, holds and releases), in
+        chain order: who did what, when and why, as the chains said when they were indexed."""
+        wanted = sorted(set(types))
+        found: dict[str, list[IndexedStateEvent]] = {}
+        with self._translated_errors(), self._engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(evidence_ids)), QUERY_CHUNK):
+                stmt = (
+                    sa.select(state_events_table)
+                    .where(state_events_table.c.evidence_id.in_(chunk), state_events_table.c.type.in_(wanted))
+                    .order_by(state_events_table.c.evidence_id, state_events_table.c.seq)
+                )
+                for row in conn.execute(stmt):
+                    found.setdefault(row.evidence_id, []).append(
+                        IndexedStateEvent(
+                            row.evidence_id,
+                            int(row.seq),
+                            row.type,
+                            _from_db(row.at),
+                            row.actor,
+                            json.loads(row.details),
+                        )
+                    )
+        return found
+
+    def accesses_by(self, actor: str, *, batch_size: int = 1000) -> Iterator[IndexedAccess]:
+        """Every access and export event ``actor`` made, across all items, oldest first, a batch at a
+        time (constant memory however long the trail)."""
+        after: tuple[datetime, str, int] | None = None
+        table = access_events_table
+        while True:
+            stmt = sa.select(table).where(table.c.actor == actor)
+            if after is not None:
+                at, evidence_id, seq = after
+                stmt = stmt.where(
+                    sa.or_(
+                        table.c.at > at,
+                        sa.and_(table.c.at == at, table.c.evidence_id > evidence_id),
+                        sa.and_(table.c.at == at, table.c.evidence_id == evidence_id, table.c.seq > seq),
+                    )
+                )
+            stmt = stmt.order_by(table.c.at, table.c.evidence_id, table.c.seq).limit(batch_size)
+            with self._translated_errors(), self._engine.connect() as conn:
+                rows = list(conn.execute(stmt))
+            for row in rows:
+                yield IndexedAccess(
+                    row.evidence_id,
+                    int(row.seq),
+                    row.type,
+                    _from_db(row.at),
+                    row.actor,
+                    row.role,
+                    json.loads(row.details),
+                )
+            if len(rows) < batch_size:
+                return
+            last = rows[-1]
+            after = (last.at, last.evidence_id, int(last.seq))
+
+    def access_index_gap(self) -> datetime | None:
+        """When the access index began, if it misses earlier events (the catalog predates it and was not
+        rebuilt since: ``evidence catalog rebuild`` fills it); None when it is complete."""
+        stmt = sa.select(catalog_info.c.value).where(catalog_info.c.name == ACCESS_INDEX_NOTE)
+        with self._translated_errors(), self._engine.connect() as conn:
+            noted = conn.execute(stmt).scalar_one_or_none()
+        return None if noted is None else datetime.fromisoformat(noted)
 
     def iter_items(self, *, include_disposed: bool = False, batch_size: int = 2000) -> Iterator[CatalogItem]:
         """Every item, in evidence id order, a batch at a time (constant memory over any catalog)."""
@@ -470,10 +611,13 @@ class Catalog:
                 holds_table,
                 disposals_finished_table,
                 state_events_table,
+                access_events_table,
                 chains_table,
                 items_table,
             ):
                 conn.execute(sa.delete(table))
+            # every verified chain is read in full below: the access index is complete from now on
+            conn.execute(sa.delete(catalog_info).where(catalog_info.c.name == ACCESS_INDEX_NOTE))
             public_keys = vault.custody.public_keys()
             for batch in _chunks(vault.list_items(), REBUILD_BATCH):
                 listed.update(batch)
@@ -569,6 +713,18 @@ class Catalog:
                     f"{SCHEMA_VERSION}: point catalog_url at a new database and run `evidence catalog rebuild`"
                 )
 
+    def _note_access_index_gap(self) -> None:
+        """A catalog that already indexed chains before it had an access index misses their earlier
+        accesses: say so (until a rebuild) rather than show a person's trail as if it were whole."""
+        with self._engine.begin() as conn:
+            if conn.execute(sa.select(chains_table.c.evidence_id).limit(1)).first() is None:
+                return
+            conn.execute(
+                self._insert(catalog_info)
+                .values(name=ACCESS_INDEX_NOTE, value=datetime.now(UTC).isoformat())
+                .on_conflict_do_nothing()
+            )
+
     def _translated_errors(self) -> _CatalogErrors:
         return _CatalogErrors(self._shown_url)
 
@@ -598,10 +754,13 @@ class Catalog:
             return
         lengths: dict[str, int] = {}
         state_rows = []
+        access_rows = []
         for event in events:
             lengths[event.evidence_id] = max(lengths.get(event.evidence_id, 0), event.seq + 1)
             if event.type in KEPT_EVENT_TYPES:
                 state_rows.append(_state_row(event))
+            elif event.type in ACCESS_EVENT_TYPES:
+                access_rows.append(_access_row(event))
         chains = self._insert(chains_table)
         chains = chains.on_conflict_do_update(
             index_elements=[chains_table.c.evidence_id],
@@ -616,6 +775,13 @@ class Catalog:
         # the same item waits here, then (read committed) sees the first one's events in its fold.
         # Rows go in id order so two batches touching the same items cannot deadlock.
         conn.execute(chains, [{"evidence_id": key, "length": lengths[key]} for key in sorted(lengths)])
+        if access_rows:
+            conn.execute(
+                self._insert(access_events_table).on_conflict_do_nothing(
+                    index_elements=[access_events_table.c.evidence_id, access_events_table.c.seq]
+                ),
+                access_rows,
+            )
         if not state_rows:
             return
         conn.execute(
@@ -734,6 +900,7 @@ class Catalog:
         include_disposed: bool,
         order_by_id: bool = False,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[CatalogItem]:
         joined = items_table.outerjoin(
             chains_table, chains_table.c.evidence_id == items_table.c.evidence_id
@@ -759,6 +926,8 @@ class Catalog:
             stmt = stmt.order_by(items_table.c.seen_at, items_table.c.evidence_id)
         if limit is not None:
             stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
         with self._translated_errors(), self._engine.connect() as conn:
             rows = list(conn.execute(stmt))
             links: dict[str, list[tuple[str, str | None, datetime]]] = {}
@@ -910,6 +1079,48 @@ def _item_row_from_ingest(evidence_id: str, events: Iterable[StateEvent]) -> dic
         "kind": "",
         "size": int(details.get("size") or 0),
         "flags": "[]",
+    }
+
+
+def _item_filters(
+    *,
+    incident: str | None = None,
+    officer: str | None = None,
+    device: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    media_type: str | None = None,
+    category: str | None = None,
+) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if incident is not None:
+        linked = sa.select(links_table.c.evidence_id).where(links_table.c.incident == str(incident))
+        where.append(items_table.c.evidence_id.in_(linked))
+    if category is not None:
+        of_category = sa.select(links_table.c.evidence_id).where(links_table.c.category == category)
+        where.append(items_table.c.evidence_id.in_(of_category))
+    if officer is not None:
+        where.append(items_table.c.officer_id == officer)
+    if device is not None:
+        where.append(items_table.c.device_serial == device)
+    if media_type is not None:
+        where.append(items_table.c.media_type == media_type)
+    if since is not None:
+        where.append(items_table.c.seen_at >= _to_db(since))
+    if until is not None:
+        where.append(items_table.c.seen_at < _to_db(until))
+    return where
+
+
+def _access_row(event: CustodyEvent) -> dict[str, Any]:
+    return {
+        "evidence_id": event.evidence_id,
+        "seq": event.seq,
+        "type": event.type,
+        "at": _to_db(event.at),
+        "actor": event.actor,
+        "role": event.role,
+        "details": json.dumps(dict(event.details), sort_keys=True),
     }
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException
 
 from evidence.errors import (
     AccessDenied,
@@ -53,6 +55,36 @@ def install_error_pages(app: FastAPI) -> None:
             status_code=status,
             title=title,
             message=str(error),
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, error: HTTPException) -> HTMLResponse:
+        # unknown paths (404) and methods (405): a page like every other, not the framework's JSON
+        answer = page(
+            request,
+            "error.html",
+            getattr(request.state, "person", None),
+            status_code=error.status_code,
+            title={404: "Not found", 405: "Not allowed"}.get(error.status_code, "Cannot do that"),
+            message=str(error.detail) if error.status_code not in (404, 405) else "There is no such page.",
+        )
+        for name, value in (error.headers or {}).items():
+            answer.headers[name] = value
+        return answer
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, error: RequestValidationError) -> HTMLResponse:
+        # a form field too long, a parameter of the wrong type: one line naming it, never the
+        # framework's JSON echo of what was sent (which could carry a password)
+        problem = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "the request"
+        return page(
+            request,
+            "error.html",
+            getattr(request.state, "person", None),
+            status_code=400,
+            title="Cannot do that",
+            message=f"{where}: {problem.get('msg', 'not accepted')}",
         )
 
     @app.exception_handler(Exception)

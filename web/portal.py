@@ -5,6 +5,7 @@ the catalog and the accounts store. Opened once at start-up; routers reach it th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +15,7 @@ from flows.playback import RecentVerifications
 
 if TYPE_CHECKING:
     from storage.accounts import Accounts
+    from storage.audit_log import AuditLog
     from storage.catalog import Catalog
     from storage.vault import Vault
 
@@ -26,6 +28,14 @@ class Portal:
     accounts: Accounts
     recent: RecentVerifications = field(default_factory=RecentVerifications)
     """Verifications a session's range requests reuse for a few seconds (``flows/playback.py``)."""
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """The portal's own records (searches) in the accounts database, signed with the key that signs
+        this service's custody events."""
+        from storage.audit_log import AuditLog
+
+        return AuditLog.open(self.settings.accounts_url, signer=self.vault.custody.signer)
 
 
 def the_portal(request: Request) -> Portal:
