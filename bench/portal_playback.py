@@ -557,7 +557,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             for store in report["stores"]
         )
         + " events at the first plays) and records the session's `play` event; a replay and a seek reuse "
-        "the session's verification (30 s).",
+        "the session's verification (relied on for 30 s, renewed in the background from 20 s).",
     ]
     lines += [
         "",

@@ -26,8 +26,9 @@ from evidence.access import ROLES, Role
 from evidence.errors import AccessDenied, InvalidInput
 
 MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 256
-"""Longer than any passphrase a person types; a megabyte "password" would only make the server hash it."""
+MAX_PASSWORD_LENGTH = 128
+"""Longer than any passphrase a person types (ASVS 2.1.2: at least 64 allowed, more than 128 refused); a
+megabyte "password" would only make the server hash it."""
 COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
 
 TOTP_REQUIRED_FOR: frozenset[Role] = frozenset({"investigator", "storage-admin"})

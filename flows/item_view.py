@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evidence.access import Actor
-from evidence.errors import InvalidInput
 from evidence.ids import require_evidence_id
 from evidence.manifest import ItemDetails, Manifest
 from flows.custody_report import custody_report
-from flows.retrieval import MAX_PURPOSE_LENGTH, known_length, record_access, verify_for_release
+from flows.retrieval import clean_purpose, known_length, record_access, verify_for_release
 
 if TYPE_CHECKING:
     from storage.catalog import Catalog, CatalogItem
@@ -79,13 +78,8 @@ def view_item(
 
 
 def stated_purpose(text: str | None) -> str:
-    """The reason a person gives in the portal for reading evidence, as recorded with each access: one
-    printable line a court can read (the CLI's ``--purpose`` rule, in the portal's words)."""
-    purpose = (text or "").strip()
-    if not purpose:
-        raise InvalidInput("say why you need this evidence: the purpose is recorded with every access")
-    if len(purpose) > MAX_PURPOSE_LENGTH:
-        raise InvalidInput(f"the purpose is {len(purpose)} characters; keep it under {MAX_PURPOSE_LENGTH}")
-    if not purpose.isprintable():
-        raise InvalidInput("the purpose must be one line of printable text")
-    return purpose
+    """The reason a person gives in the portal for reading evidence, as recorded with each access
+    (``flows.retrieval.clean_purpose``, named as the form names it)."""
+    stated = clean_purpose(text, required=True, name="the purpose field")
+    assert stated is not None  # required: refused when empty
+    return stated

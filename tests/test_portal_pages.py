@@ -317,6 +317,10 @@ def test_the_incident_page_asks_a_purpose_once_then_shows_thumbnails_history_hol
             "testclient",
         )
     assert re.search(r'<dd class="duration">1\.0 s</dd>', shown.text)  # the video's, from its sealed details
+    # the thumbnails the page shows are served for this session's purpose (web/routers/content.py)
+    thumbnail = ivy.get(f"/items/{linked[0]}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert pages.new_session("ivy").get(f"/items/{linked[0]}/thumbnail").status_code == 403
     # the purpose was remembered for each item: the item page does not ask again
     assert 'id="purpose-form"' not in ivy.get(f"/items/{linked[0]}").text
 
