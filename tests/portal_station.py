@@ -313,16 +313,25 @@ def _end_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def launch_portal(data_dir: Path, log: Path) -> PortalServer:
-    """Start ``evidence serve`` on a free loopback port, over plain HTTP: browsers keep a ``Secure``
-    cookie for ``127.0.0.1`` as for HTTPS, so the service's default cookie settings stand."""
-    port = _free_port()
+def launch_portal(
+    data_dir: Path,
+    log: Path,
+    *,
+    port: int | None = None,
+    host_name: str = "127.0.0.1",
+    settings: Mapping[str, str] | None = None,
+) -> PortalServer:
+    """Start ``evidence serve`` on a free loopback port (or ``port``), over plain HTTP: browsers keep a
+    ``Secure`` cookie for ``127.0.0.1`` and ``localhost`` as for HTTPS, so the service's default cookie
+    settings stand. ``host_name`` is how the browser is to address it; ``settings`` are ``EVIDENCE_*``
+    variables for the service."""
+    port = port or free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -330,11 +339,11 @@ def launch_portal(data_dir: Path, log: Path) -> PortalServer:
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=_environment(data_dir),
+            env=_environment(data_dir) | dict(settings or {}),
             cwd=PROJECT_ROOT,
             preexec_fn=_end_with_parent,
         )
-    return PortalServer(f"http://127.0.0.1:{port}", process, log)
+    return PortalServer(f"http://{host_name}:{port}", process, log)
 
 
 def _answers(url: str) -> bool:
