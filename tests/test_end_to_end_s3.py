@@ -450,7 +450,7 @@ def test_the_life_of_evidence_against_an_s3_endpoint(
     command = [
         sys.executable,
         "-m",
-        "flows",
+        "cli",
         "--user",
         INVESTIGATOR,
         "get",

@@ -230,7 +230,7 @@ def test_a_prefect_server_answering_503_is_one_line_and_exit_8_before_a_flow_sta
             [
                 sys.executable,
                 "-m",
-                "flows",
+                "cli",
                 "ingest",
                 str(device),
                 "--device",
