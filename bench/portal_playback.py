@@ -4,8 +4,8 @@ For each store, a 1 GiB video (a real MP4 grown by a ``free`` box of random byte
 fresh station (a local vault, or a bucket on Ceph RGW over HTTPS started for the run, ``tests.rgw``),
 investigators' accounts are enrolled, and ``evidence serve`` is started as its own process on
 127.0.0.1 (plain HTTP: TLS is the proxy's or uvicorn's cost, not the portal's). Each investigator signs
-in through the real form (password and TOTP code) and gives a purpose on the item page, as a person
-does. Then, against the warm service:
+in through the real form (password and TOTP code) and gives a purpose on the item page's form, as a
+person does. Then, against the warm service:
 
 - **first play**: ``Range: bytes=0-`` from a session that has not played the item (a fresh
   verification of the chain and the ``play`` event are on this path), time to the first body byte;
@@ -123,11 +123,10 @@ def form_token(page: httpx.Response) -> str:
     return found.group(1)
 
 
-def signed_in_client(base_url: str, person: Investigator, evidence_id: str, accounts: Any) -> httpx.Client:
-    """A browser-like client signed in through the form (password and TOTP code), with a purpose for
-    the item remembered in its session, as the item page remembers it."""
+def signed_in_client(base_url: str, person: Investigator, evidence_id: str) -> httpx.Client:
+    """A browser-like client, as a person: signed in through the form (password and TOTP code), then
+    the purpose given on the item page."""
     from evidence.accounts import totp_code
-    from web.sessions import SESSION_COOKIE
 
     client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=60)
     token = form_token(client.get("/sign-in"))
@@ -145,8 +144,10 @@ def signed_in_client(base_url: str, person: Investigator, evidence_id: str, acco
         raise BenchmarkError(
             f"sign-in of {person.user_id} answered {answer.status_code}: {answer.text[:300]}"
         )
-    session = accounts.session(client.cookies[SESSION_COOKIE])
-    accounts.remember_purpose(session.session_id, evidence_id, PURPOSE)
+    token = form_token(client.get(f"/items/{evidence_id}"))
+    answer = client.post(f"/items/{evidence_id}/purpose", data={"purpose": PURPOSE, "csrf_token": token})
+    if answer.status_code != 303:
+        raise BenchmarkError(f"giving a purpose answered {answer.status_code}: {answer.text[:300]}")
     return client
 
 
@@ -427,9 +428,7 @@ def measure_store(
             log(f"[{store}] fresh verification, ms by chain length: {result.verify_ms_by_chain_length}")
         with PortalServer(workdir, env) as server:
             assert isinstance(server, PortalServer)
-            _measure_against(
-                server, result, people, accounts, station.catalog, size, players, seconds, quiet_wait, log
-            )
+            _measure_against(server, result, people, station.catalog, size, players, seconds, quiet_wait, log)
             result.server_peak_rss_mib = server.peak_rss_kib() / 1024
             result.server_cpu_seconds = server.cpu_seconds()
         return result
@@ -442,7 +441,6 @@ def _measure_against(
     server: PortalServer,
     result: StoreResult,
     people: Sequence[Investigator],
-    accounts: Any,
     catalog: Any,
     size: int,
     players: int,
@@ -451,14 +449,14 @@ def _measure_against(
     log: Any,
 ) -> None:
     url = f"/items/{result.evidence_id}/content"
-    warm = signed_in_client(server.url, people[0], result.evidence_id, accounts)
+    warm = signed_in_client(server.url, people[0], result.evidence_id)
     first_byte_ms(warm, url, 0)  # the service's first play: imports, store clients, caches
     clients: list[httpx.Client] = [warm]
     try:
         if quiet_wait:
             wait_for_quiet(quiet_wait, log)
         for person in people[1 : 1 + FIRST_PLAYS]:
-            client = signed_in_client(server.url, person, result.evidence_id, accounts)
+            client = signed_in_client(server.url, person, result.evidence_id)
             clients.append(client)
             result.first_play_chain.append(chain_length(catalog, result.evidence_id))
             result.first_play_ms.append(first_byte_ms(client, url, 0))
@@ -469,9 +467,7 @@ def _measure_against(
             f"[{result.store}] first byte: first play {_ms(result.first_play_ms)}, replay "
             f"{_ms(result.replay_ms)}, seek to 90 % {_ms(result.seek_90_ms)} (median / max ms)"
         )
-        playing = [
-            signed_in_client(server.url, person, result.evidence_id, accounts) for person in people[-players:]
-        ]
+        playing = [signed_in_client(server.url, person, result.evidence_id) for person in people[-players:]]
         clients += playing
         for client in playing:  # each session's first play recorded before the clock starts
             first_byte_ms(client, url, 0)
@@ -479,7 +475,7 @@ def _measure_against(
             wait_for_quiet(quiet_wait, log)
         log(f"[{result.store}] {players} players for {seconds:.0f} s ...")
         result.players = concurrent_players(playing, url, size, seconds)
-        late = signed_in_client(server.url, people[-1], result.evidence_id, accounts)
+        late = signed_in_client(server.url, people[-1], result.evidence_id)
         clients.append(late)
         result.late_first_play_chain = chain_length(catalog, result.evidence_id)
         result.late_first_play_ms = first_byte_ms(late, url, 0)

@@ -56,8 +56,11 @@ class Browser:
     accounts: Accounts
 
     def give_purpose(self, evidence_id: str, purpose: str = PURPOSE) -> None:
-        """What the item page does when the person states why they look (``remember_purpose``)."""
-        self.accounts.remember_purpose(self.session_id, evidence_id, purpose)
+        """State why, on the item page's form, as a person does before anything of the item is shown."""
+        answer = self.client.post(
+            f"/items/{evidence_id}/purpose", data={"purpose": purpose, "csrf_token": self.csrf_token}
+        )
+        assert answer.status_code == 303, answer.text
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.client.get(url, **kwargs)
@@ -266,7 +269,12 @@ def test_an_officer_may_not_play_download_preview_or_export(
 ) -> None:
     link(station, [video.evidence_id], INCIDENT)
     browser = portal.browser("oscar", "officer")
-    browser.give_purpose(video.evidence_id)
+    refused_purpose = browser.client.post(
+        f"/items/{video.evidence_id}/purpose", data={"purpose": PURPOSE, "csrf_token": browser.csrf_token}
+    )
+    assert refused_purpose.status_code == 403
+    # even with a purpose in the session (put there behind the item page's back), the role decides
+    browser.accounts.remember_purpose(browser.session_id, video.evidence_id, PURPOSE)
     for url in ("content", "content?download=1", "thumbnail"):
         answer = browser.get(f"/items/{video.evidence_id}/{url}")
         assert answer.status_code == 403, url
