@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := evidence storage flows cli web tests $(wildcard bench)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo portal test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	EVIDENCE_DATA_DIR=$(CURDIR)/demo-data $(BIN)/evidence demo
+
+portal: $(STAMP)  # the investigators' portal on the demo data (make demo first): http://localhost:8000/sign-in
+	EVIDENCE_DATA_DIR=$(CURDIR)/demo-data $(BIN)/evidence serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)

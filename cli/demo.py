@@ -145,7 +145,7 @@ def _show_portal(console: Console, settings: Settings, account: DemoAccount) -> 
     code = totp_code(account.totp_secret, datetime.now(UTC))
     console.print(
         f"\nThe investigators' portal on this demo data:\n"
-        f"  EVIDENCE_DATA_DIR={settings.data_dir} evidence serve\n"
+        f"  make portal (or: EVIDENCE_DATA_DIR={settings.data_dir} evidence serve)\n"
         f"  then open http://localhost:8000/sign-in and sign in as {account.user_id}\n"
         f"  password: {account.password}\n"
         f"  TOTP: add this to an authenticator app (it is not shown again; the next demo run makes new ones):\n"
