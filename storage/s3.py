@@ -190,8 +190,13 @@ def _not_implemented_if_object_served(response_dict: dict[str, Any], **_: Any) -
     which ``S3Store._lock_read`` answers from a HEAD instead. S3's own answers, errors included, are
     XML and carry no ETag."""
     body = response_dict.get("body")
-    served_object = "etag" in {str(name).lower() for name in response_dict.get("headers", {})}
-    if served_object and body and not bytes(body).lstrip().startswith(b"<"):
+    headers = {str(name).lower() for name in response_dict.get("headers", {})}
+    # A part of the object (the one byte asked for until the server has answered as S3 does) is the
+    # object whatever that byte is: an object starting with "<" once passed for XML here (1 run in
+    # 256 of random test data) and failed to parse.
+    part_of_object = "content-range" in headers
+    served_object = "etag" in headers
+    if served_object and body and (part_of_object or not bytes(body).lstrip().startswith(b"<")):
         response_dict["status_code"] = 501
 
 
