@@ -16,22 +16,21 @@ in one ``UPDATE``, "first time in this session" is an insert that only one calle
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from evidence.access import ROLES, Role
 from evidence.accounts import LOCKOUT, LockoutPolicy
 from evidence.errors import ConfigError, EvidenceError, InvalidInput, StorageUnavailable
-from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
+from storage.databases import first_line, open_engine
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -169,7 +168,7 @@ class Accounts:
         """What time it is; tests replace it to expire sessions and locks without waiting."""
         self.lockout = lockout
         """When failed sign-ins lock an account or hold off a client address."""
-        self._engine = _engine_for(url)
+        self._engine = open_engine(url, "accounts_url", private=True)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():
             self._create_tables()
@@ -540,11 +539,11 @@ class Accounts:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as error:
             raise StorageUnavailable(
-                f"accounts store at {self._shown_url} is unavailable ({_first_line(error)}); try again"
+                f"accounts store at {self._shown_url} is unavailable ({first_line(error)}); try again"
             ) from error
         except sa.exc.SQLAlchemyError as error:
             raise ConfigError(
-                f"accounts store at {self._shown_url} cannot be used ({_first_line(error)}); check accounts_url"
+                f"accounts store at {self._shown_url} cannot be used ({first_line(error)}); check accounts_url"
             ) from error
 
 
@@ -607,43 +606,6 @@ def _session(row: Mapping[Any, Any]) -> SessionRecord:
     )
 
 
-def _engine_for(url: str) -> Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as err:
-        raise ConfigError(f"accounts_url {url!r} is not a database URL: {err}") from err
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"accounts_url uses {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://HOST/DB"
-        )
-    try:
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                _create_private_file(Path(parsed.database))
-            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_SECONDS})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            return engine
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    except (ImportError, sa.exc.NoSuchModuleError) as err:
-        raise ConfigError(
-            f"accounts_url needs a database driver that is not installed ({err}); for PostgreSQL "
-            "install psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://..."
-        ) from err
-
-
-def _create_private_file(path: Path) -> None:
-    # password hashes and TOTP secrets: owner-only from the first byte (SQLite gives its -wal and -shm
-    # files the same permissions as the database file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    use_write_ahead_log(dbapi_connection)
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-
 def _to_db(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
@@ -654,8 +616,3 @@ def _from_db(value: datetime) -> datetime:
 
 def _from_db_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _from_db(value)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -20,15 +20,13 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
 from evidence.signing import SigningKey, VerifyingKey
-from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
+from storage.databases import first_line, open_engine
 
 SEARCH_RECORD_FORMAT = "evidence-pipeline/portal-search/v1"
 APPEND_ATTEMPTS = 16
@@ -132,7 +130,7 @@ class AuditLog:
         signer: SigningKey | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._engine = _engine_for(url)
+        self._engine = open_engine(url, "accounts_url", private=True)
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         self._signer = signer
         self._clock = clock
@@ -263,34 +261,13 @@ class _AuditErrors:
             return
         if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
             raise StorageUnavailable(
-                f"accounts database at {self._shown_url} is unavailable ({_first_line(error)}); try again"
+                f"accounts database at {self._shown_url} is unavailable ({first_line(error)}); try again"
             ) from error
         if isinstance(error, sa.exc.SQLAlchemyError):
             raise ConfigError(
-                f"accounts database at {self._shown_url} cannot be used ({_first_line(error)}); "
+                f"accounts database at {self._shown_url} cannot be used ({first_line(error)}); "
                 "check accounts_url"
             ) from error
-
-
-def _engine_for(url: str) -> Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as err:
-        raise ConfigError(f"accounts_url {url!r} is not a database URL: {err}") from err
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"accounts_url uses {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://HOST/DB"
-        )
-    try:
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_SECONDS})
-            sa.event.listen(engine, "connect", lambda connection, _record: use_write_ahead_log(connection))
-            return engine
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    except (ImportError, sa.exc.NoSuchModuleError) as err:
-        raise ConfigError(f"accounts_url needs a database driver that is not installed ({err})") from err
 
 
 def _canonical(doc: Mapping[str, Any]) -> bytes:
@@ -329,8 +306,3 @@ def _record_of(row: Any) -> SearchRecord:
         signer=row.signer,
         signature=row.signature,
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -27,11 +27,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from evidence import layout
 from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event
@@ -40,7 +39,7 @@ from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
 from evidence.times import in_utc
 from storage.custody import StoredPosition, stored_positions, verify_records
-from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
+from storage.databases import first_line, open_engine
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -333,7 +332,7 @@ def fold_events(events: Iterable[StateEvent]) -> ChainFold:
 class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = _engine_for(url)
+        self._engine = open_engine(url, "catalog_url")
         self._shown_url = sa.engine.make_url(url).render_as_string(hide_password=True)
         with self._translated_errors():
             access_index_was_missing = not sa.inspect(self._engine).has_table(access_events_table.name)
@@ -993,47 +992,16 @@ class _CatalogErrors:
             return
         if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
             raise StorageUnavailable(
-                f"catalog at {self._shown_url} is unavailable ({_first_line(error)}); try again"
+                f"catalog at {self._shown_url} is unavailable ({first_line(error)}); try again"
             ) from error
         if isinstance(error, sa.exc.SQLAlchemyError):
             raise ConfigError(
-                f"catalog at {self._shown_url} cannot be used ({_first_line(error)}); "
+                f"catalog at {self._shown_url} cannot be used ({first_line(error)}); "
                 "check catalog_url, or point it at a new database and run `evidence catalog rebuild`"
             ) from error
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-def _engine_for(url: str) -> Engine:
-    try:
-        parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as err:
-        raise ConfigError(f"catalog_url {url!r} is not a database URL: {err}") from err
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"catalog_url uses {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql://HOST/DB"
-        )
-    try:
-        if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_SECONDS})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            return engine
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    except (ImportError, sa.exc.NoSuchModuleError) as err:
-        raise ConfigError(
-            f"catalog_url needs a database driver that is not installed ({err}); for PostgreSQL "
-            "install psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://..."
-        ) from err
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers (a listing) never wait for a writer (an ingest recording its items), and the
-    # other way round; several ingest workers then share one file safely
-    use_write_ahead_log(dbapi_connection)
-    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _item_row(manifest: Manifest) -> dict[str, Any]:
@@ -1262,8 +1230,3 @@ def _from_db_or_none(value: datetime | None) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error)
-    return text.splitlines()[0][:200] if text else type(error).__name__
