@@ -10,16 +10,15 @@ one installer at a time across test runs and xdist workers, as ``tests/rgw.py`` 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests import debian
+
 CHROMIUM = Path("/usr/bin/chromium")
 PACKAGES = ("chromium",)
-INSTALL_LOCK = Path("/tmp/evidence-pipeline-chromium-install.lock")
 LAUNCH_ARGS = (
     "--headless",
     "--no-sandbox",  # the tests run as root on CI, where Chromium's sandbox refuses to start
@@ -38,22 +37,11 @@ class BrowserUnavailable(Exception):
     """Chromium could not be installed or started; the message says why."""
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` between processes (released by the kernel if its holder dies)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_chromium(log: Path) -> Path:
     """Debian's Chromium, installed first if missing: as root, one installer at a time."""
     if CHROMIUM.exists():
         return CHROMIUM
-    with _locked(INSTALL_LOCK):
+    with debian.locked(debian.INSTALL_LOCK):
         if CHROMIUM.exists():  # another worker or run installed it while this one waited
             return CHROMIUM
         if os.geteuid() != 0:
@@ -61,22 +49,9 @@ def ensure_chromium(log: Path) -> Path:
                 f"{CHROMIUM} is missing and this is not root: run `apt-get install {' '.join(PACKAGES)}` "
                 "as root"
             )
-        environment = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", *PACKAGES]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as output:
-
-            def apt(command: list[str]) -> bool:
-                done = subprocess.run(
-                    command, stdout=output, stderr=subprocess.STDOUT, env=environment, check=False
-                )
-                return done.returncode == 0
-
-            # the package lists may be missing or stale on a fresh machine: update only if needed
-            installed = apt(install) or (apt(["apt-get", "update", "-q"]) and apt(install))
+        installed = debian.install(PACKAGES, log)
         if not installed or not CHROMIUM.exists():
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise BrowserUnavailable(f"installing {' '.join(PACKAGES)} failed:\n{tail}")
+            raise BrowserUnavailable(f"installing {' '.join(PACKAGES)} failed:\n{debian.tail(log)}")
     return CHROMIUM
 
 

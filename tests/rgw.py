@@ -23,7 +23,6 @@ The recipe is ``../shared/s3-servers/ceph-rgw/start-rgw.sh`` and ``stop-rgw.sh``
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import random
@@ -36,7 +35,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +42,11 @@ from typing import Any
 import boto3
 import botocore.config
 
+from tests import debian
+
 GiB = 1024**3
 PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common", "uuid-runtime")
 BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool", "ceph-authtool")
-# One installer at a time on this machine, whichever test run or worker asks: apt holds its own
-# lock only while it runs, and a second apt-get fails at once instead of waiting.
-INSTALL_LOCK = Path("/tmp/evidence-pipeline-ceph-install.lock")
 # Stopped in this order: the gateway first, the monitor last.
 DAEMONS = (("rgw.a", "radosgw"), ("osd.0", "ceph-osd"), ("mon.a", "ceph-mon"))
 WATCHDOG = "watchdog"
@@ -161,23 +158,11 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if shutil.which(name) is None]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` between processes (released by the kernel if its holder dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_ceph_installed(log: Path) -> None:
     """Install Ceph's Debian packages if a binary is missing: as root, one installer at a time."""
     if not missing_binaries():
         return
-    with _locked(INSTALL_LOCK):
+    with debian.locked(debian.INSTALL_LOCK):
         missing = missing_binaries()  # another run may have installed them while this one waited
         if not missing:
             return
@@ -186,20 +171,7 @@ def ensure_ceph_installed(log: Path) -> None:
                 f"Ceph is not installed ({', '.join(missing)} missing) and this is not root: run "
                 f"`apt-get install --no-install-recommends {' '.join(PACKAGES)}` as root"
             )
-        environment = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-        install += ["-o", "DPkg::Lock::Timeout=300", *PACKAGES]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as output:
-
-            def apt(command: list[str]) -> bool:
-                done = subprocess.run(
-                    command, stdout=output, stderr=subprocess.STDOUT, env=environment, check=False
-                )
-                return done.returncode == 0
-
-            # the package lists may be missing or stale on a fresh machine: update only if needed
-            installed = apt(install) or (apt(["apt-get", "update", "-q"]) and apt(install))
+        installed = debian.install(PACKAGES, log, recommends=False)
         if not installed or missing_binaries():
             raise RgwUnavailable(f"installing {' '.join(PACKAGES)} failed:\n{_tail(log)}")
 
@@ -608,7 +580,7 @@ def rgw_for_session(run_root: Path, owner_pid: int) -> RgwServer:
             ) from err
     directory = run_root / SESSION_DIRECTORY
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(run_root / "rgw.lock"):
+    with debian.locked(run_root / "rgw.lock"):
         if (directory / DESCRIPTION).exists():
             return RgwServer.described(json.loads((directory / DESCRIPTION).read_text()))
         if (directory / FAILURE).exists():
@@ -628,7 +600,7 @@ def stop_session_rgw(run_root: Path) -> None:
     directory = run_root / SESSION_DIRECTORY
     if not (directory / "pids").is_dir():
         return
-    with _locked(run_root / "rgw.lock"):
+    with debian.locked(run_root / "rgw.lock"):
         stop_rgw(directory)
 
 

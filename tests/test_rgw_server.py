@@ -16,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import SSLError
 
+from tests import debian
 from tests import rgw as rgw_module
 from tests.rgw import (
     BINARIES,
@@ -177,7 +178,7 @@ def test_ceph_is_installed_once_when_missing_with_the_package_lists_updated_if_n
     )
     (bin_dir / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))  # this machine's own Ceph out of sight
-    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(debian, "INSTALL_LOCK", tmp_path / "install.lock")
     monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 0)
     assert rgw_module.missing_binaries() == list(BINARIES)
 
@@ -195,7 +196,7 @@ def test_missing_ceph_without_root_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(debian, "INSTALL_LOCK", tmp_path / "install.lock")
     monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 1000)
     with pytest.raises(
         RgwUnavailable, match=r"not root: run `apt-get install --no-install-recommends ceph-mon"
@@ -219,7 +220,7 @@ def test_two_workers_needing_ceph_at_once_run_one_installer(
     )
     (bin_dir / "apt-get").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(rgw_module, "INSTALL_LOCK", tmp_path / "install.lock")
+    monkeypatch.setattr(debian, "INSTALL_LOCK", tmp_path / "install.lock")
     monkeypatch.setattr(rgw_module.os, "geteuid", lambda: 0)
 
     with ThreadPoolExecutor(2) as workers:
