@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +29,8 @@ from sqlalchemy.engine import Connection
 
 from evidence.access import ROLES, Role
 from evidence.accounts import LOCKOUT, LockoutPolicy
-from evidence.errors import ConfigError, EvidenceError, InvalidInput, StorageUnavailable
-from storage.databases import first_line, open_engine
+from evidence.errors import InvalidInput
+from storage.databases import open_engine, translated_errors
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -529,22 +529,13 @@ class Accounts:
 
     # -- errors ---------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
-        """Database failures become the project's errors; IntegrityError passes through for callers
-        that expect a unique row to be taken."""
-        try:
-            yield
-        except (EvidenceError, sa.exc.IntegrityError):
-            raise
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as error:
-            raise StorageUnavailable(
-                f"accounts store at {self._shown_url} is unavailable ({first_line(error)}); try again"
-            ) from error
-        except sa.exc.SQLAlchemyError as error:
-            raise ConfigError(
-                f"accounts store at {self._shown_url} cannot be used ({first_line(error)}); check accounts_url"
-            ) from error
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        """IntegrityError passes through for callers that expect a unique row to be taken."""
+        return translated_errors(
+            f"accounts store at {self._shown_url}",
+            fix="check accounts_url",
+            passing=(sa.exc.IntegrityError,),
+        )
 
 
 def stored_roles(settings: Settings, user_id: str) -> frozenset[Role] | None:

@@ -18,15 +18,16 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
+from evidence.errors import ConfigError, StorageUnavailable
 from evidence.signing import SigningKey, VerifyingKey
-from storage.databases import first_line, open_engine
+from storage.databases import open_engine, translated_errors
 
 SEARCH_RECORD_FORMAT = "evidence-pipeline/portal-search/v1"
 APPEND_ATTEMPTS = 16
@@ -243,31 +244,12 @@ class AuditLog:
             after = int(rows[-1].seq)
         return AuditVerification(count, tuple(problems), tuple(sorted(signers)))
 
-    def _translated_errors(self) -> _AuditErrors:
-        return _AuditErrors(self._shown_url)
-
-
-class _AuditErrors:
-    """Database failures as the project's errors (the catalog's rule: a person sees what to do)."""
-
-    def __init__(self, shown_url: str) -> None:
-        self._shown_url = shown_url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
-        if error is None or isinstance(error, EvidenceError | sa.exc.IntegrityError):
-            return
-        if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
-            raise StorageUnavailable(
-                f"accounts database at {self._shown_url} is unavailable ({first_line(error)}); try again"
-            ) from error
-        if isinstance(error, sa.exc.SQLAlchemyError):
-            raise ConfigError(
-                f"accounts database at {self._shown_url} cannot be used ({first_line(error)}); "
-                "check accounts_url"
-            ) from error
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        return translated_errors(
+            f"accounts database at {self._shown_url}",
+            fix="check accounts_url",
+            passing=(sa.exc.IntegrityError,),
+        )
 
 
 def _canonical(doc: Mapping[str, Any]) -> bytes:

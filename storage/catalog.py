@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,12 +35,12 @@ from sqlalchemy.engine import Connection
 
 from evidence import layout
 from evidence.custody import CustodyEvent, check_recorded_manifest, decode_event
-from evidence.errors import ConfigError, EvidenceError, IntegrityError, StorageUnavailable
+from evidence.errors import ConfigError, EvidenceError, IntegrityError
 from evidence.manifest import Manifest
 from evidence.retention import ChainFold, LinkFact, fold_chain
 from evidence.times import in_utc
 from storage.custody import StoredPosition, stored_positions, verify_records
-from storage.databases import first_line, open_engine
+from storage.databases import open_engine, translated_errors
 
 if TYPE_CHECKING:
     from evidence.settings import Settings
@@ -724,8 +725,11 @@ class Catalog:
                 .on_conflict_do_nothing()
             )
 
-    def _translated_errors(self) -> _CatalogErrors:
-        return _CatalogErrors(self._shown_url)
+    def _translated_errors(self) -> AbstractContextManager[None]:
+        return translated_errors(
+            f"catalog at {self._shown_url}",
+            fix="check catalog_url, or point it at a new database and run `evidence catalog rebuild`",
+        )
 
     def _insert(self, table: sa.Table) -> Any:
         if self._engine.dialect.name == "postgresql":
@@ -976,29 +980,6 @@ class Catalog:
             )
             for row in rows
         ]
-
-
-class _CatalogErrors:
-    """Database failures become the project's errors: a person sees what to do, not a driver trace."""
-
-    def __init__(self, shown_url: str) -> None:
-        self._shown_url = shown_url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
-        if error is None or isinstance(error, EvidenceError):
-            return
-        if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
-            raise StorageUnavailable(
-                f"catalog at {self._shown_url} is unavailable ({first_line(error)}); try again"
-            ) from error
-        if isinstance(error, sa.exc.SQLAlchemyError):
-            raise ConfigError(
-                f"catalog at {self._shown_url} cannot be used ({first_line(error)}); "
-                "check catalog_url, or point it at a new database and run `evidence catalog rebuild`"
-            ) from error
 
 
 # -- helpers ----------------------------------------------------------------------------------------

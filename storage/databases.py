@@ -5,14 +5,15 @@ same rules for each, so a mistake in any URL reads the same way."""
 from __future__ import annotations
 
 import os
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from evidence.errors import ConfigError
+from evidence.errors import ConfigError, EvidenceError, StorageUnavailable
 from storage.sqlite_files import BUSY_SECONDS, use_write_ahead_log
 
 
@@ -44,6 +45,25 @@ def open_engine(url: str, setting: str, *, private: bool = False) -> Engine:
             f"{setting} needs a database driver that is not installed ({err}); for PostgreSQL "
             "install psycopg (pip install 'psycopg[binary]') and use postgresql+psycopg://..."
         ) from err
+
+
+@contextmanager
+def translated_errors(
+    what: str, *, fix: str, passing: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Database failures become the project's errors, so a person sees what to do, not a driver trace:
+    ``what`` names the database ("catalog at sqlite:///..."), ``fix`` says what to check when it cannot
+    be used. Errors in ``passing`` reach the caller as they are (a unique row already taken)."""
+    try:
+        yield
+    except EvidenceError:
+        raise
+    except passing:
+        raise
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as error:
+        raise StorageUnavailable(f"{what} is unavailable ({first_line(error)}); try again") from error
+    except sa.exc.SQLAlchemyError as error:
+        raise ConfigError(f"{what} cannot be used ({first_line(error)}); {fix}") from error
 
 
 def first_line(error: BaseException) -> str:
