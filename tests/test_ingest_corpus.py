@@ -1,5 +1,6 @@
 """Real camera files (../shared/corpus): every one ingests, and comes back byte for byte, on the local
-store, on moto's S3 server and on a real one (Ceph RGW)."""
+store and on a real S3 server (Ceph RGW). moto's server is left out here: the corpus over its HTTP took
+two minutes of the suite's CPU to prove again what RGW proves."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 import hashlib
 import shutil
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -29,20 +31,9 @@ def corpus_manifest(corpus: Path) -> dict[str, tuple[int, str]]:
         }
 
 
-@pytest.fixture(params=["local", "s3-over-http"])
-def station(request: pytest.FixtureRequest, tmp_path: Path) -> Station:
-    if request.param == "local":
-        return make_station(tmp_path / "station")
-    request.getfixturevalue("moto_endpoint")
-    return make_station(
-        tmp_path / "station", vault_url="s3://evidence-corpus/vault", part_size=5 * 1024 * 1024
-    )
-
-
 @pytest.mark.corpus
-def test_whole_corpus_ingests_and_reads_back_identically(
-    corpus: Path, station: Station, tmp_path: Path
-) -> None:
+def test_whole_corpus_ingests_and_reads_back_identically(corpus: Path, tmp_path: Path) -> None:
+    station = make_station(tmp_path / "station")
     expected = corpus_manifest(corpus)
     report = station.ingest(corpus, serial="CORPUS-01")
 
@@ -57,12 +48,16 @@ def test_whole_corpus_ingests_and_reads_back_identically(
         out = tmp_path / "out" / f"{n}"
         station.vault.export_original(manifest, out)
         assert out.read_bytes() == (corpus / path).read_bytes(), path
-        sealed = dict(station.vault.details(manifest).media)
-        direct = extract_media_info(corpus / path).to_dict()
-        # ingest parses through the open descriptor, so a parser's error text names that, not the file
-        assert bool(sealed.pop("metadata_error")) == bool(direct.pop("metadata_error")), path
-        assert sealed == direct, path
+        assert_media_sealed_as_read(station, manifest, corpus / path)
     assert_no_plaintext_runs(station, [corpus / p for p in expected])
+
+
+def assert_media_sealed_as_read(station: Station, manifest: Any, original: Path) -> None:
+    sealed = dict(station.vault.details(manifest).media)
+    direct = extract_media_info(original).to_dict()
+    # ingest parses through the open descriptor, so a parser's error text names that, not the file
+    assert bool(sealed.pop("metadata_error")) == bool(direct.pop("metadata_error")), original
+    assert sealed == direct, original
 
 
 @pytest.mark.corpus
@@ -84,8 +79,10 @@ def test_the_corpus_docked_with_wipe_to_rgw_comes_back_identical_and_locked(
 ) -> None:
     """On a real S3 server, Ceph RGW over HTTPS: the corpus and a recording longer than one upload part
     (a multipart upload) docked with wipe. Every file is wiped, every item reads back with the SHA-256
-    the corpus manifest gives, and RGW itself refuses to delete a stored version."""
+    the corpus manifest gives and the media record read from the file, no stored object holds a run of
+    an original, and RGW itself refuses to delete a stored version."""
     expected = {path: sha256 for path, (_size, sha256) in corpus_manifest(corpus).items()}
+    corpus_files = set(expected)
     device = tmp_path / "dock" / "CORPUS-RGW"
     shutil.copytree(corpus, device)
     recording = random_file(device / "long-recording.bin", PART + 700 * 1024, seed=71)
@@ -105,6 +102,9 @@ def test_the_corpus_docked_with_wipe_to_rgw_comes_back_identical_and_locked(
         manifest = station.vault.manifest(str(by_path[path].evidence_id))
         read_back = hashlib.sha256(b"".join(station.vault.read_original(manifest))).hexdigest()
         assert read_back == sha256, path
+        if path in corpus_files:
+            assert_media_sealed_as_read(station, manifest, corpus / path)
+    assert_no_plaintext_runs(station, [corpus / p for p in corpus_files])
 
     # on RGW itself, through plain boto3: the recording went up in two parts, and its locked content
     # version cannot be deleted (no governance bypass asked for)
