@@ -203,10 +203,13 @@ def watch_dock(dock_root: Path, *, wipe: bool, poll_seconds: float, once: bool, 
     quiet_prefect()
     previous = {sig: signal.signal(sig, watcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
-        # Prefect is imported and its client started once, here, not per device; the session opens
-        # without asking the server, so a server that is down stops only the runs, not the watcher
+        # Prefect and the flow are imported and the client started once, here, not in a device's
+        # time; the session opens without asking the server, so a server that is down fails only the
+        # runs (tried again later), never the watcher
         with prefect_session():
+            import flows.ingest_flow  # noqa: F401
+
+            console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
             watcher.run(poll_seconds=poll_seconds, once=once)
     finally:
         for sig, handler in previous.items():
