@@ -14,6 +14,7 @@ each time (a permanent fault must not have the station re-read a whole device ev
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import signal
@@ -136,7 +137,9 @@ class DockWatcher:
                 self.console.print(f"device {visible(device.path.name)}: ingesting again")
             else:
                 self.console.print(f"device docked: {visible(device.path.name)}; ingesting")
-            self._running[device] = pool.submit(self._ingest_device, device.path)
+            # in a copy of the watcher's context: its Prefect session (one warm client) serves every run
+            run_in_context = contextvars.copy_context().run
+            self._running[device] = pool.submit(run_in_context, self._ingest_device, device.path)
 
     def _finished(self, device: Docked, future: Future[IngestReport]) -> None:
         name = visible(device.path.name)
@@ -194,11 +197,20 @@ class DockWatcher:
 
 
 def watch_dock(dock_root: Path, *, wipe: bool, poll_seconds: float, once: bool, console: Console) -> None:
+    from flows.run import prefect_session, quiet_prefect
+
     watcher = DockWatcher(dock_root, wipe=wipe, console=console)
+    quiet_prefect()
     previous = {sig: signal.signal(sig, watcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
-        watcher.run(poll_seconds=poll_seconds, once=once)
+        # Prefect and the flow are imported and the client started once, here, not in a device's
+        # time; the session opens without asking the server, so a server that is down fails only the
+        # runs (tried again later), never the watcher
+        with prefect_session():
+            import flows.ingest_flow  # noqa: F401
+
+            console.print(f"watching {visible(str(dock_root))} for docked devices (Ctrl-C to stop)")
+            watcher.run(poll_seconds=poll_seconds, once=once)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

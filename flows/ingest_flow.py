@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -36,6 +36,7 @@ from flows.ingest import (
     skipped_outcomes,
 )
 from flows.journal import IngestJournal
+from flows.plain_flow import plain_flow
 from storage.catalog import Catalog
 from storage.vault import Vault
 
@@ -100,7 +101,7 @@ def ingest_file_task(
     return ingest_file(vault, item, context, _catalog(settings))
 
 
-@flow(name="ingest-device", persist_result=False, log_prints=False)
+@plain_flow(name="ingest-device", persist_result=False, log_prints=False)
 def ingest_device(
     device_dir: str,
     device_serial: str | None = None,

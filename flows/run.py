@@ -2,8 +2,9 @@
 
 A configured Prefect server (``PREFECT_API_URL``) that is down, answers 5xx or times out is one line
 and exit code 8 (:class:`ServiceUnavailable`), said before a flow starts when it can be, never a
-traceback: :func:`prepare_prefect` checks the server, and :func:`prefect_api_errors` translates the
-failures of its API met during a run, and only those.
+traceback: :func:`check_prefect_server` asks the server first, and :func:`prefect_api_errors`
+translates the failures of its API met during a run, and only those. An ingest runs in a
+:func:`prefect_session`: one client for the check and the run (for a dock watcher, for all its devices).
 """
 
 from __future__ import annotations
@@ -67,26 +68,78 @@ def prepare_prefect(quiet: bool) -> None:
 
 def check_prefect_server() -> None:
     """Ask the configured server's health endpoint once, through Prefect's own client (its
-    credentials and TLS settings), with no retries and a short timeout."""
+    credentials and TLS settings; the open session's client when there is one), with no retries and
+    a short timeout; then, once per process, its version (Prefect's own check)."""
     if not prefect_server_configured():
         return
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_REQUEST_TIMEOUT, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.context import SettingsContext, SyncClientContext, get_settings_context
 
-    once = {PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: SERVER_CHECK_SECONDS}
-    with temporary_settings(once), get_client(sync_client=True) as client:
-        problem = client.api_healthcheck()
-    if problem is None:
+    current = get_settings_context()
+    with SettingsContext(profile=current.profile, settings=_without_retries(current.settings)):
+        session = SyncClientContext.get()
+        if session is not None:
+            _ask_server(session.client)  # shared by a watcher's device threads: not entered again
+        else:
+            with get_client(sync_client=True) as client:
+                _ask_server(client)
+
+
+def _ask_server(client: Any) -> None:
+    try:
+        client.request("GET", "/health", timeout=SERVER_CHECK_SECONDS)
+    except Exception as problem:
+        unavailable = _unavailable(problem)
+        if unavailable is not None:
+            raise unavailable from problem
+        if isinstance(problem, httpx.HTTPStatusError):
+            raise ConfigError(
+                f"the Prefect server at {_server()} answered {_status(problem)} to a health check: check "
+                "PREFECT_API_URL (the server's address, ending in /api) and its credentials"
+            ) from problem
+        raise
+    with prefect_api_errors():  # a server that is healthy but cannot answer this is unavailable too
+        client.raise_for_api_version_mismatch_once()
+
+
+def _without_retries(settings: Any) -> Any:
+    """The current Prefect settings with the client's retries off (a copy, not a re-read of the
+    environment: that costs a tenth of a second, paid by every device a watcher ingests)."""
+    return settings.model_copy(update={"client": settings.client.model_copy(update={"max_retries": 0})})
+
+
+def _station_settings(settings: Any) -> Any:
+    """The Prefect settings for a station's flow runs.
+
+    No flow-run heartbeats, unless the station's Prefect settings ask for them
+    (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``): heartbeats only serve an automation that marks a silent
+    run crashed, and none is set up for docks, while every run waits up to a second at its end for
+    the heartbeat thread's sleep (prefect/flow_engine.py, ``_send_heartbeats``). No version check when
+    a client starts: :func:`check_prefect_server` makes it, once per process, after the health check.
+    """
+    updates: dict[str, Any] = {
+        "client": settings.client.model_copy(update={"server_version_check_enabled": False})
+    }
+    if "heartbeat_frequency" not in settings.flows.model_fields_set:
+        updates["flows"] = settings.flows.model_copy(update={"heartbeat_frequency": None})
+    return settings.model_copy(update=updates)
+
+
+@contextmanager
+def prefect_session() -> Iterator[None]:
+    """One Prefect client and the station's settings (:func:`_station_settings`) for the flow runs
+    this process starts: the command's one run, or every device of a dock watcher (whose device
+    threads run in copies of its context). Opening it does not talk to a configured server; inside an
+    open session it is nothing."""
+    from prefect.context import SettingsContext, SyncClientContext, get_settings_context
+
+    if SyncClientContext.get() is not None:
+        yield
         return
-    unavailable = _unavailable(problem)
-    if unavailable is not None:
-        raise unavailable from problem
-    if isinstance(problem, httpx.HTTPStatusError):
-        raise ConfigError(
-            f"the Prefect server at {_server()} answered {_status(problem)} to a health check: check "
-            "PREFECT_API_URL (the server's address, ending in /api) and its credentials"
-        ) from problem
-    raise problem
+    current = get_settings_context()
+    station = SettingsContext(profile=current.profile, settings=_station_settings(current.settings))
+    with station, SyncClientContext():
+        yield
 
 
 @contextmanager
@@ -202,7 +255,14 @@ def run_ingest(
         "incidents": list(incidents) or None,
         "linked_by": linked_by,
     }
-    prepare_prefect(quiet)
+    quiet_prefect()
+    advise_on_prefect(quiet)
+    with prefect_session():
+        check_prefect_server()
+        return _run_flow(device_dir, parameters, quiet)
+
+
+def _run_flow(device_dir: Path, parameters: dict[str, Any], quiet: bool) -> IngestReport:
     from flows.ingest_flow import ingest_device, ingest_progress
 
     if quiet:
