@@ -364,6 +364,8 @@ class Row:
     def cell(self, value: float | None) -> str:
         if value is None:
             return "-"
+        if round(value, self.digits) == 0:
+            value = 0.0  # not "-0"
         return f"{value:,.{self.digits}f}{(' ' + self.unit) if self.unit else ''}"
 
     def cells(self) -> list[str]:
@@ -492,6 +494,22 @@ def summary_rows(figures: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
+def load_line(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """How busy the rest of the machine was while the samples ran: near 0 is a clean run."""
+    cores = sorted(
+        sample["others_cores"]
+        for row in samples.values()
+        for sample in row
+        if isinstance(sample, Mapping) and sample.get("others_cores") is not None
+    )
+    if not cores:
+        return "Other processes' CPU during the samples: not measured."
+    return (
+        f"Other processes' CPU during the samples (cores, this run's Prefect and RGW servers included): "
+        f"median {statistics.median(cores):.2f}, highest {cores[-1]:.2f}, over {len(cores)} samples."
+    )
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
@@ -510,6 +528,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Before: {report['trees']['before']}. After: {report['trees']['after']}.",
         "",
         "Sizes: " + ", ".join(f"{name} {value}" for name, value in sizes.items()) + ".",
+        "",
+        load_line(report.get("samples", {})),
         "",
         *render_table(rows),
         "",
@@ -847,13 +867,10 @@ class Bench:
             self.samples.setdefault("watch", []).append(
                 {"tree": tree.label, "seconds": [round(s, 3) for s in delays]}
             )
-            median = statistics.median(delays) if delays else None
-            self.figure("watch_seconds", tree, None if median is None else round(median, 3))
-            self.log(
-                f"  {tree.label:<6} dock watch: median {median:.2f} s per device"
-                if median is not None
-                else ""
-            )
+            if delays:  # --watch-devices 0: only the warm-up device, nothing measured
+                watch_median = statistics.median(delays)
+                self.figure("watch_seconds", tree, round(watch_median, 3))
+                self.log(f"  {tree.label:<6} dock watch: median {watch_median:.2f} s per device")
             shutil.rmtree(station, ignore_errors=True)
         shutil.rmtree(inputs, ignore_errors=True)
 
@@ -1133,6 +1150,18 @@ def parse_rows(text: str) -> list[str]:
     return rows
 
 
+QUICK = (
+    "--redock-gib=0.25",
+    "--redock-rounds=2",
+    "--photos=50",
+    "--tiny-files=500",
+    "--start-runs=3",
+    "--watch-devices=3",
+    "--large-gib=0.25",
+    "--large-rss-gib=0.5",
+    "--large-rounds=2",
+)
+"""``--quick``: a trial of every row (options given after it still win)."""
 ROWS = ("redock", "photos", "tiny", "start", "large", "restic")
 
 
@@ -1253,7 +1282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workdir", type=Path, help="where trees, inputs and vaults go (default: the temp dir)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a trial: " + " ".join(QUICK))
     args = parser.parse_args(argv)
+    if args.quick:
+        args = parser.parse_args([*QUICK, *argv])
     args.stores = [store for store in args.stores.split(",") if store]
     if not args.stores or set(args.stores) - set(STORES) or "local" not in args.stores:
         parser.error("--stores must be local or local,rgw")

@@ -101,6 +101,7 @@ def test_the_table_judges_the_after_column_against_the_target() -> None:
         "redock_written_bytes": {"before": 4096.0, "after": 0.0},
         "tiny_files_per_s": {"before": 31.5, "after": 99.9},
         "start_empty_seconds": {"before": 4.0, "after": None},
+        "large_peak_rss_growth_mib": {"before": -0.4, "after": 40.2},
     }
 
     rows = summary_rows(figures)
@@ -109,13 +110,15 @@ def test_the_table_judges_the_after_column_against_the_target() -> None:
         "re-dock: bytes written to the vault",
         "tiny files: files/s",
         "dock start, empty device (median)",
+        "large file: peak RSS growth",
     ]
-    assert [row.met for row in rows] == [True, False, None]
+    assert [row.met for row in rows] == [True, False, None, False]
     table = render_table(rows)
     assert table[0] == "| row | target | before | after | met? |"
     assert table[2] == "| re-dock: bytes written to the vault | 0 | 4,096 B | 0 B | yes |"
     assert table[3] == "| tiny files: files/s | >= 100 | 31.5 | 99.9 | NO |"
     assert table[4] == "| dock start, empty device (median) | - | 4.00 s | - | - |"
+    assert table[5] == "| large file: peak RSS growth | <= 32 MiB | 0 MiB | 40 MiB | NO |"
     assert Row.from_json(rows[1].to_json()) == rows[1]
     assert Target("< 2 s", "<", 2).met(2.0) is False
 
@@ -136,6 +139,7 @@ def test_the_markdown_names_the_trees_the_machine_and_the_command() -> None:
         "restic_version": None,
         "trees": {"before": "`git archive 96e089d`", "after": "/work/x at abc123"},
         "sizes": {"photos": 5},
+        "samples": {"photos_local": [{"others_cores": 0.1}, {"others_cores": 0.5}, {"others_cores": None}]},
         "rows": [row.to_json() for row in summary_rows({"tiny_files_per_s": {"before": 1.0, "after": 2.0}})],
     }
 
@@ -145,3 +149,4 @@ def test_the_markdown_names_the_trees_the_machine_and_the_command() -> None:
     assert "Before: `git archive 96e089d`. After: /work/x at abc123." in markdown
     assert "| tiny files: files/s | >= 100 | 1.0 | 2.0 | NO |" in markdown
     assert "Page cache" in markdown
+    assert "median 0.30, highest 0.50, over 2 samples" in markdown
