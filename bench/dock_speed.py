@@ -1305,6 +1305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path, md_path = write_results(report, render_markdown(report), args.results, stem)
     print()
     print("\n".join(render_table([Row.from_json(row) for row in report["rows"]])))
+    print(load_line(report["samples"]))
     print(f"\nwritten: {json_path}, {md_path} ({time.perf_counter() - started:.0f} s in all)")
     return 0
 
