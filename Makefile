@@ -46,6 +46,7 @@ bench: $(STAMP)  # every benchmark in turn; each writes bench/results/<name>.{js
 	$(BIN)/python -m bench.retention_run
 	$(BIN)/python -m bench.feed_linking
 	$(BIN)/python -m bench.portal_playback  # local vault and Ceph RGW (tests/rgw.py)
+	$(BIN)/python -m bench.dock_speed  # before (96e089d) and after this checkout, one run; restic installed as root if missing
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache tests/oidc/node_modules
