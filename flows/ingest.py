@@ -3,7 +3,9 @@
 The order of operations is the safety argument: scan without following links; per file, open it
 (refusing links and swapped files), extract metadata and a thumbnail, stream it once through hash and
 encryption into the vault, check it did not change while read, verify what was stored, and only then,
-if asked, remove it from the device.
+if asked, remove it from the device. A file the station stored from the same device before, with the
+same size and time, is first read once for its hash alone: if that hash is the stored item's, the
+vault's account of the item is verified instead of uploading it again (``flows.redock``).
 """
 
 from __future__ import annotations
