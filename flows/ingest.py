@@ -3,7 +3,9 @@
 The order of operations is the safety argument: scan without following links; per file, open it
 (refusing links and swapped files), extract metadata and a thumbnail, stream it once through hash and
 encryption into the vault, check it did not change while read, verify what was stored, and only then,
-if asked, remove it from the device.
+if asked, remove it from the device. A file the station stored from the same device before, with the
+same size and time, is first read once for its hash alone: if that hash is the stored item's, the
+vault's account of the item is verified instead of uploading it again (``flows.redock``).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from evidence.media import extract_media_info, make_thumbnail
 from evidence.settings import Settings
 from flows.linking import link_at_ingest
 from flows.records import note_item
+from flows.redock import CONFIRMED_LOCALLY, device_memory, recognise_redocked, remember_stored
 from storage.catalog import Catalog
-from storage.vault import Provenance, Vault, original_name_fields
+from storage.vault import Provenance, StoredItem, Vault, original_name_fields
 
 Status = Literal["ingested", "duplicate", "rejected", "deferred", "failed"]
 UNKNOWN_DEVICE = "unknown-device"
@@ -194,7 +197,51 @@ def ingest_file(
     about the item (new or duplicate) but cannot fail its ingest: the vault already holds it, and
     ``evidence catalog rebuild`` indexes what a failing catalog missed. Links to the incidents named
     at ingest are written first; if one cannot be (storage failure), the file is reported failed and
-    stays on the device, and the re-run finds it stored and links it then."""
+    stays on the device, and the re-run finds it stored and links it then.
+
+    A file the station stored from this device before, unchanged, is confirmed by its local hash and
+    not uploaded again (``flows.redock``); every other file is stored as usual."""
+    memory = device_memory(vault)
+    stored = recognise_redocked(vault, item, context.device_serial, memory) if memory is not None else None
+    reason = CONFIRMED_LOCALLY
+    if stored is None:
+        reason = None
+        stored_or_not = _store(vault, item, context)
+        if isinstance(stored_or_not, FileOutcome):
+            return stored_or_not
+        stored = stored_or_not
+    if memory is not None:
+        remember_stored(memory, context.device_serial, item, stored)
+    outcome = FileOutcome(
+        source_path=item.relative,
+        status="duplicate" if stored.duplicate else "ingested",
+        evidence_id=stored.evidence_id,
+        sha256=stored.sha256,
+        size=stored.size,
+        media_type=stored.media_type,
+        reason=reason,
+        flags=stored.manifest.flags,
+    )
+    if context.incidents:
+        link_at_ingest(
+            vault,
+            catalog,
+            stored.evidence_id,
+            context.incidents,
+            actor=context.linked_by or context.station_id,
+            role=context.linked_by_role or "ingest-station",
+        )
+    note_item(vault, catalog, stored.manifest)
+    if context.wipe:
+        outcome = wipe_verified(item, outcome)
+        if outcome.wiped and memory is not None:
+            memory.forget_file(context.device_serial, item.relative)  # nothing left there to recognise
+    return outcome
+
+
+def _store(vault: Vault, item: DeviceFile, context: DeviceContext) -> StoredItem | FileOutcome:
+    """The usual path: metadata, thumbnail, and one read through hash and encryption into the vault.
+    A file that cannot be read now is its ``deferred`` or ``failed`` outcome."""
     try:
         fd = open_device_file(item)
     except FileChanged as err:
@@ -218,7 +265,7 @@ def ingest_file(
             flags=context.flags,
         )
         try:
-            stored = vault.store_stream(
+            return vault.store_stream(
                 source,
                 media=media,
                 thumbnail=thumbnail,
@@ -227,28 +274,6 @@ def ingest_file(
             )
         except FileChanged as err:
             return FileOutcome(item.relative, "deferred", reason=f"{err}; will be ingested on the next run")
-    outcome = FileOutcome(
-        source_path=item.relative,
-        status="duplicate" if stored.duplicate else "ingested",
-        evidence_id=stored.evidence_id,
-        sha256=stored.sha256,
-        size=stored.size,
-        media_type=stored.media_type,
-        flags=stored.manifest.flags,
-    )
-    if context.incidents:
-        link_at_ingest(
-            vault,
-            catalog,
-            stored.evidence_id,
-            context.incidents,
-            actor=context.linked_by or context.station_id,
-            role=context.linked_by_role or "ingest-station",
-        )
-    note_item(vault, catalog, stored.manifest)
-    if context.wipe:
-        return wipe_verified(item, outcome)
-    return outcome
 
 
 def wipe_verified(item: DeviceFile, outcome: FileOutcome) -> FileOutcome:

@@ -4,6 +4,10 @@ The vault cannot tell a crashed station's half-finished upload from one another 
 sending; only the station that started it knows. Each upload is noted before its first byte and
 settled once aborted or referenced by a manifest, so a re-run aborts exactly its own leftovers and
 reports committed-but-unreferenced objects (a kill between commit and manifest) for the storage admin.
+
+It also remembers what the station stored from each device (``device_files``), so a device docked
+again without having been wiped is not uploaded again (``flows.redock``). That memory is a hint, never
+proof: a file that matches it is still read and hashed before it is called stored.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ create table if not exists uploads (
     started_at text not null,
     updated_at text not null,
     owner text not null default ''
+)
+"""
+
+_DEVICE_FILES_SCHEMA = """
+create table if not exists device_files (
+    device_serial text not null,
+    source_path text not null,
+    size integer not null,
+    mtime_ns integer not null,
+    inode text not null,
+    sha256 text not null,
+    evidence_id text not null,
+    stored_at text not null,
+    primary key (device_serial, source_path)
 )
 """
 
@@ -62,6 +80,17 @@ class Recovery:
     """Keys whose interrupted uploads were aborted (nothing of them remains)."""
 
 
+@dataclass(frozen=True)
+class RememberedFile:
+    """A device file as it was when its stored copy was last verified (the scan's view of it)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str
+    evidence_id: str
+
+
 class IngestJournal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +106,7 @@ class IngestJournal:
             except sqlite3.OperationalError as err:
                 if "duplicate column" not in str(err):  # another process upgraded it first
                     raise
+        self._db.execute(_DEVICE_FILES_SCHEMA)
         self._owner = process_identity(os.getpid()) or f"{os.getpid()}:"
         self._in_flight: set[str] = set()
 
@@ -160,6 +190,49 @@ class IngestJournal:
             with self._lock:
                 return key in self._in_flight
         return _owner_alive(owner)
+
+    # -- what the station stored from each device (flows.redock) ----------------------------------
+
+    def remembered_file(self, device_serial: str, source_path: str) -> RememberedFile | None:
+        with self._lock:
+            row = self._db.execute(
+                "select size, mtime_ns, inode, sha256, evidence_id from device_files "
+                "where device_serial = ? and source_path = ?",
+                (device_serial, source_path),
+            ).fetchone()
+        if row is None:
+            return None
+        size, mtime_ns, inode, sha256, evidence_id = row
+        return RememberedFile(int(size), int(mtime_ns), int(inode), str(sha256), str(evidence_id))
+
+    def remember_file(self, device_serial: str, source_path: str, remembered: RememberedFile) -> None:
+        """Note a device file whose stored copy was verified; replaces what was known of that path."""
+        now = datetime.now(UTC).isoformat()
+        with self._lock:
+            self._db.execute(
+                "insert into device_files(device_serial, source_path, size, mtime_ns, inode, sha256, "
+                "evidence_id, stored_at) values (?, ?, ?, ?, ?, ?, ?, ?) "
+                "on conflict(device_serial, source_path) do update set size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, inode = excluded.inode, sha256 = excluded.sha256, "
+                "evidence_id = excluded.evidence_id, stored_at = excluded.stored_at",
+                (
+                    device_serial,
+                    source_path,
+                    remembered.size,
+                    remembered.mtime_ns,
+                    str(remembered.inode),  # text: an inode number may not fit SQLite's signed 64 bits
+                    remembered.sha256,
+                    remembered.evidence_id,
+                    now,
+                ),
+            )
+
+    def forget_file(self, device_serial: str, source_path: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "delete from device_files where device_serial = ? and source_path = ?",
+                (device_serial, source_path),
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -212,6 +212,11 @@ class Vault:
 
     # -- write path ----------------------------------------------------------------------------
 
+    @property
+    def journal(self) -> UploadJournal | None:
+        """The station's journal of uploads, when this vault was opened by an ingest station."""
+        return self._journal
+
     def evidence_id_for(self, plaintext_sha256: str) -> str:
         return evidence_id(self._id_key, plaintext_sha256)
 
@@ -379,6 +384,16 @@ class Vault:
                 manifest_sha256=manifest_sha256,
                 content_sha256=manifest.content.sha256,
             )
+
+    def confirm_stored(self, item_id: str, sha256: str, size: int) -> StoredItem:
+        """The item an original with this SHA-256 and size is stored as, verified as a duplicate found
+        while storing is (manifest read, objects present and locked, ingest event recorded), without
+        uploading anything: for an original the station hashed itself and knows it stored before.
+        Raises ``NotFound`` if the item is not in the vault (never stored here, or disposed of), and
+        ``IntegrityError`` if its stored copy does not verify. Its answer may gate wiping a device."""
+        if item_id != self.evidence_id_for(sha256):
+            raise IntegrityError(f"{item_id} is not the evidence id of an original with SHA-256 {sha256}")
+        return self._existing(item_id, sha256, size)
 
     def _existing(self, item_id: str, sha256: str, size: int) -> StoredItem:
         manifest = self.manifest(item_id)
