@@ -210,8 +210,8 @@ def ingest_file(
         if isinstance(stored_or_not, FileOutcome):
             return stored_or_not
         stored = stored_or_not
-    if memory is not None:
-        remember_stored(memory, context.device_serial, item, stored)
+        if memory is not None:  # a confirmed re-dock is remembered already, exactly so
+            remember_stored(memory, context.device_serial, item, stored)
     outcome = FileOutcome(
         source_path=item.relative,
         status="duplicate" if stored.duplicate else "ingested",
