@@ -128,6 +128,34 @@ def cli_env(prefect_harness: None, tmp_path: Path) -> Iterator[dict[str, str]]:
     }
 
 
+# -- long tests first, one after another per worker ---------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, each worker starts with a contiguous share of the collection and idle workers
+    steal from the end of the others' shares. A test marked ``slow`` met late in a share made the
+    whole run wait for it on a worker left alone; so the slow tests are dealt out first, one to each
+    share in turn, and each share then fills up with quick ones (longest first, as a scheduler would
+    want). Every worker computes the same order, as xdist requires."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    quick = [item for item in items if not item.get_closest_marker("slow")]
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    for n, item in enumerate(slow):
+        shares[n % workers].append(item)
+    # xdist's first split: len(pending) // workers left, for each worker in turn
+    remaining, sizes = len(items), []
+    for left in range(workers, 0, -1):
+        sizes.append(remaining // left)
+        remaining -= sizes[-1]
+    for share, size in zip(shares, sizes, strict=True):
+        while len(share) < size and quick:
+            share.append(quick.pop(0))
+    items[:] = [item for share in shares for item in share] + quick
+
+
 # -- figures from pytest-xdist workers ----------------------------------------------------------------
 
 _worker_figures: list[str] = []

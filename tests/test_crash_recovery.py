@@ -96,6 +96,7 @@ def wait_for_upload_in_flight(vault_root: Path, proc: subprocess.Popen[str], min
     pytest.fail("no upload reached the kill point in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_upload_then_rerun_converges(cli_env: dict[str, str], tmp_path: Path) -> None:
     station = make_station(tmp_path / "station")
     device = make_device(tmp_path / "BWC-KILL01", photos=3, videos=1)

@@ -28,6 +28,7 @@ from tests.station import make_station
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT (Ctrl-C)"])
+@pytest.mark.slow
 def test_docked_device_is_ingested_and_a_stop_signal_stops_cleanly(
     cli_env: dict[str, str], tmp_path: Path, stop: signal.Signals
 ) -> None:

@@ -211,6 +211,7 @@ def feed_csv(path: Path, taken: datetime) -> Path:
 # -- the story -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_life_of_evidence_against_an_s3_endpoint(
     s3_endpoint: Endpoint, prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

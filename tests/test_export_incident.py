@@ -92,6 +92,7 @@ def station(tmp_path: Path) -> Station:
 
 
 @pytest.mark.corpus
+@pytest.mark.slow
 def test_whole_corpus_exports_as_a_valid_bag_byte_for_byte(
     corpus: Path, station: Station, tmp_path: Path
 ) -> None:

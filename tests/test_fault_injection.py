@@ -111,6 +111,7 @@ def _killed_run(station: Station, device: Path, kill_at: int | None) -> KillingS
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.slow
 def test_killed_at_every_store_call_then_rerun_converges(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, no_fsync: None
 ) -> None:
@@ -250,6 +251,7 @@ def _fault_device(path: Path) -> Path:
         pytest.param(None, ALL_KINDS, 0.4, id="retried-lost-answers"),
     ],
 )
+@pytest.mark.slow
 def test_s3_failing_on_a_share_of_requests_loses_nothing_and_a_clean_rerun_converges(
     attempts: int | None,
     kinds: tuple[str, ...],

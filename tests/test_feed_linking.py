@@ -531,6 +531,7 @@ def test_a_thousand_incidents_and_ten_thousand_items_match_exactly_and_fast() ->
     assert elapsed < 2.0, f"matching took {elapsed:.2f} s: it should bisect, not compare every pair"
 
 
+@pytest.mark.slow
 def test_at_catalog_scale_all_unambiguous_matches_link_and_a_second_run_is_a_no_op(tmp_path: Path) -> None:
     from flows.linking import feed_candidates
 
@@ -702,6 +703,7 @@ def link_generated_feed_through_the_vault(station: Station, *, officers: int, it
     }
 
 
+@pytest.mark.slow
 def test_a_feed_links_through_the_vault_at_scale_and_a_second_run_writes_nothing(
     station: Station, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,7 @@ def _only_clear_errors(call: Callable[[], Any]) -> Any:
 @pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
 @settings(FUZZ, max_examples=400)
 @given(sample=st.sampled_from(["jpeg", "mp4"]), edits=EDITS, cut=CUTS)
+@pytest.mark.slow
 def test_damaged_camera_files_still_give_a_record_and_never_raise(
     sample: str, edits: list[tuple[str, int, bytes]], cut: int | None
 ) -> None:
@@ -151,6 +152,7 @@ _LIBTIFF_NOISE = re.compile(r"^(\S+\.tif: .*|LZWDecode: .*)$")
     suppress_health_check=[*FUZZ.suppress_health_check, HealthCheck.function_scoped_fixture],
 )
 @given(pick=st.integers(min_value=0, max_value=10**6), edits=EDITS, cut=CUTS)
+@pytest.mark.slow
 def test_damaged_real_camera_files_give_a_record_quietly(
     corpus: Path,
     capfd: pytest.CaptureFixture[str],
@@ -402,6 +404,7 @@ def _decodes_or_integrity_error(decode: Callable[[bytes], Any], data: bytes) -> 
 @pytest.mark.timeout(60)
 @settings(FUZZ, max_examples=300)
 @given(changes=FIELD_CHANGES)
+@pytest.mark.slow
 def test_a_manifest_with_fields_replaced_decodes_or_is_refused_as_damaged(
     changes: list[tuple[int, str, Any]],
 ) -> None:
@@ -464,6 +467,7 @@ def _custody_record() -> tuple[bytes, dict[str, Any]]:
 @pytest.mark.timeout(60)
 @settings(FUZZ, max_examples=300)
 @given(changes=FIELD_CHANGES, edits=EDITS, cut=CUTS)
+@pytest.mark.slow
 def test_a_damaged_custody_record_decodes_or_is_refused_as_damaged(
     changes: list[tuple[int, str, Any]], edits: list[tuple[str, int, bytes]], cut: int | None
 ) -> None:
@@ -476,6 +480,7 @@ def test_a_damaged_custody_record_decodes_or_is_refused_as_damaged(
 @pytest.mark.timeout(60)
 @settings(FUZZ, max_examples=300)
 @given(record=st.dictionaries(st.sampled_from([*MediaInfo.__dataclass_fields__, "other"]), JSON_VALUES))
+@pytest.mark.slow
 def test_a_media_record_from_sealed_details_loads_or_is_refused_clearly(record: dict[str, Any]) -> None:
     base = {"media_type": "image/jpeg", "kind": "photo"}
     for candidate in (record, base | record):

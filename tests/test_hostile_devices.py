@@ -789,6 +789,7 @@ def _tiny_files(device: Path, count: int, *, per_directory: int = 1000) -> None:
         (directory / f"F{n:06d}.TXT").write_bytes(content)
 
 
+@pytest.mark.slow
 def test_fifty_thousand_tiny_files_are_each_listed_once(tmp_path: Path) -> None:
     device = tmp_path / "BWC-50K"
     _tiny_files(device, 50_000)
@@ -804,6 +805,7 @@ def test_fifty_thousand_tiny_files_are_each_listed_once(tmp_path: Path) -> None:
     FIGURES.append(f"scan of 50,000 tiny files in 50 directories: {seconds:.2f} s, each listed once")
 
 
+@pytest.mark.slow
 def test_a_thousand_tiny_files_ingest_each_accounted_for_and_wiped(
     station: Station, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

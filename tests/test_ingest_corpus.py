@@ -32,6 +32,7 @@ def corpus_manifest(corpus: Path) -> dict[str, tuple[int, str]]:
 
 
 @pytest.mark.corpus
+@pytest.mark.slow
 def test_whole_corpus_ingests_and_reads_back_identically(corpus: Path, tmp_path: Path) -> None:
     station = make_station(tmp_path / "station")
     expected = corpus_manifest(corpus)

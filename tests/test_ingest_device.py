@@ -144,6 +144,7 @@ def test_original_blocks_are_found_at_any_offset_and_nothing_else_is() -> None:
     assert block_offsets(bytes(near_miss), blocks) == []
 
 
+@pytest.mark.slow
 def test_encryption_applied_on_s3_too(s3_station: Station, tmp_path: Path) -> None:
     device = make_device(tmp_path / "BWC-TEST01", photos=1, videos=1)
     random_file(device / "big.bin", 12 * 1024 * 1024, seed=5)  # > 2 parts: a multipart upload

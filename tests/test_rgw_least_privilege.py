@@ -138,6 +138,7 @@ def dock(device: Path) -> dict[str, bytes]:
 # -- the station's ingest, and what RGW refuses it -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_station_ingests_as_its_own_rgw_user_and_rgw_refuses_it_reads_and_deletes(
     rgw: RgwServer, prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -345,6 +345,7 @@ def test_every_read_path_refuses_or_releases_exactly_the_original(
     change=st.sampled_from(["flip", "truncate", "append", "splice"]),
     seed=st.integers(min_value=0, max_value=2**32 - 1),
 )
+@pytest.mark.slow
 def test_random_tampering_of_any_stored_object_is_refused_or_harmless(
     pristine: Pristine,
     tmp_path_factory: pytest.TempPathFactory,

@@ -194,6 +194,7 @@ RELAXED = {
 }
 
 
+@pytest.mark.slow
 def test_vault_init_leaves_off_only_the_flag_that_breaks_writes_and_says_why(
     moto_aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
