@@ -106,8 +106,8 @@ def ingest_files_task(
 ) -> list[FileOutcome]:
     """Ingest a batch file by file. A file that fails for good is that file's ``failed`` outcome and
     the batch goes on; a transient storage failure raises, so Prefect retries the batch, and the retry
-    skips every file the ledger already holds an outcome for (a file is never stored twice by one
-    run, and a re-run would find it a duplicate anyway)."""
+    skips every file the ledger already holds an outcome for: it redoes only the file that failed,
+    as a task per file did (which the vault finds stored, a duplicate, if it got that far)."""
     vault, _ = _station(settings)
     catalog = _catalog(settings)
     for position, item in batch.numbered():
