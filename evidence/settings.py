@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     """A file whose size or mtime changed within this window is still being written: deferred."""
 
     ingest_workers: int = Field(default=2, ge=1, le=32)
+    ingest_batch_files: int = Field(default=25, ge=1, le=1000)
+    """Files one Prefect task of the ingest flow takes at most: a task costs more than a small photo
+    (``flows.ingest_batches``); a retry resumes the batch where it failed."""
+    ingest_batch_bytes: int = Field(default=64 * MiB, ge=1)
+    """Bytes one ingest task takes at most; a larger file is a batch of its own."""
 
     user: str | None = None
     """The acting person (``--user`` overrides); their role comes from ``users_file``."""

@@ -1,9 +1,11 @@
-"""Prefect flow ``ingest-device``: one task per device file, retried on transient storage errors.
+"""Prefect flow ``ingest-device``: one task per batch of device files (``flows.ingest_batches``),
+retried on transient storage errors without redoing the files a batch already finished.
 
 Tasks receive small descriptions of files and return small outcomes (never file bytes: Prefect keeps
 task inputs and results, prefect#12668); each worker thread builds its vault from settings, because a
 boto3 client cannot be a task argument (prefect#15861). Task names carry a file's position, not its
-name: names can identify victims and Prefect's database is not encrypted.
+name: names can identify victims and Prefect's database is not encrypted (a batch's task is named
+by its first and last position).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from evidence.device import DeviceFile, scan_device
+from evidence.device import scan_device
 from evidence.errors import StorageUnavailable
 from evidence.settings import Settings, load_settings
 from flows.device_lock import holding_device
@@ -35,6 +37,7 @@ from flows.ingest import (
     resolve_device,
     skipped_outcomes,
 )
+from flows.ingest_batches import IngestBatch, IngestLedger, group_into_batches
 from flows.journal import IngestJournal
 from flows.plain_flow import plain_flow
 from storage.catalog import Catalog
@@ -91,14 +94,34 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_delay_seconds=[1, 4, 15, 30],
     retry_condition_fn=_transient,
     cache_policy=NO_CACHE,
-    task_run_name="ingest-file-{position}",
+    task_run_name="ingest-files-{first}-{last}",
     persist_result=False,
 )
-def ingest_file_task(
-    item: DeviceFile, context: DeviceContext, settings: Settings, position: int
-) -> FileOutcome:
+def ingest_files_task(
+    batch: IngestBatch,
+    context: DeviceContext,
+    settings: Settings,
+    ledger: IngestLedger,
+    first: int,
+    last: int,
+) -> list[FileOutcome]:
+    """Ingest a batch file by file. A file that fails for good is that file's ``failed`` outcome and
+    the batch goes on; a transient storage failure raises, so Prefect retries the batch, and the retry
+    skips every file the ledger already holds an outcome for: it redoes only the file that failed,
+    as a task per file did (which the vault finds stored, a duplicate, if it got that far)."""
     vault, _ = _station(settings)
-    return ingest_file(vault, item, context, _catalog(settings))
+    catalog = _catalog(settings)
+    for position, item in batch.numbered():
+        if ledger.finished(position):
+            continue
+        try:
+            outcome = ingest_file(vault, item, context, catalog)
+        except StorageUnavailable:
+            raise
+        except Exception as err:  # reported per file; the rest of the batch goes on
+            outcome = failed_outcome(item, err)
+        ledger.record(position, outcome)
+    return ledger.outcomes_of(batch)
 
 
 @plain_flow(name="ingest-device", persist_result=False, log_prints=False)
@@ -145,21 +168,35 @@ def _ingest_held_device(settings: Settings, context: DeviceContext, root: Path) 
         len(scan.failed),
     )
     outcomes = skipped_outcomes(scan)
-    progress = ingest_progress.get()
+    ledger = IngestLedger(len(scan.files), ingest_progress.get())
+    batches = group_into_batches(
+        scan.files,
+        max_files=settings.ingest_batch_files,
+        max_bytes=settings.ingest_batch_bytes,
+        at_least=settings.ingest_workers,
+    )
     with ThreadPoolTaskRunner(max_workers=settings.ingest_workers) as runner:
         futures = {
             runner.submit(
-                ingest_file_task, {"item": item, "context": context, "settings": settings, "position": n}
-            ): item
-            for n, item in enumerate(scan.files)
+                ingest_files_task,
+                {
+                    "batch": batch,
+                    "context": context,
+                    "settings": settings,
+                    "ledger": ledger,
+                    "first": batch.first,
+                    "last": batch.last,
+                },
+            ): batch
+            for batch in batches
         }
-        for done, future in enumerate(as_completed(list(futures)), start=1):
+        for future in as_completed(list(futures)):
             try:
-                outcomes.append(future.result())
-            except Exception as err:  # reported per file; the rest of the device goes on
-                outcomes.append(failed_outcome(futures[future], err))
-            if progress is not None:
-                progress(done, len(futures))
+                future.result()
+            except Exception as err:  # retries exhausted: the files the batch did not finish fail
+                outcomes.extend(ledger.take(futures[future], err))
+            else:
+                outcomes.extend(ledger.take(futures[future]))
     report = build_report(
         context, outcomes, recovered_uploads=recovery.aborted, orphaned_objects=journal.orphans()
     )

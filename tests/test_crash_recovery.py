@@ -169,6 +169,32 @@ def test_recovery_leaves_uploads_of_live_runs_alone(tmp_path: Path) -> None:
     assert store.head(live.key).size == 1024
 
 
+def test_a_commit_the_journal_lost_to_a_power_cut_is_found_again_by_recovery(tmp_path: Path) -> None:
+    """'committed' is written without an fsync of its own (flows.journal): a power cut can roll it
+    back to 'open'. Recovery then learns the commit from the store, so the object is still reported
+    orphaned, never forgotten; 'open' and 'settled' stay flushed."""
+    import sqlite3
+
+    station = make_station(tmp_path / "station")
+    store, journal = station.vault.store, station.journal
+    upload = store.begin_upload("objects/cc/" + "c" * 32, retention=None)
+    journal.upload_started(upload.key)
+    upload.write(b"z" * 1024)
+    upload.commit()
+    journal.upload_committed(upload.key)
+    assert journal._db.execute("pragma synchronous").fetchone()[0] == 2, "later states lost their fsync"
+    with sqlite3.connect(station.settings.journal_dir / "ingest.sqlite") as db:  # the cut, then a restart
+        db.execute("update uploads set state = 'open', owner = '999999999:1' where key = ?", (upload.key,))
+
+    from flows.journal import IngestJournal
+
+    restarted = IngestJournal.for_station(station.settings.journal_dir)
+    recovery = restarted.recover(store)
+
+    assert recovery.aborted == () and store.exists(upload.key)
+    assert restarted.orphans() == (upload.key,)
+
+
 def test_a_killed_run_never_blocks_the_next_run_of_its_device(tmp_path: Path) -> None:
     """A run holds its device for its whole length (one run per device at a time); when the station
     kills it (SIGKILL, power loss: nothing of it gets to clean up) the kernel lets go of the device,

@@ -654,7 +654,7 @@ def test_real_full_and_read_only_filesystem_lose_nothing(small_disk: Path, tmp_p
 def test_the_ingest_flow_retries_transient_faults_and_keeps_failed_files_on_the_device(
     prefect_harness: None, tmp_path: Path, moto_aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The production path: ``ingest-device`` with its per-file task retries (delays cut to zero),
+    """The production path: ``ingest-device`` with its per-batch task retries (delays cut to zero),
     over a client that makes one attempt per request, so Prefect's retries do the work."""
     from flows import ingest_flow
 
@@ -662,7 +662,7 @@ def test_the_ingest_flow_retries_transient_faults_and_keeps_failed_files_on_the_
     faulty_clients(monkeypatch, faults, attempts=1)
     no_backoff(monkeypatch)
     monkeypatch.setattr(
-        ingest_flow, "ingest_file_task", ingest_flow.ingest_file_task.with_options(retry_delay_seconds=0)
+        ingest_flow, "ingest_files_task", ingest_flow.ingest_files_task.with_options(retry_delay_seconds=0)
     )
     vault_url = "s3://flow-faults/vault"
     station = make_station(tmp_path / "station", vault_url=vault_url, part_size=5 * MiB)

@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.commands import app
+from evidence.device import DeviceFile
 from evidence.settings import load_settings
+from flows.ingest_batches import group_into_batches
 from tests.factories import make_device
 from tests.station import make_station
 
@@ -289,3 +293,159 @@ def test_a_prefect_server_that_cannot_serve_the_run_is_one_line_and_exit_8(
     [line] = stderr.strip().splitlines()  # (the progress bar, when one started, leaves a blank line)
     assert line.startswith(f"error: the Prefect server at {api_url} is unavailable ("), line
     assert len(list(device.rglob("*.*"))) == 1, "the device is as it was"
+
+
+# -- files in batches: one task per batch, an outcome per file -----------------------------------------
+
+
+def _device_file(position: int, size: int) -> DeviceFile:
+    return DeviceFile(Path(f"/dev-root/F{position:03d}"), f"F{position:03d}", size, 0, position, 1)
+
+
+def test_batches_keep_scan_order_and_their_file_and_byte_limits() -> None:
+    files = [_device_file(n, size) for n, size in enumerate([30, 30, 50, 200, 10, 10, 10, 10, 10])]
+    batches = group_into_batches(files, max_files=3, max_bytes=100)
+    assert [[f.size for f in b.files] for b in batches] == [[30, 30], [50], [200], [10, 10, 10], [10, 10]]
+    assert [(b.first, b.last) for b in batches] == [(0, 1), (2, 2), (3, 3), (4, 6), (7, 8)]
+    assert [item for b in batches for _, item in b.numbered()] == files
+    assert [position for b in batches for position, _ in b.numbered()] == list(range(len(files)))
+
+
+def test_a_few_files_are_spread_so_every_worker_has_a_batch() -> None:
+    files = [_device_file(n, 1) for n in range(6)]
+    spread = {
+        workers: [
+            len(b.files) for b in group_into_batches(files, max_files=25, max_bytes=10**9, at_least=workers)
+        ]
+        for workers in (1, 2, 4)
+    }
+    assert spread == {1: [6], 2: [3, 3], 4: [1, 1, 1, 1, 1, 1]}
+    assert group_into_batches([], max_files=25, max_bytes=10**9, at_least=2) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=300), max_size=60),
+    max_files=st.integers(min_value=1, max_value=10),
+    max_bytes=st.integers(min_value=1, max_value=400),
+    at_least=st.integers(min_value=1, max_value=8),
+)
+def test_batches_never_mix_beyond_their_limits(
+    sizes: list[int], max_files: int, max_bytes: int, at_least: int
+) -> None:
+    files = [_device_file(n, size) for n, size in enumerate(sizes)]
+    batches = group_into_batches(files, max_files=max_files, max_bytes=max_bytes, at_least=at_least)
+    assert [item for b in batches for item in b.files] == files  # every file once, in scan order
+    for batch in batches:
+        assert 1 <= len(batch.files) <= max_files
+        # a file larger than the byte limit is alone; otherwise a batch stays within it
+        assert len(batch.files) == 1 or sum(f.size for f in batch.files) <= max_bytes
+    if len(files) >= at_least:
+        assert len(batches) >= at_least
+
+
+def _small_file_device(root: Path, count: int) -> Path:
+    for n in range(count):
+        path = root / "DCIM" / f"F{n:03d}.BIN"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"file {n} of a batched device\n".encode() * (n + 1))
+    return root
+
+
+@pytest.fixture
+def counted_ingests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[dict[str, int], dict[str, list[Exception]]]]:
+    """Counts each file's ingest calls in the flow's tasks; a file named in ``failing`` raises the
+    next of its errors there (before anything of it is stored) until they run out."""
+    from flows import ingest_flow
+
+    calls: dict[str, int] = {}
+    failing: dict[str, list[Exception]] = {}
+    real_ingest_file = ingest_flow.ingest_file
+
+    def counted(vault: object, item: DeviceFile, *args: object, **kwargs: object) -> object:
+        calls[item.relative] = calls.get(item.relative, 0) + 1
+        if failing.get(item.relative):
+            raise failing[item.relative].pop(0)
+        return real_ingest_file(vault, item, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_flow, "ingest_file", counted)
+    monkeypatch.setattr(
+        ingest_flow, "ingest_files_task", ingest_flow.ingest_files_task.with_options(retry_delay_seconds=0)
+    )
+    yield calls, failing
+
+
+BATCHES_OF_FOUR = {"ingest_batch_files": 4, "ingest_workers": 2}
+"""Eight files make two batches: F000-F003 and F004-F007."""
+
+
+def test_a_file_that_fails_for_good_fails_alone_and_progress_counts_every_file(
+    prefect_harness: None,
+    data_dir: Path,
+    tmp_path: Path,
+    counted_ingests: tuple[dict[str, int], dict[str, list[Exception]]],
+) -> None:
+    from evidence.errors import IntegrityError
+    from flows.ingest_flow import ingest_device, ingest_progress
+
+    calls, failing = counted_ingests
+    device = _small_file_device(tmp_path / "BWC-BATCH01", 8)
+    failing["DCIM/F001.BIN"] = [IntegrityError("the stored manifest differs from the one written")]
+    heard: list[tuple[int, int]] = []
+    token = ingest_progress.set(lambda done, total: heard.append((done, total)))
+    try:
+        report = ingest_device(str(device), device_serial="BWC-BATCH01", settings_overrides=BATCHES_OF_FOUR)
+    finally:
+        ingest_progress.reset(token)
+    [failed] = report.by_status("failed")
+    assert failed.source_path == "DCIM/F001.BIN" and "left on the device" in str(failed.reason)
+    assert report.counts == {"ingested": 7, "failed": 1}
+    assert calls == {f"DCIM/F{n:03d}.BIN": 1 for n in range(8)}, "a permanent failure was retried"
+    assert sorted(heard) == [(done, 8) for done in range(1, 9)], "progress did not advance per file"
+
+
+def test_a_transient_failure_retries_the_batch_without_storing_any_file_twice(
+    prefect_harness: None,
+    data_dir: Path,
+    tmp_path: Path,
+    counted_ingests: tuple[dict[str, int], dict[str, list[Exception]]],
+) -> None:
+    from evidence.errors import StorageUnavailable
+    from flows.ingest_flow import ingest_device
+    from storage.vault import Vault
+
+    calls, failing = counted_ingests
+    device = _small_file_device(tmp_path / "BWC-BATCH02", 8)
+    # the third file of the first batch meets throttling once, after the two before it were stored
+    failing["DCIM/F002.BIN"] = [StorageUnavailable("SlowDown: please reduce your request rate")]
+    report = ingest_device(str(device), device_serial="BWC-BATCH02", settings_overrides=BATCHES_OF_FOUR)
+    assert report.counts == {"ingested": 8}, "a retry redid a finished file (it would be a duplicate)"
+    assert calls == {f"DCIM/F{n:03d}.BIN": 2 if n == 2 else 1 for n in range(8)}
+    vault = Vault.open(load_settings())
+    assert len(list(vault.list_items())) == 8
+    assert len(list(vault.store.list_versions("objects/"))) == 8, "an object was stored twice"
+
+
+def test_a_batch_that_runs_out_of_retries_fails_only_the_files_it_did_not_finish(
+    prefect_harness: None,
+    data_dir: Path,
+    tmp_path: Path,
+    counted_ingests: tuple[dict[str, int], dict[str, list[Exception]]],
+) -> None:
+    from evidence.errors import StorageUnavailable
+    from flows.ingest_flow import ingest_device
+
+    calls, failing = counted_ingests
+    device = _small_file_device(tmp_path / "BWC-BATCH03", 8)
+    failing["DCIM/F001.BIN"] = [StorageUnavailable("the vault's endpoint did not answer")] * 5
+    report = ingest_device(str(device), device_serial="BWC-BATCH03", settings_overrides=BATCHES_OF_FOUR)
+    statuses = {o.source_path: o.status for o in report.outcomes}
+    # first batch F000-F003: F000 was done before the outage; F001 and the files after it never were
+    assert statuses == {f"DCIM/F{n:03d}.BIN": "failed" if n in (1, 2, 3) else "ingested" for n in range(8)}
+    assert calls["DCIM/F000.BIN"] == 1 and calls["DCIM/F001.BIN"] == 5  # one try and four retries
+    assert "DCIM/F002.BIN" not in calls and "DCIM/F003.BIN" not in calls
+    for outcome in report.by_status("failed"):
+        assert "did not answer" in str(outcome.reason) and "left on the device" in str(outcome.reason)
+        assert (device / outcome.source_path).exists()
