@@ -60,8 +60,10 @@ class StreamDigests:
 
     plaintext_sha256: str
     plaintext_size: int
-    ciphertext_sha256: str
-    """Of the header and every segment exactly as emitted: what the store holds."""
+    ciphertext_sha256: str | None
+    """Of the header and every segment exactly as emitted: what the store holds. ``None`` when the
+    encryptor was built with ``hash_ciphertext=False``: the caller takes the figure from a store that
+    hashes the bytes as it writes them (``storage.vault``), rather than hashing them twice."""
     ciphertext_size: int
 
 
@@ -115,9 +117,15 @@ def ciphertext_size(plaintext_size: int, segment_size: int) -> int:
 
 class StreamEncryptor:
     """Encrypts one stream incrementally (§3). Feed any chunk sizes to :meth:`update`, then call
-    :meth:`finalize` once; concatenating every returned ``bytes`` gives the stream."""
+    :meth:`finalize` once; concatenating every returned ``bytes`` gives the stream.
 
-    def __init__(self, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+    ``hash_ciphertext=False`` leaves out the ciphertext SHA-256 (§3.6) for a caller whose sink hashes
+    every emitted byte itself, in order: the same figure, one pass fewer. The plaintext SHA-256 is
+    always taken, here, while the original is read once."""
+
+    def __init__(
+        self, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE, hash_ciphertext: bool = True
+    ) -> None:
         _check_data_key(data_key)
         _check_segment_size(segment_size)
         self.header = StreamHeader(
@@ -134,7 +142,7 @@ class StreamEncryptor:
         self._finalized = False
         self._plaintext_hash = hashlib.sha256()
         self._plaintext_size = 0
-        self._ciphertext_hash = _BackgroundSha256()
+        self._ciphertext_hash = _BackgroundSha256() if hash_ciphertext else None
         self._ciphertext_size = 0
         self._digests: StreamDigests | None = None
 
@@ -175,14 +183,15 @@ class StreamEncryptor:
         self._digests = StreamDigests(
             plaintext_sha256=self._plaintext_hash.hexdigest(),
             plaintext_size=self._plaintext_size,
-            ciphertext_sha256=self._ciphertext_hash.hexdigest(),
+            ciphertext_sha256=self._ciphertext_hash.hexdigest() if self._ciphertext_hash else None,
             ciphertext_size=self._ciphertext_size,
         )
         return out
 
     def _abandon(self) -> None:
         self._finalized = True
-        self._ciphertext_hash.close()
+        if self._ciphertext_hash is not None:
+            self._ciphertext_hash.close()
 
     def _header_if_unsent(self) -> list[bytes]:
         if self._header_sent:
@@ -203,7 +212,8 @@ class StreamEncryptor:
         return sealed
 
     def _count(self, emitted: bytes) -> None:
-        self._ciphertext_hash.update(emitted)
+        if self._ciphertext_hash is not None:
+            self._ciphertext_hash.update(emitted)
         self._ciphertext_size += len(emitted)
 
 

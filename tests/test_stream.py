@@ -109,6 +109,28 @@ def test_encrypt_file_streams_the_same_format(plaintext: bytes, read_size: int) 
     assert digests.plaintext_size == len(plaintext)
 
 
+def test_without_the_ciphertext_hash_the_stream_and_plaintext_digest_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # For a sink that hashes every byte it is given (the local store): the same stream, one pass fewer.
+    plaintext = os.urandom(2 * 1024 * 1024 + 5)
+    monkeypatch.setattr(stream.secrets, "token_bytes", lambda n: b"s" * n)  # one salt: the same bytes
+    hashed = stream.StreamEncryptor(KEY, segment_size=SEGMENT)
+    unhashed = stream.StreamEncryptor(KEY, segment_size=SEGMENT, hash_ciphertext=False)
+    with_hash = hashed.update(plaintext) + hashed.finalize()
+    without_hash = unhashed.update(plaintext) + unhashed.finalize()
+
+    assert without_hash == with_hash
+    assert decrypt(without_hash) == plaintext
+    assert unhashed.digests() == stream.StreamDigests(
+        plaintext_sha256=hashlib.sha256(plaintext).hexdigest(),
+        plaintext_size=len(plaintext),
+        ciphertext_sha256=None,
+        ciphertext_size=len(with_hash),
+    )
+    assert hashed.digests().ciphertext_sha256 == hashlib.sha256(with_hash).hexdigest()
+
+
 def test_large_segments_hash_in_background_and_still_match() -> None:
     plaintext = os.urandom(3 * 1024 * 1024 + 17)  # 1 MiB segments go through the worker thread
     sunk: list[bytes] = []
