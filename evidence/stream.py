@@ -140,7 +140,7 @@ class StreamEncryptor:
         self._next_index = 0
         self._header_sent = False
         self._finalized = False
-        self._plaintext_hash = hashlib.sha256()
+        self._plaintext_hash = _BackgroundSha256()
         self._plaintext_size = 0
         self._ciphertext_hash = _BackgroundSha256() if hash_ciphertext else None
         self._ciphertext_size = 0
@@ -166,7 +166,8 @@ class StreamEncryptor:
         out = self._header_if_unsent()
         view = memoryview(plaintext).cast("B")
         if view:
-            self._plaintext_hash.update(view)
+            # bytes cannot change under the worker; a buffer the caller may refill is hashed now
+            self._plaintext_hash.update(view, immutable=isinstance(plaintext, bytes))
             self._plaintext_size += len(view)
             out.extend(
                 self._seal_segment(segment, final=False)
@@ -188,8 +189,10 @@ class StreamEncryptor:
         )
         return out
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
+        """Give up on this stream (the caller failed part-way): stop the hashing threads."""
         self._finalized = True
+        self._plaintext_hash.close()
         if self._ciphertext_hash is not None:
             self._ciphertext_hash.close()
 
@@ -237,7 +240,7 @@ def encrypt_file(
         for piece in encryptor._finish():
             sink(piece)
     except BaseException:
-        encryptor._abandon()
+        encryptor.abandon()
         raise
     return encryptor.digests()
 
@@ -599,11 +602,13 @@ _BACKGROUND_HASH_MIN = 64 * 1024
 
 
 class _BackgroundSha256:
-    """SHA-256 whose large updates run on one worker thread, in order.
+    """SHA-256 whose large updates run on one worker thread, in order, at most one update behind.
 
-    hashlib releases the GIL on large buffers, so hashing the ciphertext there overlaps the caller's
-    plaintext hashing and encryption: two SHA-256 passes cost about one on a multi-core station.
-    Callers pass only bytes they will not mutate (sealed segments are fresh ``bytes``).
+    hashlib releases the GIL on large buffers, so hashing there overlaps the caller's encryption (and
+    the other hash): the plaintext and ciphertext SHA-256 cost about one pass of wall time on a
+    multi-core station. Only immutable data goes to the worker (fresh ``bytes`` read from the file,
+    sealed segments); a buffer the caller may reuse is hashed before ``update`` returns. A worker's
+    failure is raised by the next call.
     """
 
     def __init__(self) -> None:
@@ -611,9 +616,9 @@ class _BackgroundSha256:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: _Bytes, *, immutable: bool = True) -> None:
         self._wait()
-        if len(data) < _BACKGROUND_HASH_MIN:
+        if not immutable or len(data) < _BACKGROUND_HASH_MIN:
             self._hash.update(data)
             return
         if self._pool is None:

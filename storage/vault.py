@@ -262,6 +262,7 @@ class Vault:
                 return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
             content_info = upload.commit()
         except BaseException as failure:
+            encryptor.abandon()  # its hashing threads stop here, not when it is collected
             # When the store failed (or the process is being stopped) its state is not known here: a
             # request whose answer was lost may have created a multipart upload or completed the
             # object. Such an upload stays open in the journal; the next run's recovery aborts what
