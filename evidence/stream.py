@@ -60,8 +60,10 @@ class StreamDigests:
 
     plaintext_sha256: str
     plaintext_size: int
-    ciphertext_sha256: str
-    """Of the header and every segment exactly as emitted: what the store holds."""
+    ciphertext_sha256: str | None
+    """Of the header and every segment exactly as emitted: what the store holds. ``None`` when the
+    encryptor was built with ``hash_ciphertext=False``: the caller takes the figure from a store that
+    hashes the bytes as it writes them (``storage.vault``), rather than hashing them twice."""
     ciphertext_size: int
 
 
@@ -115,9 +117,15 @@ def ciphertext_size(plaintext_size: int, segment_size: int) -> int:
 
 class StreamEncryptor:
     """Encrypts one stream incrementally (§3). Feed any chunk sizes to :meth:`update`, then call
-    :meth:`finalize` once; concatenating every returned ``bytes`` gives the stream."""
+    :meth:`finalize` once; concatenating every returned ``bytes`` gives the stream.
 
-    def __init__(self, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+    ``hash_ciphertext=False`` leaves out the ciphertext SHA-256 (§3.6) for a caller whose sink hashes
+    every emitted byte itself, in order: the same figure, one pass fewer. The plaintext SHA-256 is
+    always taken, here, while the original is read once."""
+
+    def __init__(
+        self, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE, hash_ciphertext: bool = True
+    ) -> None:
         _check_data_key(data_key)
         _check_segment_size(segment_size)
         self.header = StreamHeader(
@@ -132,9 +140,9 @@ class StreamEncryptor:
         self._next_index = 0
         self._header_sent = False
         self._finalized = False
-        self._plaintext_hash = hashlib.sha256()
+        self._plaintext_hash = _BackgroundSha256()
         self._plaintext_size = 0
-        self._ciphertext_hash = _BackgroundSha256()
+        self._ciphertext_hash = _BackgroundSha256() if hash_ciphertext else None
         self._ciphertext_size = 0
         self._digests: StreamDigests | None = None
 
@@ -158,7 +166,8 @@ class StreamEncryptor:
         out = self._header_if_unsent()
         view = memoryview(plaintext).cast("B")
         if view:
-            self._plaintext_hash.update(view)
+            # bytes cannot change under the worker; a buffer the caller may refill is hashed now
+            self._plaintext_hash.update(view, immutable=isinstance(plaintext, bytes))
             self._plaintext_size += len(view)
             out.extend(
                 self._seal_segment(segment, final=False)
@@ -175,14 +184,17 @@ class StreamEncryptor:
         self._digests = StreamDigests(
             plaintext_sha256=self._plaintext_hash.hexdigest(),
             plaintext_size=self._plaintext_size,
-            ciphertext_sha256=self._ciphertext_hash.hexdigest(),
+            ciphertext_sha256=self._ciphertext_hash.hexdigest() if self._ciphertext_hash else None,
             ciphertext_size=self._ciphertext_size,
         )
         return out
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
+        """Give up on this stream (the caller failed part-way): stop the hashing threads."""
         self._finalized = True
-        self._ciphertext_hash.close()
+        self._plaintext_hash.close()
+        if self._ciphertext_hash is not None:
+            self._ciphertext_hash.close()
 
     def _header_if_unsent(self) -> list[bytes]:
         if self._header_sent:
@@ -203,7 +215,8 @@ class StreamEncryptor:
         return sealed
 
     def _count(self, emitted: bytes) -> None:
-        self._ciphertext_hash.update(emitted)
+        if self._ciphertext_hash is not None:
+            self._ciphertext_hash.update(emitted)
         self._ciphertext_size += len(emitted)
 
 
@@ -227,7 +240,7 @@ def encrypt_file(
         for piece in encryptor._finish():
             sink(piece)
     except BaseException:
-        encryptor._abandon()
+        encryptor.abandon()
         raise
     return encryptor.digests()
 
@@ -589,11 +602,13 @@ _BACKGROUND_HASH_MIN = 64 * 1024
 
 
 class _BackgroundSha256:
-    """SHA-256 whose large updates run on one worker thread, in order.
+    """SHA-256 whose large updates run on one worker thread, in order, at most one update behind.
 
-    hashlib releases the GIL on large buffers, so hashing the ciphertext there overlaps the caller's
-    plaintext hashing and encryption: two SHA-256 passes cost about one on a multi-core station.
-    Callers pass only bytes they will not mutate (sealed segments are fresh ``bytes``).
+    hashlib releases the GIL on large buffers, so hashing there overlaps the caller's encryption (and
+    the other hash): the plaintext and ciphertext SHA-256 cost about one pass of wall time on a
+    multi-core station. Only immutable data goes to the worker (fresh ``bytes`` read from the file,
+    sealed segments); a buffer the caller may reuse is hashed before ``update`` returns. A worker's
+    failure is raised by the next call.
     """
 
     def __init__(self) -> None:
@@ -601,9 +616,9 @@ class _BackgroundSha256:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: _Bytes, *, immutable: bool = True) -> None:
         self._wait()
-        if len(data) < _BACKGROUND_HASH_MIN:
+        if not immutable or len(data) < _BACKGROUND_HASH_MIN:
             self._hash.update(data)
             return
         if self._pool is None:

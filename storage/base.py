@@ -54,6 +54,14 @@ class ObjectUpload(Protocol):
     key: str
 
     @property
+    def checksum_is_sha256(self) -> bool:
+        """True when ``expected_checksum`` (and the committed version's checksum) is the hex SHA-256 of
+        exactly the bytes given to ``write``, in order, taken by the store as it writes them (the local
+        store). The vault then takes the ciphertext's SHA-256 from the store instead of hashing the
+        same bytes a second time (docs/storage.md §2.2)."""
+        ...
+
+    @property
     def bytes_written(self) -> int: ...
 
     @property

@@ -41,6 +41,7 @@ from evidence.errors import (
     StorageError,
 )
 from storage.base import IncompleteUpload, ObjectInfo, Retention
+from storage.file_writer import BackgroundFileWriter, write_all
 from storage.rules import (
     iso_utc,
     refuse_if_locked,
@@ -95,20 +96,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _write_file_atomically(path: Path, content: bytes, mode: int = 0o644) -> None:
     """Write ``content`` to ``path`` so readers see the old file or the whole new one, never a part."""
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            _write_all(fd, content)
+            write_all(fd, content)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -156,7 +150,11 @@ def _retention_from_record(record: dict[str, str] | None) -> Retention | None:
 
 
 class LocalUpload:
-    """One streaming write into the staging area; bytes go straight to disk, never held in memory."""
+    """One streaming write into the staging area. Bytes are written and hashed on a thread of the
+    upload's own (``storage.file_writer``), a few chunks behind the caller: memory stays bounded."""
+
+    checksum_is_sha256 = True
+    """The checksum is the SHA-256 of the bytes written, taken as they are written (docs/storage.md §2.2)."""
 
     def __init__(
         self,
@@ -172,13 +170,14 @@ class LocalUpload:
         self._retention = retention
         self._content_type = content_type
         self._if_absent = if_absent
-        self._hash = hashlib.sha256()
         self._size = 0
+        self._sha256: str | None = None
         self._finished = False
         self.upload_id = secrets.token_hex(16)
         self._part_path = store.uploads_dir / f"{self.upload_id}.part"
         self._record_path = store.uploads_dir / f"{self.upload_id}.json"
         self._fd: int | None = None
+        self._writer: BackgroundFileWriter | None = None
         with store.staging_errors(f"starting an upload of {key}"):
             # The record goes first: a crash after it leaves something list_incomplete_uploads finds.
             _write_file_atomically(
@@ -187,6 +186,7 @@ class LocalUpload:
             )
             try:
                 self._fd = os.open(self._part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                self._writer = BackgroundFileWriter(self._fd)
             except BaseException:
                 with suppress(OSError):
                     self._record_path.unlink()
@@ -198,22 +198,35 @@ class LocalUpload:
 
     @property
     def expected_checksum(self) -> str:
-        return self._hash.hexdigest()
+        if self._sha256 is not None:
+            return self._sha256
+        if self._writer is None:
+            return hashlib.sha256().hexdigest()
+        return self._writer.sha256()
 
     def write(self, data: bytes) -> None:
-        fd = self._open_fd()
+        self._open_fd()
+        assert self._writer is not None
         try:
-            _write_all(fd, data)
-        except OSError as err:
+            # the writer reads the chunk later, on its thread: it must be bytes no one can change
+            self._writer.write(data if isinstance(data, bytes) else bytes(data))
+        except OSError as err:  # an earlier chunk's write failed on the writer's thread
             self.abort()
             raise _describe_os_error(err, f"writing {self.key}", self._store.root) from err
-        self._hash.update(data)
         self._size += len(data)
 
     def commit(self) -> ObjectInfo:
         fd = self._open_fd()
+        assert self._writer is not None
         try:
             with _os_errors(f"storing {self.key}", self._store.root):
+                # every chunk written (or the first write error raised) before the one fsync that
+                # makes the bytes durable; the version is published only after it
+                self._sha256 = self._writer.finish()
+                if self._writer.bytes_written != self._size:
+                    raise IntegrityError(
+                        f"{self.key}: {self._writer.bytes_written} bytes written of the {self._size} sent"
+                    )
                 os.fsync(fd)
                 # Stored versions are read-only files: a stray write by another program fails loudly.
                 os.fchmod(fd, 0o444)
@@ -223,7 +236,7 @@ class LocalUpload:
                     upload_id=self.upload_id,
                     key=self.key,
                     size=self._size,
-                    sha256=self._hash.hexdigest(),
+                    sha256=self._sha256,
                     retention=self._retention,
                     content_type=self._content_type,
                     if_absent=self._if_absent,
@@ -236,6 +249,8 @@ class LocalUpload:
 
     def abort(self) -> None:
         self._finished = True
+        if self._writer is not None:
+            self._writer.close()  # before the descriptor closes: the thread may still be writing to it
         if self._fd is not None:
             with suppress(OSError):
                 os.close(self._fd)
@@ -333,7 +348,7 @@ class LocalStore:
                 try:
                     fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                     try:
-                        _write_all(fd, data)
+                        write_all(fd, data)
                         os.fsync(fd)
                     finally:
                         os.close(fd)

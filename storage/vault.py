@@ -245,7 +245,14 @@ class Vault:
         # journaled before the store hears of it: a kill at any later point leaves a row to recover
         self._note("upload_started", content_key)
         upload = self.store.begin_upload(content_key, retention=retention)
-        encryptor = stream.StreamEncryptor(data_key, segment_size=self.settings.segment_size)
+        # The ciphertext's SHA-256 is taken once. A store that hashes what it writes, as it writes it
+        # (the local store), gives it: the encryptor hashing the same bytes too would compare one
+        # computation on the same buffers with itself, proving nothing about the disk (docs/storage.md
+        # §2.2). Elsewhere (S3: checksums per part) the encryptor hashes what it emits.
+        store_hashes = upload.checksum_is_sha256
+        encryptor = stream.StreamEncryptor(
+            data_key, segment_size=self.settings.segment_size, hash_ciphertext=not store_hashes
+        )
         try:
             while chunk := source.read(READ_SIZE):
                 upload.write(encryptor.update(chunk))
@@ -260,6 +267,7 @@ class Vault:
                 return self._existing(item_id, digests.plaintext_sha256, digests.plaintext_size)
             content_info = upload.commit()
         except BaseException as failure:
+            encryptor.abandon()  # its hashing threads stop here, not when it is collected
             # When the store failed (or the process is being stopped) its state is not known here: a
             # request whose answer was lost may have created a multipart upload or completed the
             # object. Such an upload stays open in the journal; the next run's recovery aborts what
@@ -274,7 +282,10 @@ class Vault:
         written = [content_key]
         committed = [content_info]
         try:
-            content = _stored(content_info, digests.ciphertext_sha256, expected_size=digests.ciphertext_size)
+            ciphertext_sha256 = digests.ciphertext_sha256 or content_info.checksum
+            if ciphertext_sha256 is None:
+                raise IntegrityError(f"{content_key}: the store gave no checksum of the bytes it stored")
+            content = _stored(content_info, ciphertext_sha256, expected_size=digests.ciphertext_size)
 
             thumb = None
             if thumbnail is not None:

@@ -245,6 +245,10 @@ class _KillingUpload:
         self.key = upload.key
 
     @property
+    def checksum_is_sha256(self) -> bool:
+        return self._upload.checksum_is_sha256
+
+    @property
     def bytes_written(self) -> int:
         return self._upload.bytes_written
 

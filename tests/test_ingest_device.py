@@ -14,6 +14,7 @@ import pytest
 from evidence.errors import AccessDenied, ConfigError, IntegrityError, LockedError
 from evidence.layout import OBJECTS_PREFIX
 from evidence.media import extract_media_info
+from flows.fixity import check_item
 from flows.keys import init_keys, station_bundle
 from storage.vault import Provenance, Vault
 from tests.factories import make_device, make_jpeg, make_mp4, random_file
@@ -155,6 +156,36 @@ def test_encryption_applied_on_s3_too(s3_station: Station, tmp_path: Path) -> No
     assert (
         read_back(s3_station, str(big.evidence_id), tmp_path / "big.out") == (device / "big.bin").read_bytes()
     )
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_manifest_records_the_sha256_of_the_stored_bytes(
+    store: str, station: Station, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The ciphertext SHA-256 is taken once: by the local store as it writes (its checksum), by the
+    encryptor for S3. Either way the manifest's figure, which keyless fixity checks compare with, is
+    the SHA-256 of exactly the stored object, and a fixity check finds a stored byte changed later."""
+    used = station if store == "local" else request.getfixturevalue("s3_station")
+    device = tmp_path / "BWC-TEST01"
+    random_file(device / "big.bin", 3 * 1024 * 1024 + 5, seed=9)  # several 1 MiB segments
+    (outcome,) = used.ingest(device).by_status("ingested")
+    evidence_id = str(outcome.evidence_id)
+    content = used.vault.manifest(evidence_id).content
+
+    stored = b"".join(used.vault.store.get(content.key, version_id=content.version_id))
+    assert content.sha256 == hashlib.sha256(stored).hexdigest()
+    assert content.size == len(stored)
+    assert check_item(used.vault, evidence_id).result == "ok"
+    if store == "local":
+        assert content.checksum == content.sha256  # one computation, recorded as both
+        data_file = next(used.vault.store.root.rglob(f"{content.version_id}.data"))  # type: ignore[attr-defined]
+        data_file.chmod(0o644)
+        with data_file.open("r+b") as handle:
+            handle.seek(len(stored) // 2)
+            handle.write(bytes([stored[len(stored) // 2] ^ 1]))
+        checked = check_item(used.vault, evidence_id)
+        assert checked.result == "failed"
+        assert "stored bytes do not match the SHA-256 recorded at ingest" in str(checked.problem)
 
 
 def test_plaintext_check_passes_over_delete_markers(s3_station: Station, tmp_path: Path) -> None:

@@ -173,6 +173,10 @@ def test_part_boundaries_read_back_equal(store: ObjectStore, size: int) -> None:
     assert _read(store, "objects/ab/edge") == data
     assert store.head("objects/ab/edge").size == size
     assert store.head("objects/ab/edge").checksum == upload.expected_checksum
+    # The vault records such a checksum as the ciphertext's SHA-256: it must be exactly that.
+    if upload.checksum_is_sha256:
+        assert upload.expected_checksum == hashlib.sha256(data).hexdigest()
+    assert upload.checksum_is_sha256 == (not isinstance(store, S3Store))
     if isinstance(store, S3Store):
         # An object of exactly one part goes up in one put; one byte more needs a multipart upload.
         assert (upload.upload_id is not None) == (size > PART)
@@ -483,13 +487,40 @@ def test_local_disk_full_while_writing(local: LocalStore, monkeypatch: pytest.Mo
 
     with monkeypatch.context() as patch:
         patch.setattr(os, "write", full)
+        # written on the upload's writer thread: the failure is raised by this write or the next call
         with pytest.raises(StorageError, match="no space left"):
             upload.write(b"b" * 1000)
+            upload.commit()
 
     assert _files_under(local.uploads_dir) == []
     assert _object_files(local) == []
     assert not local.exists("objects/ab/full")
     assert list(local.list_incomplete_uploads("")) == []
+
+
+def test_local_upload_stores_what_was_written_even_if_the_caller_reuses_its_buffer(
+    local: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bytes are written on the upload's own thread, later: a buffer the caller refills meanwhile
+    # must not change what is stored, nor the checksum recorded for it.
+    upload = local.begin_upload("objects/ab/reused", retention=None)
+    refilled = threading.Event()
+    real_write = os.write
+
+    def write_once_refilled(fd: int, data: bytes) -> int:
+        refilled.wait(timeout=30)  # the writer thread writes only after the caller changed its buffer
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_once_refilled)
+    buffer = bytearray(b"first" * 100_000)
+    upload.write(buffer)  # type: ignore[arg-type]  # a caller that passes a mutable buffer anyway
+    buffer[:] = b"other" * 100_000
+    refilled.set()
+    upload.write(b"tail")
+    info = upload.commit()
+
+    assert _read(local, "objects/ab/reused") == b"first" * 100_000 + b"tail"
+    assert info.checksum == hashlib.sha256(b"first" * 100_000 + b"tail").hexdigest()
 
 
 def test_local_disk_full_while_committing(local: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:

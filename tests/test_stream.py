@@ -8,6 +8,7 @@ import itertools
 import os
 import random
 import struct
+import threading
 import tracemalloc
 from collections.abc import Iterator
 
@@ -107,6 +108,72 @@ def test_encrypt_file_streams_the_same_format(plaintext: bytes, read_size: int) 
     assert digests.ciphertext_size == len(ciphertext)
     assert digests.plaintext_sha256 == hashlib.sha256(plaintext).hexdigest()
     assert digests.plaintext_size == len(plaintext)
+
+
+def test_without_the_ciphertext_hash_the_stream_and_plaintext_digest_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # For a sink that hashes every byte it is given (the local store): the same stream, one pass fewer.
+    plaintext = os.urandom(2 * 1024 * 1024 + 5)
+    monkeypatch.setattr(stream.secrets, "token_bytes", lambda n: b"s" * n)  # one salt: the same bytes
+    hashed = stream.StreamEncryptor(KEY, segment_size=SEGMENT)
+    unhashed = stream.StreamEncryptor(KEY, segment_size=SEGMENT, hash_ciphertext=False)
+    with_hash = hashed.update(plaintext) + hashed.finalize()
+    without_hash = unhashed.update(plaintext) + unhashed.finalize()
+
+    assert without_hash == with_hash
+    assert decrypt(without_hash) == plaintext
+    assert unhashed.digests() == stream.StreamDigests(
+        plaintext_sha256=hashlib.sha256(plaintext).hexdigest(),
+        plaintext_size=len(plaintext),
+        ciphertext_sha256=None,
+        ciphertext_size=len(with_hash),
+    )
+    assert hashed.digests().ciphertext_sha256 == hashlib.sha256(with_hash).hexdigest()
+
+
+def _hashing_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("stream-sha256")]
+
+
+def test_a_reused_buffer_is_hashed_before_update_returns() -> None:
+    # The plaintext is hashed on a worker only when it is bytes; a buffer the caller refills after
+    # update() must be hashed as it was, so it never goes to the worker.
+    encryptor = stream.StreamEncryptor(KEY, segment_size=SEGMENT)
+    threads_before = set(_hashing_threads())
+    buffer = bytearray(b"a" * 200_000)
+    ciphertext = encryptor.update(buffer)
+    assert set(_hashing_threads()) == threads_before  # no worker (4 KiB segments: none for them either)
+    buffer[:] = b"b" * 200_000
+    ciphertext += encryptor.update(buffer) + encryptor.finalize()
+
+    expected = b"a" * 200_000 + b"b" * 200_000
+    assert encryptor.digests().plaintext_sha256 == hashlib.sha256(expected).hexdigest()
+    assert decrypt(ciphertext) == expected
+
+
+def test_a_failure_on_the_hashing_thread_is_raised_to_the_caller() -> None:
+    class BrokenHash:
+        def update(self, data: bytes) -> None:
+            raise MemoryError("hash state lost")
+
+    hasher = stream._BackgroundSha256()
+    hasher._hash = BrokenHash()  # type: ignore[assignment]
+    hasher.update(b"x" * (1024 * 1024))  # goes to the worker, which fails there
+    with pytest.raises(MemoryError, match="hash state lost"):
+        hasher.hexdigest()
+    hasher.close()
+    assert _hashing_threads() == []
+
+
+def test_abandoning_a_stream_stops_its_hashing_threads() -> None:
+    encryptor = stream.StreamEncryptor(KEY)
+    encryptor.update(os.urandom(3 * 1024 * 1024))  # both hashes now have a worker thread
+    assert _hashing_threads()
+    encryptor.abandon()
+    assert _hashing_threads() == []
+    with pytest.raises(InvalidInput, match="already finalized"):
+        encryptor.update(b"more")
 
 
 def test_large_segments_hash_in_background_and_still_match() -> None:
