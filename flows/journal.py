@@ -149,7 +149,12 @@ class IngestJournal:
         self._set(key, "committed", flushed=False)
 
     def upload_settled(self, key: str) -> None:
-        self._set(key, "settled")
+        """Only a change is written: a duplicate's objects are settled every time the item is found
+        stored (a re-dock finds every file so), and rewriting the same row cost a flush each time."""
+        with self._lock:
+            row = self._db.execute("select state from uploads where key = ?", (key,)).fetchone()
+        if row is not None and row[0] != "settled":
+            self._set(key, "settled")
         with self._lock:
             self._in_flight.discard(key)
 
