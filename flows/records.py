@@ -133,7 +133,7 @@ def note_item(vault: Vault, catalog: Catalog | None, manifest: Manifest) -> bool
         events = vault.custody.events(manifest.evidence_id)
         # a duplicate (every file of a re-dock) is usually indexed already, chain and all: asking
         # costs a fraction of writing it again
-        if catalog.custody_lengths([manifest.evidence_id]).get(manifest.evidence_id) == len(events):
+        if catalog.has_indexed(manifest.evidence_id, len(events)):
             return True
         catalog.record_item(manifest, events)
     except Exception:

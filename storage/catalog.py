@@ -391,6 +391,18 @@ class Catalog:
 
     # -- questions ------------------------------------------------------------------------------
 
+    def has_indexed(self, evidence_id: str, chain_length: int) -> bool:
+        """Whether the item's row is here and its chain as far as ``chain_length`` events: then
+        recording it again would change nothing."""
+        stmt = (
+            sa.select(chains_table.c.length)
+            .join(items_table, items_table.c.evidence_id == chains_table.c.evidence_id)
+            .where(chains_table.c.evidence_id == evidence_id)
+        )
+        with self._translated_errors(), self._engine.connect() as conn:
+            length = conn.execute(stmt).scalar()
+        return length is not None and int(length) == chain_length
+
     def custody_lengths(self, evidence_ids: Iterable[str]) -> dict[str, int]:
         """How many custody events the catalog has seen per item: a chain found shorter than this
         lost events off its end (``docs/custody.md`` §5). Items the catalog never saw are absent."""

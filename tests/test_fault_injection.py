@@ -488,9 +488,10 @@ class FillingDisk:
         self.refusals = 0
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import storage.file_writer
         import storage.local
 
-        write_all = storage.local._write_all
+        write_all = storage.file_writer.write_all
 
         def filling(fd: int, data: bytes | memoryview) -> None:
             if len(data) > self.free:
@@ -501,7 +502,9 @@ class FillingDisk:
             self.free -= len(data)
             write_all(fd, data)
 
-        monkeypatch.setattr(storage.local, "_write_all", filling)
+        # every write of the local store: small objects directly, an upload's chunks on its writer thread
+        monkeypatch.setattr(storage.local, "write_all", filling)
+        monkeypatch.setattr(storage.file_writer, "write_all", filling)
 
 
 def _disk_device(path: Path) -> Path:

@@ -16,8 +16,15 @@ import pytest
 from storage.file_writer import BackgroundFileWriter
 
 
-def _writer_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "local-upload-writer"]
+def _writer_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "local-upload-writer"}
+
+
+@pytest.fixture
+def other_writers() -> set[threading.Thread]:
+    """Writer threads alive before the test: uploads other tests in this process left open on
+    purpose (a run 'killed' mid-upload never aborts it). Only the test's own writer must be gone."""
+    return _writer_threads()
 
 
 @pytest.fixture
@@ -27,7 +34,9 @@ def fd(tmp_path: Path) -> Iterator[int]:
     os.close(descriptor)
 
 
-def test_chunks_are_written_and_hashed_in_the_order_given(tmp_path: Path, fd: int) -> None:
+def test_chunks_are_written_and_hashed_in_the_order_given(
+    tmp_path: Path, fd: int, other_writers: set[threading.Thread]
+) -> None:
     rng = random.Random(7)
     chunks = [rng.randbytes(rng.randrange(0, 70_000)) for _ in range(200)]
     writer = BackgroundFileWriter(fd, depth=2, writeback_step=64 * 1024)
@@ -38,7 +47,7 @@ def test_chunks_are_written_and_hashed_in_the_order_given(tmp_path: Path, fd: in
     assert writer.finish() == hashlib.sha256(everything).hexdigest()
     assert (tmp_path / "staged.part").read_bytes() == everything
     assert writer.bytes_written == len(everything)
-    assert _writer_threads() == []
+    assert _writer_threads() - other_writers == set()
 
 
 def test_the_hash_so_far_counts_every_chunk_queued_before_asking(fd: int) -> None:
@@ -51,7 +60,7 @@ def test_the_hash_so_far_counts_every_chunk_queued_before_asking(fd: int) -> Non
 
 
 def test_a_write_error_on_the_writer_thread_is_raised_to_the_caller(
-    tmp_path: Path, fd: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fd: int, monkeypatch: pytest.MonkeyPatch, other_writers: set[threading.Thread]
 ) -> None:
     real_write = os.write
     calls = 0
@@ -71,17 +80,19 @@ def test_a_write_error_on_the_writer_thread_is_raised_to_the_caller(
         writer.finish()
 
     writer.close()  # what an abort does after the error: no second raise, the thread is gone
-    assert _writer_threads() == []
+    assert _writer_threads() - other_writers == set()
     # nothing queued after the failed chunk was written: the file holds the first two chunks only
     assert (tmp_path / "staged.part").read_bytes() == b"\x00" * 1000 + b"\x01" * 1000
 
 
-def test_close_stops_the_thread_and_later_writes_are_refused(fd: int) -> None:
+def test_close_stops_the_thread_and_later_writes_are_refused(
+    fd: int, other_writers: set[threading.Thread]
+) -> None:
     writer = BackgroundFileWriter(fd)
     writer.write(b"x" * 10)
     writer.close()
     writer.close()
-    assert _writer_threads() == []
+    assert _writer_threads() - other_writers == set()
     with pytest.raises(ValueError, match="finished or closed"):
         writer.write(b"y")
 
