@@ -330,10 +330,9 @@ def device_files(device: Path) -> list[Path]:
 
 
 def warm_page_cache(paths: Sequence[Path]) -> None:
-    for path in paths:
-        with path.open("rb", buffering=0) as source:
-            while source.read(8 * MiB):
-                pass
+    from bench.small_photos import warm_page_cache as read_whole
+
+    read_whole(paths)
 
 
 # -- the results --------------------------------------------------------------------------------------
