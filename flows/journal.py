@@ -152,10 +152,11 @@ class IngestJournal:
         """Only a change is written: a duplicate's objects are settled every time the item is found
         stored (a re-dock finds every file so), and rewriting the same row cost a flush each time."""
         with self._lock:
-            row = self._db.execute("select state from uploads where key = ?", (key,)).fetchone()
-        if row is not None and row[0] != "settled":
-            self._set(key, "settled")
-        with self._lock:
+            self._db.execute(
+                "update uploads set state = 'settled', updated_at = ?, owner = ? "
+                "where key = ? and state != 'settled'",
+                (datetime.now(UTC).isoformat(), self._owner, key),
+            )
             self._in_flight.discard(key)
 
     def upload_abandoned(self, key: str) -> None:
